@@ -1,0 +1,27 @@
+# Two commands set everything up on a fresh machine (Python >= 3.11 on PATH as python3):
+#   make demo   creates .venv, installs counterscan, runs the demo on the bundled data
+#   make test   creates .venv, installs counterscan with its dev tools, runs ruff, mypy and pytest
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+.PHONY: install demo test lint
+install: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	rm -rf .counterscan-demo
+	$(BIN)/counterscan --home .counterscan-demo demo
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q

@@ -1,0 +1,3 @@
+from counterscan.cli import app
+
+app(prog_name="counterscan")

@@ -1,0 +1,305 @@
+"""The command line: a thin mirror of the library. Errors become one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from counterscan import assets as asset_registry
+from counterscan import report, review
+from counterscan.config import Settings
+from counterscan.demo import demo_data_dir, run_demo
+from counterscan.errors import CounterscanError, UserError
+from counterscan.ingest import ingest as run_ingest
+from counterscan.ingest import open_source
+from counterscan.matchers import decode_limits, image_matchers, listing_matchers
+from counterscan.records import Suspect
+from counterscan.scan import run_scan
+from counterscan.store import BlobStore, Store
+
+
+class _ErrorsToExitCodes(TyperGroup):
+    """Every expected failure becomes ``error: ...`` on stderr and the error's exit code."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CounterscanError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+
+
+app = typer.Typer(cls=_ErrorsToExitCodes, no_args_is_help=True, add_completion=False, help=__doc__)
+members_app = typer.Typer(no_args_is_help=True, help="Alliance members (brand owners).")
+brands_app = typer.Typer(no_args_is_help=True, help="Brands and their profiles.")
+assets_app = typer.Typer(no_args_is_help=True, help="Reference assets: logos and official product photos.")
+review_app = typer.Typer(no_args_is_help=True, help="The analysts' review queue.")
+quarantine_app = typer.Typer(no_args_is_help=True, help="Records that could not be ingested.")
+app.add_typer(members_app, name="members")
+app.add_typer(brands_app, name="brands")
+app.add_typer(assets_app, name="assets")
+app.add_typer(review_app, name="review")
+app.add_typer(quarantine_app, name="quarantine")
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    db: Annotated[str | None, typer.Option(help="Database URL (default: SQLite file under --home).")] = None,
+    home: Annotated[Path | None, typer.Option(help="Working folder (default ./.counterscan).")] = None,
+) -> None:
+    """counterscan: find counterfeit marketplace listings that re-use brands' logos and photos."""
+    ctx.obj = Settings.load(home=home, db_url=db)
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings = ctx.find_root().obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+@contextmanager
+def _store(ctx: typer.Context) -> Iterator[tuple[Settings, Store, BlobStore]]:
+    settings = _settings(ctx)
+    store = Store.open(settings.database_url)
+    try:
+        yield settings, store, BlobStore(settings.blob_dir)
+    finally:
+        store.close()
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str], widths: dict[str, int] | None = None) -> str:
+    limits = widths or {}
+
+    def cell(value: Any, column: str) -> str:
+        text = "" if value is None else str(value)
+        limit = limits.get(column)
+        return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+    cells = [[cell(row.get(column), column) for column in columns] for row in rows]
+    sizes = [max([len(column)] + [len(line[i]) for line in cells]) for i, column in enumerate(columns)]
+    lines = ["  ".join(column.ljust(sizes[i]) for i, column in enumerate(columns)).rstrip()]
+    lines += ["  ".join(value.ljust(sizes[i]) for i, value in enumerate(line)).rstrip() for line in cells]
+    return "\n".join(lines)
+
+
+@app.command()
+def init(ctx: typer.Context) -> None:
+    """Create the working folder and the database schema."""
+    with _store(ctx) as (settings, _, blobs):
+        blobs.root.mkdir(parents=True, exist_ok=True)
+        typer.echo(f"ready: {settings.database_url}")
+
+
+@members_app.command("add")
+def members_add(ctx: typer.Context, name: str) -> None:
+    """Add an alliance member and print its API key (shown only this once)."""
+    with _store(ctx) as (_, store, _blobs):
+        created = asset_registry.add_member(store, name)
+    typer.echo(f"member {created.member.name} added; API key (store it now, it is not shown again):")
+    typer.echo(created.api_key)
+
+
+@members_app.command("list")
+def members_list(ctx: typer.Context) -> None:
+    """List members."""
+    with _store(ctx) as (_, store, _blobs):
+        typer.echo(_table([asdict(member) for member in store.members()], ("member_id", "name", "role")))
+
+
+@brands_app.command("add")
+def brands_add(
+    ctx: typer.Context,
+    name: str,
+    member: Annotated[str, typer.Option(help="The member that owns the brand.")],
+    keyword: Annotated[list[str] | None, typer.Option(help="A trademark word to look for; repeatable.")] = None,
+    msrp: Annotated[float | None, typer.Option(help="Manufacturer's suggested retail price.")] = None,
+    currency: Annotated[str | None, typer.Option(help="ISO 4217 currency of --msrp.")] = None,
+    authorised_seller: Annotated[list[str] | None, typer.Option(help="A seller id never flagged; repeatable.")] = None,
+) -> None:
+    """Register a brand."""
+    with _store(ctx) as (_, store, _blobs):
+        brand = asset_registry.add_brand(
+            store,
+            name,
+            member=member,
+            keywords=keyword or [],
+            msrp=msrp,
+            currency=currency,
+            authorised_sellers=authorised_seller or [],
+        )
+    typer.echo(f"brand {brand.name} added (id {brand.brand_id}, member {brand.member})")
+
+
+@brands_app.command("list")
+def brands_list(ctx: typer.Context) -> None:
+    """List brands."""
+    with _store(ctx) as (_, store, _blobs):
+        rows = [asdict(brand) | {"keywords": ", ".join(brand.keywords)} for brand in store.brands()]
+    typer.echo(_table(rows, ("brand_id", "name", "member", "keywords", "msrp", "currency")))
+
+
+@assets_app.command("add")
+def assets_add(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Image files (JPEG, PNG, WebP, GIF, BMP, TIFF, SVG) or folders.")],
+    brand: Annotated[str, typer.Option(help="The brand the assets belong to.")],
+    kind: Annotated[str, typer.Option(help="logo (matched inside photos) or product (official photo).")] = "logo",
+) -> None:
+    """Upload reference assets; identical content is stored once."""
+    with _store(ctx) as (settings, store, blobs):
+        matchers = image_matchers(settings)
+        result = asset_registry.add_assets(
+            store, blobs, decode_limits(settings), matchers, brand=brand, kind=kind, paths=paths  # type: ignore[arg-type]
+        )
+    for asset in result.added:
+        typer.echo(f"added asset {asset.asset_id}: {asset.original_name} ({asset.width}x{asset.height})")
+    for asset in result.already_present:
+        typer.echo(f"already present as asset {asset.asset_id}: {asset.original_name}")
+    for path, reason in result.rejected:
+        typer.echo(f"rejected {path}: {reason}", err=True)
+    if result.rejected and not (result.added or result.already_present):
+        raise typer.Exit(3)
+
+
+@assets_app.command("list")
+def assets_list(
+    ctx: typer.Context,
+    brand: Annotated[str | None, typer.Option(help="Only this brand's assets.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """List reference assets."""
+    with _store(ctx) as (_, store, _blobs):
+        rows = [asdict(asset) for asset in store.assets(brand)]
+    _emit(rows, fmt, ("asset_id", "brand", "kind", "original_name", "width", "height", "sha256"), {"sha256": 12})
+
+
+def _emit(rows: list[dict[str, Any]], fmt: str, columns: Sequence[str], widths: dict[str, int] | None = None) -> None:
+    if fmt == "json":
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
+    elif fmt == "csv":
+        typer.echo(report.render_csv_rows(rows, columns), nl=False)
+    elif fmt == "table":
+        typer.echo(_table(rows, columns, widths))
+    else:
+        raise UserError(f"unknown format {fmt!r}")
+
+
+@app.command("ingest")
+def ingest_command(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="A feed file (.csv, .jsonl).")],
+    name: Annotated[str | None, typer.Option(help="Source name (default: the file's stem).")] = None,
+) -> None:
+    """Ingest listings from a feed; bad records go to the quarantine, the rest land."""
+    with _store(ctx) as (settings, store, blobs):
+        feed = open_source(source, name=name)
+        summary = run_ingest(store, blobs, decode_limits(settings), feed)
+        problems = store.quarantined(feed.name)[-(summary.quarantined + summary.images_failed) :] if (
+            summary.quarantined or summary.images_failed
+        ) else []
+    for entry in problems:
+        typer.echo(f"quarantined {entry.source}: {entry.record}: {entry.reason}", err=True)
+    typer.echo(summary.line())
+
+
+@app.command()
+def scan(
+    ctx: typer.Context,
+    rescan_all: Annotated[bool, typer.Option("--all", help="Re-scan every listing, not only new ones.")] = False,
+) -> None:
+    """Match new listings against every brand's assets and score them."""
+    with _store(ctx) as (settings, store, blobs):
+        summary = run_scan(store, blobs, image_matchers(settings), listing_matchers(settings), rescan_all=rescan_all)
+    typer.echo(summary.line())
+
+
+SUSPECT_COLUMNS = ("rank", "listing_id", "score", "brand", "matcher", "reason", "title", "price", "status")
+
+
+def _suspect_rows(suspects: Sequence[Suspect]) -> list[dict[str, Any]]:
+    return [report.suspect_row(suspect) for suspect in suspects]
+
+
+@review_app.command("list")
+def review_list(
+    ctx: typer.Context,
+    limit: Annotated[int | None, typer.Option(help="Show at most this many.")] = None,
+    min_score: Annotated[float, typer.Option(help="Hide suspects scored below this.")] = 0.0,
+    fmt: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
+) -> None:
+    """Suspects, best first, with the strongest reason."""
+    with _store(ctx) as (_, store, _blobs):
+        suspects = review.queue(store, limit=limit, min_score=min_score)
+    columns = report.CSV_COLUMNS if fmt != "table" else SUSPECT_COLUMNS
+    _emit(_suspect_rows(suspects), fmt, columns, {"reason": 70, "title": 40})
+
+
+@review_app.command("decide")
+def review_decide(
+    ctx: typer.Context,
+    listing_id: Annotated[str, typer.Argument(help="LISTING_ID, or SOURCE/LISTING_ID if ambiguous.")],
+    verdict: Annotated[str, typer.Option(help="counterfeit, legit or unsure.")],
+    note: Annotated[str | None, typer.Option(help="Why.")] = None,
+) -> None:
+    """Record an analyst's verdict on a listing."""
+    with _store(ctx) as (_, store, _blobs):
+        review.decide(store, listing_id, verdict=verdict, note=note, analyst=review.current_analyst())
+    typer.echo(f"{listing_id}: {verdict}")
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", help="csv or json.")],
+    out: Annotated[Path, typer.Option(help="File to write.")],
+) -> None:
+    """Export the ranked suspects for takedown tools."""
+    with _store(ctx) as (_, store, _blobs):
+        suspects = review.queue(store)
+    report.export(suspects, fmt=fmt, out=out)
+    typer.echo(f"wrote {len(suspects)} suspects to {out}")
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    ctx: typer.Context,
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """Records and images that could not be ingested, with the reason."""
+    with _store(ctx) as (_, store, _blobs):
+        rows = [asdict(entry) for entry in store.quarantined(source)]
+    _emit(rows, fmt, ("entry_id", "source", "record", "reason", "created_at"))
+
+
+@app.command()
+def demo(ctx: typer.Context) -> None:
+    """Register the demo brands, ingest the demo feed, scan it and show the review queue."""
+    with _store(ctx) as (settings, store, blobs):
+        result = run_demo(
+            store, blobs, decode_limits(settings), image_matchers(settings), listing_matchers(settings), demo_data_dir()
+        )
+        quarantined = store.quarantined("demo-market")
+    typer.echo(result.ingest.line())
+    for entry in quarantined:
+        typer.echo(f"  quarantined {entry.record}: {entry.reason}")
+    typer.echo(result.scan.line())
+    typer.echo("")
+    suspects = [suspect for suspect in result.ranking if suspect.score > 0]
+    typer.echo(_table(_suspect_rows(suspects), SUSPECT_COLUMNS, {"reason": 70, "title": 40}))
+    typer.echo("")
+    planted = sum(1 for truth in result.truth.values() if truth == "reuse")
+    clean = sum(1 for truth in result.truth.values() if truth == "clean")
+    if result.planted_above_clean():
+        typer.echo(f"check: all {planted} planted re-uses rank above all {clean} clean listings")
+    else:
+        typer.echo(f"check FAILED: some of the {planted} planted re-uses rank below a clean listing", err=True)
+        raise typer.Exit(1)

@@ -1,0 +1,87 @@
+"""One Settings object, built from flags, environment (COUNTERSCAN_*) and an optional TOML file."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from counterscan.errors import UserError
+
+DEFAULT_HOME = Path(".counterscan")
+CONFIG_FILE_NAME = "config.toml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs to know; passed down explicitly, never read from globals."""
+
+    home: Path = DEFAULT_HOME
+    db_url: str | None = None
+    # Guards on every decoded image: bytes read and pixels decoded.
+    max_image_bytes: int = 25 * 1024 * 1024
+    max_image_pixels: int = 60_000_000
+    # pHash Hamming distance (of 64 bits) at or under which two images are the same picture.
+    # Chosen from measured distributions, see docs/matching.md.
+    phash_max_distance: int = 10
+
+    @property
+    def database_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{(self.home / 'counterscan.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.home / "blobs"
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        home: Path | None = None,
+        db_url: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Flags beat environment, environment beats ``HOME/config.toml``, which beats defaults."""
+        env = os.environ if environ is None else environ
+        resolved_home = home or Path(env.get("COUNTERSCAN_HOME", str(DEFAULT_HOME)))
+        settings = cls(home=resolved_home)
+        settings = settings._apply(_read_toml(resolved_home / CONFIG_FILE_NAME), origin="config.toml")
+        env_values = {
+            f.name: env[f"COUNTERSCAN_{f.name.upper()}"]
+            for f in fields(cls)
+            if f.name != "home" and f"COUNTERSCAN_{f.name.upper()}" in env
+        }
+        if "COUNTERSCAN_DB" in env:
+            env_values["db_url"] = env["COUNTERSCAN_DB"]
+        settings = settings._apply(env_values, origin="environment")
+        if db_url:
+            settings = replace(settings, db_url=db_url)
+        return settings
+
+    def _apply(self, values: Mapping[str, Any], *, origin: str) -> Settings:
+        known = {f.name: f for f in fields(self)}
+        changes: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in known or key == "home":
+                raise UserError(f"{origin}: unknown setting {key!r}")
+            current = getattr(self, key)
+            try:
+                changes[key] = type(current)(value) if current is not None else str(value)
+            except (TypeError, ValueError) as exc:
+                raise UserError(f"{origin}: setting {key!r} has a bad value {value!r}") from exc
+        return replace(self, **changes)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML: {exc}") from exc

@@ -1,0 +1,91 @@
+"""The bundled demo: register demo brands and assets, ingest the demo feed, scan, rank."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from counterscan.assets import add_assets, add_brand, add_member
+from counterscan.errors import NotFoundError, UserError
+from counterscan.imaging import DecodeLimits
+from counterscan.ingest import IngestSummary, ingest, open_source
+from counterscan.ingest.base import FeedListing
+from counterscan.matchers import ImageMatcher, ListingMatcher
+from counterscan.records import Suspect
+from counterscan.scan import ScanSummary, run_scan
+from counterscan.store import BlobStore, Store
+
+DEMO_MEMBER = "demo-alliance"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    ingest: IngestSummary
+    scan: ScanSummary
+    ranking: tuple[Suspect, ...]
+    """Every scanned listing of the demo feed, best first (clean ones included)."""
+    truth: dict[str, str]
+    """demo_truth per listing id: reuse, text or clean."""
+
+    def planted_above_clean(self) -> bool:
+        """Whether every planted re-use outranks every clean listing."""
+        ranks = {suspect.listing_id: suspect.rank for suspect in self.ranking}
+        planted = [ranks[i] for i, truth in self.truth.items() if truth == "reuse" and i in ranks]
+        clean = [ranks[i] for i, truth in self.truth.items() if truth == "clean" and i in ranks]
+        return len(planted) == sum(1 for truth in self.truth.values() if truth == "reuse") and (
+            not clean or max(planted, default=0) < min(clean)
+        )
+
+
+def demo_data_dir() -> Path:
+    """The demo set: packaged with the wheel, or ``data/demo`` in a source checkout."""
+    packaged = Path(str(resources.files("counterscan"))) / "demo_data"
+    if packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parents[2] / "data" / "demo"
+    if checkout.is_dir():
+        return checkout
+    raise UserError("demo data not found (expected data/demo in the source tree)")
+
+
+def run_demo(
+    store: Store,
+    blobs: BlobStore,
+    limits: DecodeLimits,
+    image_matchers: list[ImageMatcher],
+    listing_matchers: list[ListingMatcher],
+    data_dir: Path,
+) -> DemoResult:
+    manifest = tomllib.loads((data_dir / "brands.toml").read_text(encoding="utf-8"))
+    try:
+        store.member(DEMO_MEMBER)
+    except NotFoundError:
+        add_member(store, DEMO_MEMBER)
+    for entry in manifest["brand"]:
+        known = {brand.name for brand in store.brands()}
+        if entry["name"] not in known:
+            add_brand(
+                store,
+                entry["name"],
+                member=DEMO_MEMBER,
+                keywords=entry.get("keywords", []),
+                msrp=entry.get("msrp"),
+                currency=entry.get("currency"),
+                authorised_sellers=entry.get("authorised_sellers", []),
+            )
+        for kind in ("logo", "product"):
+            paths = [data_dir / path for path in entry.get(f"{kind}s", [])]
+            if paths:
+                add_assets(store, blobs, limits, image_matchers, brand=entry["name"], kind=kind, paths=paths)
+    source = open_source(str(data_dir / "listings" / "listings.csv"), name="demo-market")
+    ingested = ingest(store, blobs, limits, source)
+    scanned = run_scan(store, blobs, image_matchers, listing_matchers)
+    truth = {
+        item.listing.listing_id: str(item.listing.attributes.get("demo_truth", ""))
+        for item in source.read(None)
+        if isinstance(item, FeedListing)
+    }
+    ranking = tuple(suspect for suspect in store.suspects(include_clean=True) if suspect.source == source.name)
+    return DemoResult(ingest=ingested, scan=scanned, ranking=ranking, truth=truth)

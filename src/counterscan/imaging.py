@@ -1,0 +1,163 @@
+"""The one safe decode path shared by assets and listings.
+
+Every image the product looks at comes through :func:`decode`: byte and pixel caps are
+checked from the header before any pixel is decoded (decompression bombs), JPEGs are
+decoded at reduced scale when the caller needs only a small picture (draft mode is the
+single biggest speed-up for hashing), EXIF orientation is applied, and alpha is
+flattened onto white so that a transparent logo and the same logo on a white product
+page look alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from counterscan.errors import ImageDecodeError, ImageTooLargeError
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+OutputMode = Literal["RGB", "L"]
+
+# pHash works on a 32x32 thumbnail; a JPEG drafted to at least 128 px keeps it within about
+# one bit of a full decode (measured, see DESIGN.md) at about twice the speed.
+HASH_DRAFT_SIZE = (128, 128)
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    max_bytes: int
+    max_pixels: int
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What is known about an accepted image without keeping its pixels."""
+
+    sha256: str
+    format: str
+    width: int
+    height: int
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_capped(path: Path, max_bytes: int) -> bytes:
+    """Read a file, refusing one larger than ``max_bytes`` without reading it all."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ImageTooLargeError(f"file is {size} bytes, over the cap of {max_bytes}", source=str(path))
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except FileNotFoundError as exc:
+        raise ImageDecodeError("file not found", source=str(path)) from exc
+    except IsADirectoryError as exc:
+        raise ImageDecodeError("is a folder, not an image file", source=str(path)) from exc
+    except PermissionError as exc:
+        raise ImageDecodeError("permission denied", source=str(path)) from exc
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(f"file is over the cap of {max_bytes} bytes", source=str(path))
+    return data
+
+
+def _open_header(data: bytes, limits: DecodeLimits, source: str | None) -> Image.Image:
+    if not data:
+        raise ImageDecodeError("empty file", source=source)
+    if len(data) > limits.max_bytes:
+        raise ImageTooLargeError(f"{len(data)} bytes, over the cap of {limits.max_bytes}", source=source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(f"decompression bomb refused ({exc})", source=source) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError(
+            "not a recognised image (accepted: " + ", ".join(ALLOWED_FORMATS) + ")", source=source
+        ) from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageDecodeError(f"unreadable image header ({exc})", source=source) from exc
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError(f"invalid dimensions {width}x{height}", source=source)
+    if width * height > limits.max_pixels:
+        raise ImageTooLargeError(
+            f"{width}x{height} pixels, over the cap of {limits.max_pixels} (decompression bomb guard)",
+            source=source,
+        )
+    return image
+
+
+def inspect(data: bytes, limits: DecodeLimits, *, source: str | None = None) -> ImageInfo:
+    """Validate ``data`` fully (header, caps and a complete decode) and describe it."""
+    image, image_format = _decode(data, limits, draft_size=None, mode="RGB", source=source)
+    return ImageInfo(sha256=sha256_hex(data), format=image_format, width=image.width, height=image.height)
+
+
+def decode(
+    data: bytes,
+    limits: DecodeLimits,
+    *,
+    draft_size: tuple[int, int] | None = None,
+    mode: OutputMode = "RGB",
+    source: str | None = None,
+) -> Image.Image:
+    """Decode ``data`` into an upright ``mode`` image with no alpha.
+
+    ``draft_size`` lets a JPEG decoder skip detail: the result is at least that big (or the
+    original size if smaller) on both axes, never smaller.
+    """
+    return _decode(data, limits, draft_size=draft_size, mode=mode, source=source)[0]
+
+
+def _decode(
+    data: bytes,
+    limits: DecodeLimits,
+    *,
+    draft_size: tuple[int, int] | None,
+    mode: OutputMode,
+    source: str | None,
+) -> tuple[Image.Image, str]:
+    image = _open_header(data, limits, source)
+    if draft_size is not None and image.format == "JPEG":
+        image.draft(mode, draft_size)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(f"corrupt or truncated {image.format} data ({exc})", source=source) from exc
+    return _normalise(upright if upright is not None else image, mode), str(image.format)
+
+
+def _normalise(image: Image.Image, mode: OutputMode) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        image = _to_8bit(image)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        canvas.alpha_composite(rgba)
+        image = canvas
+    if image.mode != mode:
+        image = image.convert(mode)
+    return image
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    values = np.asarray(image, dtype=np.float64)
+    low, high = float(values.min()), float(values.max())
+    span = high - low or 1.0
+    return Image.fromarray(((values - low) * (255.0 / span)).astype(np.uint8), mode="L")

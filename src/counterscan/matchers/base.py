@@ -1,0 +1,38 @@
+"""The matcher interfaces (after python-threatexchange's SignalType)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from counterscan.records import AssetSignal, Brand, Evidence, Listing
+
+
+class ImageMatcher(Protocol):
+    """Compares listing images with brand assets through a serialisable signal."""
+
+    name: str
+
+    def encode(self, data: bytes, *, source: str | None = None) -> bytes:
+        """The signal of one listing image (raises ImageError on bad input)."""
+        ...
+
+    def encode_asset(self, data: bytes, *, source: str | None = None) -> list[tuple[str, bytes]]:
+        """Signals of an asset: (variant name, signal) pairs, the original first."""
+        ...
+
+    def build_index(self, signals: Sequence[AssetSignal]) -> Any:
+        ...
+
+    def query(self, index: Any, signals: Sequence[tuple[str, bytes]]) -> list[list[Evidence]]:
+        """Evidence for each (image sha256, signal) pair, best first per image."""
+        ...
+
+
+class ListingMatcher(Protocol):
+    """Looks at a listing's words and numbers against brand profiles."""
+
+    name: str
+
+    def match(self, listing: Listing, brands: Sequence[Brand]) -> list[Evidence]:
+        ...

@@ -1,0 +1,172 @@
+"""Frozen records passed between the library's parts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+AssetKind = Literal["logo", "product"]
+ASSET_KINDS: tuple[AssetKind, ...] = ("logo", "product")
+
+VerdictLabel = Literal["counterfeit", "legit", "unsure"]
+VERDICTS: tuple[VerdictLabel, ...] = ("counterfeit", "legit", "unsure")
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One marketplace listing as read from a feed."""
+
+    source: str
+    listing_id: str
+    title: str = ""
+    description: str = ""
+    price: float | None = None
+    currency: str | None = None
+    seller_id: str | None = None
+    seller_name: str | None = None
+    url: str | None = None
+    marketplace: str | None = None
+    observed_at: str | None = None
+    image_refs: tuple[str, ...] = ()
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A feed record that could not become a listing; it goes to the quarantine."""
+
+    source: str
+    record: str
+    reason: str
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Member:
+    member_id: int
+    name: str
+    role: str
+
+
+@dataclass(frozen=True)
+class Brand:
+    brand_id: int
+    name: str
+    member: str
+    keywords: tuple[str, ...] = ()
+    msrp: float | None = None
+    currency: str | None = None
+    authorised_sellers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Asset:
+    asset_id: int
+    brand: str
+    kind: AssetKind
+    sha256: str
+    original_name: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class AssetSignal:
+    """A matcher's encoding of one asset, ready to be indexed."""
+
+    asset_id: int
+    brand_id: int
+    brand: str
+    signal: bytes
+    variant: str = "original"
+
+
+@dataclass(frozen=True)
+class ListingImage:
+    listing_pk: int
+    position: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Why a listing looks like a brand's: one matcher's finding."""
+
+    matcher: str
+    brand_id: int
+    brand: str
+    score: float
+    reason: str
+    asset_id: int | None = None
+    image_sha256: str | None = None
+    distance: float | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """One row of the review queue: a scored listing and its strongest evidence."""
+
+    rank: int
+    listing_pk: int
+    source: str
+    listing_id: str
+    score: float
+    brand: str | None
+    asset_id: int | None
+    matcher: str | None
+    reason: str | None
+    title: str
+    price: float | None
+    currency: str | None
+    url: str | None
+    status: str
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    entry_id: int
+    source: str
+    record: str
+    reason: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    """What became of one image reference of a listing at ingestion."""
+
+    ref: str
+    sha256: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestedListing:
+    listing: Listing
+    images: tuple[ImageOutcome, ...] = ()
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+@dataclass(frozen=True)
+class ListingToScan:
+    listing_pk: int
+    listing: Listing
+    image_sha256s: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    listing_pk: int
+    score: float
+    brand_id: int | None
+    evidence: tuple[Evidence, ...]
+    best: int | None
+    """Index into ``evidence`` of the strongest finding, shown first in the queue."""

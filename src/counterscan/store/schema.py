@@ -1,0 +1,193 @@
+"""Tables (SQLAlchemy Core) and the ordered list of migrations that build them."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+TS = sa.DateTime(timezone=True)
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", TS, nullable=False),
+)
+
+members = sa.Table(
+    "members",
+    metadata,
+    sa.Column("member_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("key_hash", sa.String(128), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+brands = sa.Table(
+    "brands",
+    metadata,
+    sa.Column("brand_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("name_key", sa.String(200), nullable=False, unique=True),
+    sa.Column("member_id", sa.Integer, sa.ForeignKey("members.member_id"), nullable=False),
+    sa.Column("keywords", sa.JSON, nullable=False),
+    sa.Column("msrp", sa.Float, nullable=True),
+    sa.Column("currency", sa.String(3), nullable=True),
+    sa.Column("authorised_sellers", sa.JSON, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+assets = sa.Table(
+    "assets",
+    metadata,
+    sa.Column("asset_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("brand_id", sa.Integer, sa.ForeignKey("brands.brand_id"), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("original_name", sa.String(500), nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("removed_at", TS, nullable=True),
+    sa.UniqueConstraint("brand_id", "sha256", name="uq_assets_brand_content"),
+)
+
+asset_signals = sa.Table(
+    "asset_signals",
+    metadata,
+    sa.Column("asset_id", sa.Integer, sa.ForeignKey("assets.asset_id"), primary_key=True),
+    sa.Column("matcher", sa.String(40), primary_key=True),
+    sa.Column("variant", sa.String(40), primary_key=True),
+    sa.Column("signal", sa.LargeBinary, nullable=False),
+)
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("location", sa.Text, nullable=False),
+    sa.Column("checkpoint", sa.JSON, nullable=True),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+listings = sa.Table(
+    "listings",
+    metadata,
+    sa.Column("listing_pk", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("listing_id", sa.String(200), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("price", sa.Float, nullable=True),
+    sa.Column("currency", sa.String(3), nullable=True),
+    sa.Column("seller_id", sa.String(200), nullable=True),
+    sa.Column("seller_name", sa.String(500), nullable=True),
+    sa.Column("url", sa.Text, nullable=True),
+    sa.Column("marketplace", sa.String(200), nullable=True),
+    sa.Column("observed_at", sa.String(40), nullable=True),
+    sa.Column("attributes", sa.JSON, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("ingested_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Column("scanned_at", TS, nullable=True),
+    sa.UniqueConstraint("source", "listing_id", name="uq_listings_source_id"),
+)
+
+listing_versions = sa.Table(
+    "listing_versions",
+    metadata,
+    sa.Column("listing_pk", sa.Integer, sa.ForeignKey("listings.listing_pk"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("price", sa.Float, nullable=True),
+    sa.Column("currency", sa.String(3), nullable=True),
+    sa.Column("observed_at", sa.String(40), nullable=True),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("recorded_at", TS, nullable=False),
+)
+
+listing_images = sa.Table(
+    "listing_images",
+    metadata,
+    sa.Column("listing_pk", sa.Integer, sa.ForeignKey("listings.listing_pk"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("ref", sa.Text, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+image_signals = sa.Table(
+    "image_signals",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("matcher", sa.String(40), primary_key=True),
+    sa.Column("signal", sa.LargeBinary, nullable=False),
+)
+
+scans = sa.Table(
+    "scans",
+    metadata,
+    sa.Column("scan_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("finished_at", TS, nullable=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("listings_scanned", sa.Integer, nullable=False),
+)
+
+evidence = sa.Table(
+    "evidence",
+    metadata,
+    sa.Column("evidence_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("listing_pk", sa.Integer, sa.ForeignKey("listings.listing_pk"), nullable=False, index=True),
+    sa.Column("scan_id", sa.Integer, sa.ForeignKey("scans.scan_id"), nullable=False),
+    sa.Column("matcher", sa.String(40), nullable=False),
+    sa.Column("brand_id", sa.Integer, sa.ForeignKey("brands.brand_id"), nullable=False),
+    sa.Column("asset_id", sa.Integer, sa.ForeignKey("assets.asset_id"), nullable=True),
+    sa.Column("image_sha256", sa.String(64), nullable=True),
+    sa.Column("distance", sa.Float, nullable=True),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+)
+
+scores = sa.Table(
+    "scores",
+    metadata,
+    sa.Column("listing_pk", sa.Integer, sa.ForeignKey("listings.listing_pk"), primary_key=True),
+    sa.Column("score", sa.Float, nullable=False, index=True),
+    sa.Column("brand_id", sa.Integer, sa.ForeignKey("brands.brand_id"), nullable=True),
+    sa.Column("best_evidence_id", sa.Integer, nullable=True),
+    sa.Column("scorer", sa.String(40), nullable=False),
+    sa.Column("scan_id", sa.Integer, sa.ForeignKey("scans.scan_id"), nullable=False),
+    sa.Column("scored_at", TS, nullable=False),
+)
+
+verdicts = sa.Table(
+    "verdicts",
+    metadata,
+    sa.Column("verdict_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("listing_pk", sa.Integer, sa.ForeignKey("listings.listing_pk"), nullable=False, index=True),
+    sa.Column("verdict", sa.String(20), nullable=False),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Column("analyst", sa.String(200), nullable=False),
+    sa.Column("decided_at", TS, nullable=False),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("entry_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("record", sa.String(500), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("raw", sa.JSON, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("resolved_at", TS, nullable=True),
+)
+
+LATEST_VERSION = 1
+"""Version 1 creates every table above. A later change adds a step to ``migrations.py``."""
