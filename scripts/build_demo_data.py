@@ -109,31 +109,137 @@ def main() -> None:
     nike_logo_flat.paste(nike_logo, mask=nike_logo)
     rows = [
         # planted re-uses of official assets
-        ("m-1001", "Running shoes men size 42 NEW", 39.0, "shoe-deals", jpeg(half(nike[0]), images / "m-1001.jpg", 60), "reuse"),
-        ("m-1002", "Sport sneakers, fast shipping", 45.0, "bestprice88", jpeg(crop(nike[1], .05, .05, .05, .05), images / "m-1002.jpg", 40), "reuse"),
-        ("m-1003", "Trainers unisex", 52.5, "bestprice88", jpeg(ImageOps.mirror(half(adidas[0])), images / "m-1003.jpg", 70), "reuse"),
-        ("m-1004", "Classic suede low top", 29.99, "kicks4less", jpeg(crop(half(puma[0]), .1, 0, 0, 0), images / "m-1004.jpg", 50), "reuse"),
-        ("m-1005", "Performance running shoe", 61.0, "shoe-deals", jpeg(crop(adidas[1], 0, .08, .08, 0), images / "m-1005.jpg", 45), "reuse"),
-        ("m-1006", "Sticker pack sports logo", 4.5, "stickerz", jpeg(half(nike_logo_flat), images / "m-1006.jpg", 75), "reuse"),
+        (
+            "m-1001",
+            "Running shoes men size 42 NEW",
+            39.0,
+            "shoe-deals",
+            jpeg(half(nike[0]), images / "m-1001.jpg", 60),
+            "reuse",
+        ),
+        (
+            "m-1002",
+            "Sport sneakers, fast shipping",
+            45.0,
+            "bestprice88",
+            jpeg(crop(nike[1], 0.05, 0.05, 0.05, 0.05), images / "m-1002.jpg", 40),
+            "reuse",
+        ),
+        (
+            "m-1003",
+            "Trainers unisex",
+            52.5,
+            "bestprice88",
+            jpeg(ImageOps.mirror(half(adidas[0])), images / "m-1003.jpg", 70),
+            "reuse",
+        ),
+        (
+            "m-1004",
+            "Classic suede low top",
+            29.99,
+            "kicks4less",
+            jpeg(crop(half(puma[0]), 0.1, 0, 0, 0), images / "m-1004.jpg", 50),
+            "reuse",
+        ),
+        (
+            "m-1005",
+            "Performance running shoe",
+            61.0,
+            "shoe-deals",
+            jpeg(crop(adidas[1], 0, 0.08, 0.08, 0), images / "m-1005.jpg", 45),
+            "reuse",
+        ),
+        (
+            "m-1006",
+            "Sticker pack sports logo",
+            4.5,
+            "stickerz",
+            jpeg(half(nike_logo_flat), images / "m-1006.jpg", 75),
+            "reuse",
+        ),
         # what only words give away (the text matcher's evidence; weaker than a copied photo)
-        ("m-2001", "Nike Air Max replica 1:1 mirror quality", 35.0, "kicks4less", jpeg(photo("gravel"), images / "m-2001.jpg"), "text"),
+        (
+            "m-2001",
+            "Nike Air Max replica 1:1 mirror quality",
+            35.0,
+            "kicks4less",
+            jpeg(photo("gravel"), images / "m-2001.jpg"),
+            "text",
+        ),
         # a genuine listing by the brand's authorised seller, re-using its own photo
-        ("m-3001", "Nike official store: Air Max", 120.0, "official-store", jpeg(nike[0], images / "m-3001.jpg"), "clean"),
+        (
+            "m-3001",
+            "Nike official store: Air Max",
+            120.0,
+            "official-store",
+            jpeg(nike[0], images / "m-3001.jpg"),
+            "clean",
+        ),
     ]
     for number, name in enumerate(CLEAN_PHOTOS, start=1):
-        rows.append((f"m-4{number:03d}", f"Second-hand item #{number}, good condition", 10.0 + number, f"seller-{number}", jpeg(photo(name), images / f"m-4{number:03d}.jpg"), "clean"))
+        rows.append(
+            (
+                f"m-4{number:03d}",
+                f"Second-hand item #{number}, good condition",
+                10.0 + number,
+                f"seller-{number}",
+                jpeg(photo(name), images / f"m-4{number:03d}.jpg"),
+                "clean",
+            )
+        )
 
     with (out / "listings" / "listings.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["listing_id", "title", "description", "price", "currency", "seller_id", "url", "marketplace", "image_paths", "demo_truth"])
+        writer.writerow(
+            [
+                "listing_id",
+                "title",
+                "description",
+                "price",
+                "currency",
+                "seller_id",
+                "url",
+                "marketplace",
+                "image_paths",
+                "demo_truth",
+            ]
+        )
         for listing_id, title, price, seller, image, truth in rows:
-            writer.writerow([listing_id, title, "", price, "USD", seller, f"https://market.example/item/{listing_id}", "demo-market", f"images/{image}", truth])
+            writer.writerow(
+                [
+                    listing_id,
+                    title,
+                    "",
+                    price,
+                    "USD",
+                    seller,
+                    f"https://market.example/item/{listing_id}",
+                    "demo-market",
+                    f"images/{image}",
+                    truth,
+                ]
+            )
         # Bad records, quarantined by ingestion while the rest land:
-        writer.writerow(["m-9001", "Price is not a number", "", "cheap!", "USD", "seller-x", "", "demo-market", "", "clean"])
+        writer.writerow(
+            ["m-9001", "Price is not a number", "", "cheap!", "USD", "seller-x", "", "demo-market", "", "clean"]
+        )
         writer.writerow(["", "Row without a listing id", "", "10", "USD", "seller-x", "", "demo-market", "", "clean"])
     (images / "m-9002.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
     with (out / "listings" / "listings.csv").open("a", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerow(["m-9002", "Listing whose photo is corrupt", "", "12", "USD", "seller-y", "", "demo-market", "images/m-9002.jpg", "clean"])
+        csv.writer(handle).writerow(
+            [
+                "m-9002",
+                "Listing whose photo is corrupt",
+                "",
+                "12",
+                "USD",
+                "seller-y",
+                "",
+                "demo-market",
+                "images/m-9002.jpg",
+                "clean",
+            ]
+        )
     (out / "README.md").write_text(
         "# Demo data\n\nBuilt by `scripts/build_demo_data.py`. Logos: simple-icons (CC0; the marks remain "
         "trademarks of their owners). Photos: scikit-image sample images (CC0 / public domain). "

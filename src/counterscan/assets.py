@@ -79,6 +79,13 @@ def add_brand(
     )
 
 
+def _asset_kind(kind: str) -> AssetKind:
+    for known in ASSET_KINDS:
+        if kind == known:
+            return known
+    raise UserError(f"unknown asset kind {kind!r} (one of {', '.join(ASSET_KINDS)})")
+
+
 def _files(paths: Iterable[Path]) -> Iterator[Path]:
     for path in paths:
         if path.is_dir():
@@ -89,8 +96,10 @@ def _files(paths: Iterable[Path]) -> Iterator[Path]:
 
 def is_svg(data: bytes) -> bool:
     head = data[:2048].lstrip().lower()
-    return head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head) or (
-        head.startswith(b"<!--") and b"<svg" in data[:8192].lower()
+    return (
+        head.startswith(b"<svg")
+        or (head.startswith(b"<?xml") and b"<svg" in head)
+        or (head.startswith(b"<!--") and b"<svg" in data[:8192].lower())
     )
 
 
@@ -112,12 +121,11 @@ def add_assets(
     matchers: Sequence[ImageMatcher],
     *,
     brand: str,
-    kind: AssetKind,
+    kind: str,
     paths: Sequence[Path],
 ) -> UploadReport:
     """Register every image file under ``paths``; each bad file is reported, the good ones land."""
-    if kind not in ASSET_KINDS:
-        raise UserError(f"unknown asset kind {kind!r} (one of {', '.join(ASSET_KINDS)})")
+    asset_kind = _asset_kind(kind)
     target = store.brand(brand)
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
@@ -137,7 +145,7 @@ def add_assets(
             continue
         blobs.put(data)
         asset, created = store.add_asset(
-            brand_id=target.brand_id, kind=kind, info=info, original_name=path.name, signals=signals
+            brand_id=target.brand_id, kind=asset_kind, info=info, original_name=path.name, signals=signals
         )
         (added if created else present).append(asset)
     return UploadReport(added=tuple(added), already_present=tuple(present), rejected=tuple(rejected))

@@ -28,7 +28,7 @@ from counterscan.store import BlobStore, Store
 class _ErrorsToExitCodes(TyperGroup):
     """Every expected failure becomes ``error: ...`` on stderr and the error's exit code."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context has no public name
         try:
             return super().invoke(ctx)
         except CounterscanError as exc:
@@ -157,7 +157,13 @@ def assets_add(
     with _store(ctx) as (settings, store, blobs):
         matchers = image_matchers(settings)
         result = asset_registry.add_assets(
-            store, blobs, decode_limits(settings), matchers, brand=brand, kind=kind, paths=paths  # type: ignore[arg-type]
+            store,
+            blobs,
+            decode_limits(settings),
+            matchers,
+            brand=brand,
+            kind=kind,
+            paths=paths,
         )
     for asset in result.added:
         typer.echo(f"added asset {asset.asset_id}: {asset.original_name} ({asset.width}x{asset.height})")
@@ -202,9 +208,11 @@ def ingest_command(
     with _store(ctx) as (settings, store, blobs):
         feed = open_source(source, name=name)
         summary = run_ingest(store, blobs, decode_limits(settings), feed)
-        problems = store.quarantined(feed.name)[-(summary.quarantined + summary.images_failed) :] if (
-            summary.quarantined or summary.images_failed
-        ) else []
+        problems = (
+            store.quarantined(feed.name)[-(summary.quarantined + summary.images_failed) :]
+            if (summary.quarantined or summary.images_failed)
+            else []
+        )
     for entry in problems:
         typer.echo(f"quarantined {entry.source}: {entry.record}: {entry.reason}", err=True)
     typer.echo(summary.line())

@@ -85,7 +85,7 @@ def _open_header(data: bytes, limits: DecodeLimits, source: str | None) -> Image
             "not a recognised image (accepted: " + ", ".join(ALLOWED_FORMATS) + ")", source=source
         ) from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageDecodeError(f"unreadable image header ({exc})", source=source) from exc
+        raise ImageDecodeError(f"truncated or unreadable image header ({exc})", source=source) from exc
     width, height = image.size
     if width <= 0 or height <= 0:
         raise ImageDecodeError(f"invalid dimensions {width}x{height}", source=source)
@@ -143,9 +143,7 @@ def _decode(
 def _normalise(image: Image.Image, mode: OutputMode) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         image = _to_8bit(image)
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        image.mode == "P" and "transparency" in image.info
-    )
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info)
     if has_alpha:
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -12,7 +12,19 @@ from typing import Any
 from counterscan.errors import UserError
 from counterscan.records import Suspect
 
-CSV_COLUMNS = ("rank", "listing_id", "score", "brand", "asset_id", "matcher", "reason", "title", "price", "url", "status")
+CSV_COLUMNS = (
+    "rank",
+    "listing_id",
+    "score",
+    "brand",
+    "asset_id",
+    "matcher",
+    "reason",
+    "title",
+    "price",
+    "url",
+    "status",
+)
 FORMATS = ("csv", "json")
 
 

@@ -24,6 +24,6 @@ def decide(store: Store, reference: str, *, verdict: str, note: str | None, anal
     if verdict not in VERDICTS:
         raise UserError(f"unknown verdict {verdict!r} (one of {', '.join(VERDICTS)})")
     listing_pk = store.find_listing(reference)
-    label: VerdictLabel = verdict  # type: ignore[assignment]  # checked against VERDICTS above
+    label: VerdictLabel = verdict  # checked against VERDICTS above
     store.record_verdict(listing_pk, verdict=label, note=note, analyst=analyst)
     return listing_pk

@@ -23,9 +23,8 @@ class ScanSummary:
     images_unreadable: int
 
     def line(self) -> str:
-        return (
-            f"scan {self.scan_id}: scanned {self.scanned} listings, {self.suspects} with evidence"
-            + (f", {self.images_unreadable} images unreadable" if self.images_unreadable else "")
+        return f"scan {self.scan_id}: scanned {self.scanned} listings, {self.suspects} with evidence" + (
+            f", {self.images_unreadable} images unreadable" if self.images_unreadable else ""
         )
 
 
@@ -44,7 +43,9 @@ def run_scan(
     rescan_all: bool = False,
 ) -> ScanSummary:
     brands = store.brands()
-    prepared = [_PreparedMatcher(matcher, matcher.build_index(store.asset_signals(matcher.name))) for matcher in image_matchers]
+    prepared = [
+        _PreparedMatcher(matcher, matcher.build_index(store.asset_signals(matcher.name))) for matcher in image_matchers
+    ]
     todo = store.listings_to_scan(rescan_all=rescan_all)
     scan_id = store.start_scan()
     suspects = unreadable = 0

@@ -41,8 +41,7 @@ class Source(Protocol):
     name: str
     location: str
 
-    def read(self, checkpoint: Mapping[str, Any] | None) -> Iterator[FeedListing | Rejected]:
-        ...
+    def read(self, checkpoint: Mapping[str, Any] | None) -> Iterator[FeedListing | Rejected]: ...
 
 
 def split_refs(value: Any) -> tuple[str, ...]:
@@ -93,7 +92,9 @@ def parse_row(source: str, record: str, row: Mapping[str, Any], base_dir: Path |
     if currency is not None:
         currency = currency.upper()
         if not CURRENCY.match(currency):
-            return Rejected(source=source, record=label, reason=f"currency {currency!r} is not an ISO 4217 code", raw=raw)
+            return Rejected(
+                source=source, record=label, reason=f"currency {currency!r} is not an ISO 4217 code", raw=raw
+            )
     refs = split_refs(row.get("image_paths")) + split_refs(row.get("image_urls"))
     attributes = {
         str(key): value

@@ -12,7 +12,8 @@ from counterscan.errors import DataError, UserError
 from counterscan.ingest.base import FeedListing, parse_row
 from counterscan.records import Rejected
 
-_MISSING = object()
+_MISSING = "\x00missing"
+"""Filled in for fields a short CSV row lacks; cannot occur in decoded CSV text."""
 
 
 class CsvSource:
@@ -56,7 +57,9 @@ class JsonlSource:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    yield Rejected(self.name, record, f"not valid JSON ({exc.msg} at column {exc.colno})", {"line": line[:2000]})
+                    yield Rejected(
+                        self.name, record, f"not valid JSON ({exc.msg} at column {exc.colno})", {"line": line[:2000]}
+                    )
                     continue
                 if not isinstance(row, dict):
                     yield Rejected(self.name, record, "line is JSON but not an object", {"line": line[:2000]})

@@ -21,8 +21,7 @@ class ImageMatcher(Protocol):
         """Signals of an asset: (variant name, signal) pairs, the original first."""
         ...
 
-    def build_index(self, signals: Sequence[AssetSignal]) -> Any:
-        ...
+    def build_index(self, signals: Sequence[AssetSignal]) -> Any: ...
 
     def query(self, index: Any, signals: Sequence[tuple[str, bytes]]) -> list[list[Evidence]]:
         """Evidence for each (image sha256, signal) pair, best first per image."""
@@ -34,5 +33,4 @@ class ListingMatcher(Protocol):
 
     name: str
 
-    def match(self, listing: Listing, brands: Sequence[Brand]) -> list[Evidence]:
-        ...
+    def match(self, listing: Listing, brands: Sequence[Brand]) -> list[Evidence]: ...

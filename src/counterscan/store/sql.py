@@ -73,7 +73,9 @@ class Store:
                 sa.event.listen(engine, "connect", _sqlite_pragmas)
             migrate(engine)
         except sa.exc.OperationalError as exc:
-            raise ExternalError(f"cannot open database {parsed.render_as_string(hide_password=True)}: {exc.orig}") from exc
+            raise ExternalError(
+                f"cannot open database {parsed.render_as_string(hide_password=True)}: {exc.orig}"
+            ) from exc
         except sa.exc.ArgumentError as exc:
             raise UserError(f"bad database URL {url!r}: {exc}") from exc
         return cls(engine)
@@ -93,10 +95,10 @@ class Store:
         with self.engine.begin() as conn:
             if conn.execute(sa.select(t.members.c.member_id).where(t.members.c.name == name)).first():
                 raise UserError(f"member {name!r} already exists")
-            member_id = conn.execute(
-                sa.insert(t.members).values(name=name, role=role, key_hash=key_hash, created_at=_now())
-            ).inserted_primary_key
-        return Member(member_id=int(member_id[0]), name=name, role=role)
+            member_id = _new_id(
+                conn.execute(sa.insert(t.members).values(name=name, role=role, key_hash=key_hash, created_at=_now()))
+            )
+        return Member(member_id=member_id, name=name, role=role)
 
     def member(self, name: str) -> Member:
         with self.engine.connect() as conn:
@@ -173,23 +175,23 @@ class Store:
         """Register an asset; identical content already on the brand is returned unchanged."""
         with self.engine.begin() as conn:
             existing = conn.execute(
-                sa.select(t.assets.c.asset_id).where(
-                    t.assets.c.brand_id == brand_id, t.assets.c.sha256 == info.sha256
-                )
+                sa.select(t.assets.c.asset_id).where(t.assets.c.brand_id == brand_id, t.assets.c.sha256 == info.sha256)
             ).first()
             if existing is not None:
                 return self._asset(conn, existing.asset_id), False
-            asset_id = conn.execute(
-                sa.insert(t.assets).values(
-                    brand_id=brand_id,
-                    kind=kind,
-                    sha256=info.sha256,
-                    original_name=original_name,
-                    width=info.width,
-                    height=info.height,
-                    created_at=_now(),
+            asset_id = _new_id(
+                conn.execute(
+                    sa.insert(t.assets).values(
+                        brand_id=brand_id,
+                        kind=kind,
+                        sha256=info.sha256,
+                        original_name=original_name,
+                        width=info.width,
+                        height=info.height,
+                        created_at=_now(),
+                    )
                 )
-            ).inserted_primary_key[0]
+            )
             rows = [
                 {"asset_id": asset_id, "matcher": matcher, "variant": variant, "signal": signal}
                 for matcher, variants in signals.items()
@@ -197,7 +199,7 @@ class Store:
             ]
             if rows:
                 conn.execute(sa.insert(t.asset_signals), rows)
-            return self._asset(conn, int(asset_id)), True
+            return self._asset(conn, asset_id), True
 
     def _asset(self, conn: sa.Connection, asset_id: int) -> Asset:
         row = conn.execute(self._asset_query().where(t.assets.c.asset_id == asset_id)).one()
@@ -260,8 +262,9 @@ class Store:
         existing: dict[tuple[str, str], Any] = {}
         for source, ids in by_source.items():
             rows = conn.execute(
-                sa.select(t.listings.c.listing_pk, t.listings.c.listing_id, t.listings.c.content_hash, t.listings.c.version)
-                .where(t.listings.c.source == source, t.listings.c.listing_id.in_(ids))
+                sa.select(
+                    t.listings.c.listing_pk, t.listings.c.listing_id, t.listings.c.content_hash, t.listings.c.version
+                ).where(t.listings.c.source == source, t.listings.c.listing_id.in_(ids))
             )
             existing.update({(source, row.listing_id): row for row in rows})
 
@@ -288,7 +291,10 @@ class Store:
         if inserts:
             result = conn.execute(
                 sa.insert(t.listings).returning(t.listings.c.listing_pk, sort_by_parameter_order=True),
-                [_listing_row(item.listing, content_hash, 1, now) | {"ingested_at": now} for item, content_hash in inserts],
+                [
+                    _listing_row(item.listing, content_hash, 1, now) | {"ingested_at": now}
+                    for item, content_hash in inserts
+                ],
             )
             for (item, content_hash), pk in zip(inserts, result.scalars().all(), strict=True):
                 version_rows.append(_version_row(pk, 1, item.listing, content_hash, now))
@@ -373,10 +379,9 @@ class Store:
 
     def start_scan(self) -> int:
         with self.engine.begin() as conn:
-            key = conn.execute(
-                sa.insert(t.scans).values(started_at=_now(), status="running", listings_scanned=0)
-            ).inserted_primary_key
-        return int(key[0])
+            return _new_id(
+                conn.execute(sa.insert(t.scans).values(started_at=_now(), status="running", listings_scanned=0))
+            )
 
     def finish_scan(self, scan_id: int, *, status: str, listings_scanned: int) -> None:
         with self.engine.begin() as conn:
@@ -401,7 +406,9 @@ class Store:
                 ):
                     images.setdefault(image.listing_pk, []).append(image.sha256)
         return [
-            ListingToScan(listing_pk=row.listing_pk, listing=_listing(row), image_sha256s=tuple(images.get(row.listing_pk, ())))
+            ListingToScan(
+                listing_pk=row.listing_pk, listing=_listing(row), image_sha256s=tuple(images.get(row.listing_pk, ()))
+            )
             for row in rows
         ]
 
@@ -421,7 +428,7 @@ class Store:
         if not signals:
             return
         with self.engine.begin() as conn:
-            known = set()
+            known: set[str] = set()
             for chunk in _chunks(list(signals)):
                 known.update(
                     conn.execute(
@@ -449,24 +456,28 @@ class Store:
                 for result in chunk:
                     best_id = None
                     if result.evidence:
-                        ids = conn.execute(
-                            sa.insert(t.evidence).returning(t.evidence.c.evidence_id, sort_by_parameter_order=True),
-                            [
-                                {
-                                    "listing_pk": result.listing_pk,
-                                    "scan_id": scan_id,
-                                    "matcher": item.matcher,
-                                    "brand_id": item.brand_id,
-                                    "asset_id": item.asset_id,
-                                    "image_sha256": item.image_sha256,
-                                    "distance": item.distance,
-                                    "score": item.score,
-                                    "reason": item.reason,
-                                    "details": dict(item.details),
-                                }
-                                for item in result.evidence
-                            ],
-                        ).scalars().all()
+                        ids = (
+                            conn.execute(
+                                sa.insert(t.evidence).returning(t.evidence.c.evidence_id, sort_by_parameter_order=True),
+                                [
+                                    {
+                                        "listing_pk": result.listing_pk,
+                                        "scan_id": scan_id,
+                                        "matcher": item.matcher,
+                                        "brand_id": item.brand_id,
+                                        "asset_id": item.asset_id,
+                                        "image_sha256": item.image_sha256,
+                                        "distance": item.distance,
+                                        "score": item.score,
+                                        "reason": item.reason,
+                                        "details": dict(item.details),
+                                    }
+                                    for item in result.evidence
+                                ],
+                            )
+                            .scalars()
+                            .all()
+                        )
                         if result.best is not None:
                             best_id = ids[result.best]
                     conn.execute(
@@ -484,7 +495,9 @@ class Store:
 
     # -- review ----------------------------------------------------------------------------
 
-    def suspects(self, *, limit: int | None = None, min_score: float = 0.0, include_clean: bool = False) -> list[Suspect]:
+    def suspects(
+        self, *, limit: int | None = None, min_score: float = 0.0, include_clean: bool = False
+    ) -> list[Suspect]:
         latest = (
             sa.select(t.verdicts.c.listing_pk, sa.func.max(t.verdicts.c.verdict_id).label("verdict_id"))
             .group_by(t.verdicts.c.listing_pk)
@@ -513,8 +526,10 @@ class Store:
             .outerjoin(t.verdicts, t.verdicts.c.verdict_id == latest.c.verdict_id)
             .order_by(t.scores.c.score.desc(), t.listings.c.source, t.listings.c.listing_id)
         )
-        query = query.where(t.scores.c.score >= min_score) if include_clean else query.where(
-            t.scores.c.score > 0, t.scores.c.score >= min_score
+        query = (
+            query.where(t.scores.c.score >= min_score)
+            if include_clean
+            else query.where(t.scores.c.score > 0, t.scores.c.score >= min_score)
         )
         if limit is not None:
             query = query.limit(limit)
@@ -573,6 +588,12 @@ class Store:
                 .order_by(t.verdicts.c.verdict_id)
             ).all()
         return [(row.verdict, row.note, row.analyst) for row in rows]
+
+
+def _new_id(result: sa.CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    assert key is not None, "INSERT returned no primary key"
+    return int(key[0])
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
