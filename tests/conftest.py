@@ -140,15 +140,24 @@ class Cli:
         self.home = home
         self.db_url = db_url
         self.runner = CliRunner()
+        self.env: dict[str, str] = {}
+        """Environment for every call, e.g. COUNTERSCAN_API_KEY after ``add_member``."""
 
     def __call__(self, *args: str, expect: int = 0, env: dict[str, str] | None = None) -> CliResult:
         prefix = ["--home", str(self.home)] + (["--db", self.db_url] if self.db_url else [])
-        result = self.runner.invoke(app, [*prefix, *args], env=env)
+        result = self.runner.invoke(app, [*prefix, *args], env={**self.env, **(env or {})})
         outcome = CliResult(result.exit_code, result.stdout, result.stderr)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise AssertionError(f"counterscan {' '.join(args)} raised {result.exception!r}\n{outcome}")
         assert result.exit_code == expect, f"counterscan {' '.join(args)}: exit {result.exit_code}\n{outcome}"
         return outcome
+
+    def add_member(self, name: str, *, role: str = "member", use: bool = True) -> str:
+        """Add a member and return its API key; ``use`` makes it the key of later calls."""
+        key = self("members", "add", name, "--role", role).stdout.strip().splitlines()[-1]
+        if use:
+            self.env["COUNTERSCAN_API_KEY"] = key
+        return key
 
     def store(self) -> Store:
         return Store.open(Settings.load(home=self.home, db_url=self.db_url, environ={}).database_url)

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
-from counterscan.assets import hash_api_key
+from counterscan.members import hash_api_key
 from counterscan.store import schema as t
 from tests.conftest import REPO, Cli, jpeg_bytes
 
@@ -35,7 +35,7 @@ def rows(cli: Cli, table: sa.Table) -> list[sa.Row[tuple[object, ...]]]:
 
 @pytest.fixture
 def brand_ready(cli: Cli) -> Cli:
-    cli("members", "add", "acme-group")
+    cli.add_member("acme-group")
     cli(
         "brands",
         "add",
@@ -75,16 +75,20 @@ def test_members_add_prints_key_once_and_stores_only_its_hash(cli: Cli) -> None:
 
 def test_brands_add_records_profile(brand_ready: Cli) -> None:
     [brand] = rows(brand_ready, t.brands)
-    assert (brand.name, brand.keywords, brand.msrp, brand.currency) == ("Acme", ["Roadrunner"], 99.0, "USD")
+    assert (brand.name, brand.msrp, brand.currency) == ("Acme", 99.0, "USD")
+    [word] = [row for row in rows(brand_ready, t.assets) if row.kind == "text"]
+    assert word.original_name == "Roadrunner" and word.created_by == "acme-group"
     assert "Roadrunner" in brand_ready("brands", "list").stdout
 
 
 def test_brands_add_errors_are_one_line(cli: Cli) -> None:
-    result = cli("brands", "add", "Acme", "--member", "nobody", expect=2)
-    assert result.stderr.strip() == "error: unknown member 'nobody' (add it with `counterscan members add`)"
-    cli("members", "add", "m")
+    result = cli("brands", "add", "Acme", "--member", "nobody", "--key", "cs_x", expect=5)
+    assert result.stderr.strip() == "error: unknown member 'nobody' or wrong API key"
+    cli.add_member("m")
     cli("brands", "add", "Acme", "--member", "m")
     assert "already exists" in cli("brands", "add", "acme", "--member", "m", expect=2).stderr
+    no_key = cli("brands", "add", "Other", "--member", "m", env={"COUNTERSCAN_API_KEY": ""}, expect=5)
+    assert "needs its API key" in no_key.stderr
     assert "together" in cli("brands", "add", "Other", "--member", "m", "--msrp", "5", expect=2).stderr
 
 
@@ -98,7 +102,8 @@ def test_assets_add_files_folders_and_svg_dedup_by_content(
     assert result.stdout.count("added asset") == 2
     assert "already present" in result.stdout
     stored = rows(brand_ready, t.assets)
-    assert len(stored) == 2
+    assert len(stored) == 3  # the two images and the brand's keyword
+    stored = [row for row in stored if row.kind != "text"]
     svg_asset = next(row for row in stored if row.original_name == "logo.svg")
     assert svg_asset.width == 512
     # The blob store holds the rasterised PNG under its content hash.
@@ -107,9 +112,9 @@ def test_assets_add_files_folders_and_svg_dedup_by_content(
     assert len(rows(brand_ready, t.asset_signals)) == 2 * 15
     again = brand_ready("assets", "add", "--brand", "Acme", str(photo))
     assert "already present" in again.stdout
-    assert len(rows(brand_ready, t.assets)) == 2
+    assert len(rows(brand_ready, t.assets)) == 3
     listed = json.loads(brand_ready("assets", "list", "--brand", "Acme", "--format", "json").stdout)
-    assert sorted(item["original_name"] for item in listed) == ["logo.svg", "product.jpg"]
+    assert sorted(item["original_name"] for item in listed) == ["Roadrunner", "logo.svg", "product.jpg"]
 
 
 def test_assets_add_rejects_bad_files_but_keeps_good_ones(
@@ -117,10 +122,10 @@ def test_assets_add_rejects_bad_files_but_keeps_good_ones(
 ) -> None:
     good = write(tmp_path / "good.jpg", jpeg_bytes(photos["rocket"]))
     bad = write(tmp_path / "notes.jpg", b"not an image at all")
-    result = brand_ready("assets", "add", "--brand", "Acme", str(good), str(bad))
+    result = brand_ready("assets", "add", "--brand", "Acme", "--kind", "product", str(good), str(bad))
     assert "added asset" in result.stdout
     assert f"rejected {bad}: not a recognised image" in result.stderr
-    assert len(rows(brand_ready, t.assets)) == 1
+    assert len([row for row in rows(brand_ready, t.assets) if row.kind == "product"]) == 1
     only_bad = brand_ready("assets", "add", "--brand", "Acme", str(bad), expect=3)
     assert "rejected" in only_bad.stderr
 
@@ -241,6 +246,12 @@ def test_scan_review_decide_and_export(brand_ready: Cli, tmp_path: Path, photos:
     )
     [verdict] = rows(cli, t.verdicts)
     assert (verdict.verdict, verdict.note, verdict.analyst) == ("counterfeit", "copied photo", "ana")
+    # Acting as someone needs an analyst's key: a brand owner cannot judge listings.
+    owner = cli("review", "decide", "L2", "--verdict", "legit", "--as", "acme-group", expect=5)
+    assert "not an analyst" in owner.stderr
+    analyst_key = cli.add_member("inspector", role="analyst", use=False)
+    cli("review", "decide", "L2", "--verdict", "legit", "--as", "inspector", "--key", analyst_key)
+    assert [row.analyst for row in rows(cli, t.verdicts)] == ["ana", "inspector"]
     assert "unknown listing" in cli("review", "decide", "nope", "--verdict", "legit", expect=2).stderr
     assert "unknown verdict" in cli("review", "decide", "L1", "--verdict", "maybe", expect=2).stderr
 

@@ -1,9 +1,11 @@
 """counterscan: find counterfeit marketplace listings that re-use brands' logos and photos."""
 
-from counterscan.assets import add_assets, add_brand, add_member
+from counterscan.assets import add_asset_files, add_text_assets, remove_asset
+from counterscan.brands import add_brand, update_brand
 from counterscan.config import Settings
 from counterscan.errors import CounterscanError, DataError, ExternalError, UserError
 from counterscan.ingest import ingest, open_source
+from counterscan.members import add_member, authenticate
 from counterscan.records import Asset, Brand, Evidence, Listing, Suspect
 from counterscan.scan import run_scan
 from counterscan.store import BlobStore, Store
@@ -23,10 +25,14 @@ __all__ = [
     "Store",
     "Suspect",
     "UserError",
-    "add_assets",
+    "add_asset_files",
     "add_brand",
     "add_member",
+    "add_text_assets",
+    "authenticate",
     "ingest",
     "open_source",
+    "remove_asset",
     "run_scan",
+    "update_brand",
 ]

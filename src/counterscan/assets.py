@@ -1,151 +1,170 @@
-"""Members, brands and reference assets."""
+"""Reference assets: upload (images and trademark words), list, remove and replace, with ownership checks."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cairosvg
-
-from counterscan.errors import ImageDecodeError, ImageError, UserError
-from counterscan.imaging import DecodeLimits, inspect, read_capped
-from counterscan.matchers import ImageMatcher
-from counterscan.records import ASSET_KINDS, Asset, AssetKind, Brand, Member
+from counterscan.config import Settings
+from counterscan.errors import ImageError, UserError
+from counterscan.imaging import DecodeLimits, ImageInfo, sha256_hex
+from counterscan.matchers import ImageMatcher, decode_limits
+from counterscan.matchers.text import normalise_text
+from counterscan.members import require_owner
+from counterscan.records import ASSET_KINDS, IMAGE_ASSET_KINDS, Asset, AssetKind, Member
 from counterscan.store import BlobStore, Store
-
-# Logos drawn as SVG are rasterised at this width: enough detail for hashing and keypoints.
-SVG_RASTER_WIDTH = 512
-ROLE_MEMBER = "member"
+from counterscan.uploads import Rejection, UploadFile, clean_image, expand, from_paths, rejection
 
 
 @dataclass(frozen=True)
-class NewMember:
-    member: Member
-    api_key: str
-    """Shown once; only its hash is stored."""
+class UploadLimits:
+    image: DecodeLimits
+    max_archive_bytes: int
+
+
+def upload_limits(settings: Settings) -> UploadLimits:
+    return UploadLimits(image=decode_limits(settings), max_archive_bytes=settings.max_upload_bytes)
 
 
 @dataclass(frozen=True)
 class UploadReport:
     added: tuple[Asset, ...]
     already_present: tuple[Asset, ...]
-    rejected: tuple[tuple[str, str], ...]
-    """(file, reason) for each file that was not accepted."""
+    rejected: tuple[Rejection, ...]
+
+    @property
+    def accepted_any(self) -> bool:
+        return bool(self.added or self.already_present)
 
 
-def hash_api_key(key: str) -> str:
-    # Keys are 256 random bits, so a fast hash is enough: there is nothing to brute-force.
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-def add_member(store: Store, name: str, *, role: str = ROLE_MEMBER) -> NewMember:
-    name = name.strip()
-    if not name:
-        raise UserError("member name must not be empty")
-    key = "cs_" + secrets.token_urlsafe(32)
-    return NewMember(member=store.add_member(name, role=role, key_hash=hash_api_key(key)), api_key=key)
-
-
-def add_brand(
-    store: Store,
-    name: str,
-    *,
-    member: str,
-    keywords: Sequence[str] = (),
-    msrp: float | None = None,
-    currency: str | None = None,
-    authorised_sellers: Sequence[str] = (),
-) -> Brand:
-    name = name.strip()
-    if not name:
-        raise UserError("brand name must not be empty")
-    if msrp is not None and msrp <= 0:
-        raise UserError(f"MSRP must be positive, not {msrp}")
-    if (msrp is None) != (currency is None):
-        raise UserError("give --msrp and --currency together")
-    if currency is not None and (len(currency) != 3 or not currency.isalpha()):
-        raise UserError(f"currency {currency!r} is not an ISO 4217 code such as USD")
-    owner = store.member(member)
-    return store.add_brand(
-        name,
-        member_id=owner.member_id,
-        keywords=[word.strip() for word in keywords if word.strip()],
-        msrp=msrp,
-        currency=currency.upper() if currency else None,
-        authorised_sellers=[seller.strip() for seller in authorised_sellers if seller.strip()],
-    )
-
-
-def _asset_kind(kind: str) -> AssetKind:
+def parse_kind(kind: str) -> AssetKind:
     for known in ASSET_KINDS:
         if kind == known:
             return known
     raise UserError(f"unknown asset kind {kind!r} (one of {', '.join(ASSET_KINDS)})")
 
 
-def _files(paths: Iterable[Path]) -> Iterator[Path]:
-    for path in paths:
-        if path.is_dir():
-            yield from sorted(child for child in path.rglob("*") if child.is_file() and not child.name.startswith("."))
-        else:
-            yield path
-
-
-def is_svg(data: bytes) -> bool:
-    head = data[:2048].lstrip().lower()
-    return (
-        head.startswith(b"<svg")
-        or (head.startswith(b"<?xml") and b"<svg" in head)
-        or (head.startswith(b"<!--") and b"<svg" in data[:8192].lower())
-    )
-
-
-def rasterise_svg(data: bytes, *, source: str) -> bytes:
-    """Render an SVG logo to PNG. External files and entities stay off (cairosvg's safe mode)."""
-    try:
-        png = cairosvg.svg2png(bytestring=data, output_width=SVG_RASTER_WIDTH, unsafe=False)
-    except Exception as exc:  # cairosvg raises many unrelated types for bad input
-        raise ImageDecodeError(f"SVG could not be rendered ({type(exc).__name__}: {exc})", source=source) from exc
-    if not png:
-        raise ImageDecodeError("SVG rendered to nothing", source=source)
-    return bytes(png)
-
-
-def add_assets(
+def add_asset_files(
     store: Store,
     blobs: BlobStore,
-    limits: DecodeLimits,
+    limits: UploadLimits,
     matchers: Sequence[ImageMatcher],
+    actor: Member,
     *,
     brand: str,
     kind: str,
     paths: Sequence[Path],
+    replaces: int | None = None,
 ) -> UploadReport:
-    """Register every image file under ``paths``; each bad file is reported, the good ones land."""
-    asset_kind = _asset_kind(kind)
-    target = store.brand(brand)
+    """Upload image files, folders or zip archives from disk."""
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
         raise UserError(f"no such file or folder: {', '.join(missing)}")
+    uploads = from_paths(paths, limits.image, limits.max_archive_bytes)
+    return add_uploads(
+        store, blobs, limits, matchers, actor, brand=brand, kind=kind, uploads=uploads, replaces=replaces
+    )
+
+
+def add_upload_bytes(
+    store: Store,
+    blobs: BlobStore,
+    limits: UploadLimits,
+    matchers: Sequence[ImageMatcher],
+    actor: Member,
+    *,
+    brand: str,
+    kind: str,
+    files: Sequence[UploadFile],
+) -> UploadReport:
+    """Upload files received over the network (zip archives are opened too)."""
+    uploads = (item for upload in files for item in expand(upload, limits.image, limits.max_archive_bytes))
+    return add_uploads(store, blobs, limits, matchers, actor, brand=brand, kind=kind, uploads=uploads)
+
+
+def add_uploads(
+    store: Store,
+    blobs: BlobStore,
+    limits: UploadLimits,
+    matchers: Sequence[ImageMatcher],
+    actor: Member,
+    *,
+    brand: str,
+    kind: str,
+    uploads: Iterable[UploadFile | Rejection],
+    replaces: int | None = None,
+) -> UploadReport:
+    """Every good image lands (one transaction each: asset, signals, audit); every bad one is reported."""
+    asset_kind = parse_kind(kind)
+    if asset_kind not in IMAGE_ASSET_KINDS:
+        raise UserError("text assets are words, not files: use `assets add --kind text WORD...`")
+    target = store.brand(brand)
+    require_owner(actor, target)
+    if replaces is not None:
+        _check_replaceable(store, target.brand_id, replaces)
     added: list[Asset] = []
     present: list[Asset] = []
-    rejected: list[tuple[str, str]] = []
-    for path in _files(paths):
-        try:
-            data = read_capped(path, limits.max_bytes)
-            if is_svg(data):
-                data = rasterise_svg(data, source=str(path))
-            info = inspect(data, limits, source=str(path))
-            signals = {matcher.name: matcher.encode_asset(data, source=str(path)) for matcher in matchers}
-        except ImageError as exc:
-            rejected.append((str(path), exc.reason))
+    rejected: list[Rejection] = []
+    for upload in uploads:
+        if isinstance(upload, Rejection):
+            rejected.append(upload)
             continue
-        blobs.put(data)
+        try:
+            image = clean_image(upload, limits.image)
+            signals = {matcher.name: matcher.encode_asset(image.png, source=upload.name) for matcher in matchers}
+        except ImageError as exc:
+            rejected.append(rejection(upload.name, exc))
+            continue
+        blobs.put(image.png)
         asset, created = store.add_asset(
-            brand_id=target.brand_id, kind=asset_kind, info=info, original_name=path.name, signals=signals
+            brand_id=target.brand_id,
+            kind=asset_kind,
+            info=image.info,
+            original_name=Path(upload.name.rsplit(":", 1)[-1]).name,
+            signals=signals,
+            actor=actor.name,
+            replaces=replaces if replaces is not None and not added else None,
         )
         (added if created else present).append(asset)
     return UploadReport(added=tuple(added), already_present=tuple(present), rejected=tuple(rejected))
+
+
+def add_text_assets(store: Store, actor: Member, *, brand: str, words: Sequence[str]) -> UploadReport:
+    """Trademark words; the same word (ignoring case, width and spacing) is stored once."""
+    target = store.brand(brand)
+    require_owner(actor, target)
+    added: list[Asset] = []
+    present: list[Asset] = []
+    rejected: list[Rejection] = []
+    for word in words:
+        cleaned = " ".join(word.split())
+        if not cleaned:
+            rejected.append(Rejection(repr(word), "empty word", "invalid"))
+            continue
+        if len(cleaned) > 200:
+            rejected.append(Rejection(cleaned[:40], "longer than 200 characters", "invalid"))
+            continue
+        info = ImageInfo(sha256=sha256_hex(normalise_text(cleaned).encode("utf-8")), format="TEXT", width=0, height=0)
+        asset, created = store.add_asset(
+            brand_id=target.brand_id, kind="text", info=info, original_name=cleaned, signals={}, actor=actor.name
+        )
+        (added if created else present).append(asset)
+    return UploadReport(added=tuple(added), already_present=tuple(present), rejected=tuple(rejected))
+
+
+def _check_replaceable(store: Store, brand_id: int, asset_id: int) -> None:
+    asset = store.asset(asset_id)
+    if store.asset_brand_id(asset_id) != brand_id:
+        raise UserError(f"asset {asset_id} belongs to brand {asset.brand!r}, not this one")
+    if asset.removed:
+        raise UserError(f"asset {asset_id} was already removed")
+
+
+def remove_asset(store: Store, actor: Member, asset_id: int) -> Asset:
+    """Take an asset out of future scans; its history stays."""
+    asset = store.asset(asset_id)
+    require_owner(actor, store.brand(asset.brand))
+    if asset.removed:
+        raise UserError(f"asset {asset_id} was already removed")
+    return store.remove_asset(asset_id, actor=actor.name)

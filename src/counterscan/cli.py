@@ -12,15 +12,14 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from counterscan import assets as asset_registry
-from counterscan import report, review
+from counterscan import assets, brands, members, report, review
 from counterscan.config import Settings
 from counterscan.demo import demo_data_dir, run_demo
-from counterscan.errors import CounterscanError, UserError
+from counterscan.errors import CounterscanError, PermissionDeniedError, UserError
 from counterscan.ingest import ingest as run_ingest
 from counterscan.ingest import open_source
 from counterscan.matchers import decode_limits, image_matchers, listing_matchers
-from counterscan.records import Suspect
+from counterscan.records import ASSET_KINDS, Suspect
 from counterscan.scan import run_scan
 from counterscan.store import BlobStore, Store
 
@@ -98,12 +97,25 @@ def init(ctx: typer.Context) -> None:
         typer.echo(f"ready: {settings.database_url}")
 
 
+ActingAs = Annotated[str | None, typer.Option("--as", help="Act as this member (authenticated by --key).")]
+ApiKey = Annotated[
+    str | None,
+    typer.Option("--key", envvar="COUNTERSCAN_API_KEY", help="The acting member's API key.", show_default=False),
+]
+
+
 @members_app.command("add")
-def members_add(ctx: typer.Context, name: str) -> None:
-    """Add an alliance member and print its API key (shown only this once)."""
+def members_add(
+    ctx: typer.Context,
+    name: str,
+    role: Annotated[
+        str, typer.Option(help="member (owns brands) or analyst (reads all, records verdicts).")
+    ] = "member",
+) -> None:
+    """Add an alliance member or analyst and print its API key (shown only this once)."""
     with _store(ctx) as (_, store, _blobs):
-        created = asset_registry.add_member(store, name)
-    typer.echo(f"member {created.member.name} added; API key (store it now, it is not shown again):")
+        created = members.add_member(store, name, role=role)
+    typer.echo(f"{created.member.role} {created.member.name} added; API key (store it now, it is not shown again):")
     typer.echo(created.api_key)
 
 
@@ -120,22 +132,82 @@ def brands_add(
     name: str,
     member: Annotated[str, typer.Option(help="The member that owns the brand.")],
     keyword: Annotated[list[str] | None, typer.Option(help="A trademark word to look for; repeatable.")] = None,
-    msrp: Annotated[float | None, typer.Option(help="Manufacturer's suggested retail price.")] = None,
+    alias: Annotated[list[str] | None, typer.Option(help="Another name of the brand; repeatable.")] = None,
+    lookalike: Annotated[list[str] | None, typer.Option(help="A misspelling to catch; repeatable.")] = None,
+    msrp: Annotated[float | None, typer.Option(help="Default manufacturer's suggested retail price.")] = None,
     currency: Annotated[str | None, typer.Option(help="ISO 4217 currency of --msrp.")] = None,
     authorised_seller: Annotated[list[str] | None, typer.Option(help="A seller id never flagged; repeatable.")] = None,
+    category: Annotated[list[str] | None, typer.Option(help="A product category; repeatable.")] = None,
+    acting_as: ActingAs = None,
+    key: ApiKey = None,
 ) -> None:
-    """Register a brand."""
+    """Register a brand owned by --member (who must be the one acting)."""
     with _store(ctx) as (_, store, _blobs):
-        brand = asset_registry.add_brand(
+        actor = members.authenticate(store, acting_as or member, key)
+        if actor.name != member:
+            raise PermissionDeniedError(f"{actor.name!r} may not register brands for {member!r}")
+        brand = brands.add_brand(
             store,
+            actor,
             name,
-            member=member,
             keywords=keyword or [],
+            aliases=alias or [],
+            lookalikes=lookalike or [],
             msrp=msrp,
             currency=currency,
             authorised_sellers=authorised_seller or [],
+            categories=category or [],
         )
     typer.echo(f"brand {brand.name} added (id {brand.brand_id}, member {brand.member})")
+
+
+@brands_app.command("update")
+def brands_update(
+    ctx: typer.Context,
+    name: str,
+    add_alias: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
+    remove_alias: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
+    add_lookalike: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
+    remove_lookalike: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
+    add_seller: Annotated[list[str] | None, typer.Option(help="Authorised seller id; repeatable.")] = None,
+    remove_seller: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
+    add_category: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
+    remove_category: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
+    product: Annotated[str | None, typer.Option(help="Set this product's MSRP (with --msrp and --currency).")] = None,
+    remove_product: Annotated[str | None, typer.Option(help="Forget this product's MSRP.")] = None,
+    msrp: Annotated[float | None, typer.Option(help="The brand's (or --product's) MSRP.")] = None,
+    currency: Annotated[str | None, typer.Option(help="ISO 4217 currency of --msrp.")] = None,
+    acting_as: ActingAs = None,
+    key: ApiKey = None,
+) -> None:
+    """Change a brand's profile (only its owner may)."""
+    with _store(ctx) as (_, store, _blobs):
+        actor = members.authenticate(store, acting_as or store.brand(name).member, key)
+        if product is not None:
+            if msrp is None or currency is None:
+                raise UserError("--product needs --msrp and --currency")
+            brands.set_product(store, actor, name, product, msrp=msrp, currency=currency)
+            msrp = currency = None
+        if remove_product is not None:
+            brands.remove_product(store, actor, name, remove_product)
+        changes = brands.BrandChanges(
+            add={
+                "aliases": add_alias or [],
+                "lookalikes": add_lookalike or [],
+                "authorised_sellers": add_seller or [],
+                "categories": add_category or [],
+            },
+            remove={
+                "aliases": remove_alias or [],
+                "lookalikes": remove_lookalike or [],
+                "authorised_sellers": remove_seller or [],
+                "categories": remove_category or [],
+            },
+            msrp=msrp,
+            currency=currency,
+        )
+        brand = brands.update_brand(store, actor, name, changes)
+    typer.echo(f"brand {brand.name} updated")
 
 
 @brands_app.command("list")
@@ -143,48 +215,140 @@ def brands_list(ctx: typer.Context) -> None:
     """List brands."""
     with _store(ctx) as (_, store, _blobs):
         rows = [asdict(brand) | {"keywords": ", ".join(brand.keywords)} for brand in store.brands()]
-    typer.echo(_table(rows, ("brand_id", "name", "member", "keywords", "msrp", "currency")))
+    typer.echo(_table(rows, ("brand_id", "name", "member", "keywords", "msrp", "currency"), {"keywords": 50}))
+
+
+@brands_app.command("show")
+def brands_show(ctx: typer.Context, name: str) -> None:
+    """A brand's whole profile, as JSON."""
+    with _store(ctx) as (_, store, _blobs):
+        brand = store.brand(name)
+        live = store.assets(brand.name)
+    profile = asdict(brand) | {"assets": {kind: sum(1 for a in live if a.kind == kind) for kind in ASSET_KINDS}}
+    typer.echo(json.dumps(profile, indent=2, ensure_ascii=False))
 
 
 @assets_app.command("add")
 def assets_add(
     ctx: typer.Context,
-    paths: Annotated[list[Path], typer.Argument(help="Image files (JPEG, PNG, WebP, GIF, BMP, TIFF, SVG) or folders.")],
+    items: Annotated[
+        list[str],
+        typer.Argument(
+            help="Image files, folders or zip archives (JPEG, PNG, WebP, GIF, BMP, TIFF, SVG); words for --kind text."
+        ),
+    ],
     brand: Annotated[str, typer.Option(help="The brand the assets belong to.")],
-    kind: Annotated[str, typer.Option(help="logo (matched inside photos) or product (official photo).")] = "logo",
+    kind: Annotated[str, typer.Option(help="logo (inside photos), product (official photo) or text (words).")] = "logo",
+    acting_as: ActingAs = None,
+    key: ApiKey = None,
 ) -> None:
-    """Upload reference assets; identical content is stored once."""
+    """Upload reference assets; identical content is stored once, bad files are reported."""
     with _store(ctx) as (settings, store, blobs):
-        matchers = image_matchers(settings)
-        result = asset_registry.add_assets(
-            store,
-            blobs,
-            decode_limits(settings),
-            matchers,
-            brand=brand,
-            kind=kind,
-            paths=paths,
-        )
+        actor = members.authenticate(store, acting_as or store.brand(brand).member, key)
+        if assets.parse_kind(kind) == "text":
+            result = assets.add_text_assets(store, actor, brand=brand, words=items)
+        else:
+            result = assets.add_asset_files(
+                store,
+                blobs,
+                assets.upload_limits(settings),
+                image_matchers(settings),
+                actor,
+                brand=brand,
+                kind=kind,
+                paths=[Path(item) for item in items],
+            )
+    _report_upload(result)
+
+
+def _report_upload(result: assets.UploadReport) -> None:
     for asset in result.added:
-        typer.echo(f"added asset {asset.asset_id}: {asset.original_name} ({asset.width}x{asset.height})")
+        size = f" ({asset.width}x{asset.height})" if asset.kind != "text" else ""
+        typer.echo(f"added asset {asset.asset_id}: {asset.original_name}{size}")
     for asset in result.already_present:
         typer.echo(f"already present as asset {asset.asset_id}: {asset.original_name}")
-    for path, reason in result.rejected:
-        typer.echo(f"rejected {path}: {reason}", err=True)
-    if result.rejected and not (result.added or result.already_present):
+    for rejected in result.rejected:
+        typer.echo(f"rejected {rejected.name}: {rejected.reason}", err=True)
+    if result.rejected and not result.accepted_any:
         raise typer.Exit(3)
+
+
+@assets_app.command("replace")
+def assets_replace(
+    ctx: typer.Context,
+    asset_id: int,
+    path: Path,
+    acting_as: ActingAs = None,
+    key: ApiKey = None,
+) -> None:
+    """Replace an image asset by a new file; the old one leaves future scans but stays in history."""
+    with _store(ctx) as (settings, store, blobs):
+        old = store.asset(asset_id)
+        actor = members.authenticate(store, acting_as or store.brand(old.brand).member, key)
+        result = assets.add_asset_files(
+            store,
+            blobs,
+            assets.upload_limits(settings),
+            image_matchers(settings),
+            actor,
+            brand=old.brand,
+            kind=old.kind,
+            paths=[path],
+            replaces=asset_id,
+        )
+    _report_upload(result)
+    if result.added:
+        typer.echo(f"asset {asset_id} replaced by {result.added[0].asset_id}")
+
+
+@assets_app.command("remove")
+def assets_remove(ctx: typer.Context, asset_id: int, acting_as: ActingAs = None, key: ApiKey = None) -> None:
+    """Remove an asset from future scans (history is kept)."""
+    with _store(ctx) as (_, store, _blobs):
+        asset = store.asset(asset_id)
+        actor = members.authenticate(store, acting_as or store.brand(asset.brand).member, key)
+        assets.remove_asset(store, actor, asset_id)
+    typer.echo(f"removed asset {asset_id} ({asset.original_name})")
 
 
 @assets_app.command("list")
 def assets_list(
     ctx: typer.Context,
     brand: Annotated[str | None, typer.Option(help="Only this brand's assets.")] = None,
+    history: Annotated[bool, typer.Option(help="Include removed and replaced assets.")] = False,
     fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
 ) -> None:
     """List reference assets."""
     with _store(ctx) as (_, store, _blobs):
-        rows = [asdict(asset) for asset in store.assets(brand)]
-    _emit(rows, fmt, ("asset_id", "brand", "kind", "original_name", "width", "height", "sha256"), {"sha256": 12})
+        rows = [asdict(asset) for asset in store.assets(brand, include_removed=history)]
+    columns = ("asset_id", "brand", "kind", "original_name", "width", "height", "sha256", "removed")
+    _emit(rows, fmt, columns, {"sha256": 12, "original_name": 40})
+
+
+@app.command("audit")
+def audit_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="Newest entries shown.")] = 50,
+    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """Who changed what, and when (newest first)."""
+    with _store(ctx) as (_, store, _blobs):
+        rows = [asdict(entry) for entry in store.audit_log(limit=limit)]
+    _emit(rows, fmt, ("at", "actor", "action", "target", "details"), {"details": 80})
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+) -> None:
+    """Serve the members' HTTP API (OpenAPI schema at /openapi.json, docs at /docs)."""
+    import uvicorn
+
+    from counterscan.api import create_app
+
+    uvicorn.run(create_app(_settings(ctx)), host=host, port=port, log_level="info")
 
 
 def _emit(rows: list[dict[str, Any]], fmt: str, columns: Sequence[str], widths: dict[str, int] | None = None) -> None:
@@ -256,10 +420,19 @@ def review_decide(
     listing_id: Annotated[str, typer.Argument(help="LISTING_ID, or SOURCE/LISTING_ID if ambiguous.")],
     verdict: Annotated[str, typer.Option(help="counterfeit, legit or unsure.")],
     note: Annotated[str | None, typer.Option(help="Why.")] = None,
+    acting_as: Annotated[
+        str | None, typer.Option("--as", help="The analyst deciding (authenticated by --key).")
+    ] = None,
+    key: ApiKey = None,
 ) -> None:
     """Record an analyst's verdict on a listing."""
     with _store(ctx) as (_, store, _blobs):
-        review.decide(store, listing_id, verdict=verdict, note=note, analyst=review.current_analyst())
+        analyst = review.current_analyst()
+        if acting_as is not None:
+            actor = members.authenticate(store, acting_as, key)
+            members.require_analyst(actor)
+            analyst = actor.name
+        review.decide(store, listing_id, verdict=verdict, note=note, analyst=analyst)
     typer.echo(f"{listing_id}: {verdict}")
 
 
@@ -293,7 +466,12 @@ def demo(ctx: typer.Context) -> None:
     """Register the demo brands, ingest the demo feed, scan it and show the review queue."""
     with _store(ctx) as (settings, store, blobs):
         result = run_demo(
-            store, blobs, decode_limits(settings), image_matchers(settings), listing_matchers(settings), demo_data_dir()
+            store,
+            blobs,
+            assets.upload_limits(settings),
+            image_matchers(settings),
+            listing_matchers(settings),
+            demo_data_dir(),
         )
         quarantined = store.quarantined("demo-market")
     typer.echo(result.ingest.line())

@@ -24,6 +24,8 @@ class Settings:
     # Guards on every decoded image: bytes read and pixels decoded.
     max_image_bytes: int = 25 * 1024 * 1024
     max_image_pixels: int = 60_000_000
+    # Cap on one upload request or archive, expanded.
+    max_upload_bytes: int = 200 * 1024 * 1024
     # pHash Hamming distance (of 64 bits) at or under which two images are the same picture.
     # Chosen from measured distributions, see docs/matching.md.
     phash_max_distance: int = 10

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from counterscan.assets import add_assets, add_brand, add_member
+from counterscan.assets import UploadLimits, add_asset_files
+from counterscan.brands import add_brand
 from counterscan.errors import NotFoundError, UserError
-from counterscan.imaging import DecodeLimits
 from counterscan.ingest import IngestSummary, ingest, open_source
 from counterscan.ingest.base import FeedListing
 from counterscan.matchers import ImageMatcher, ListingMatcher
+from counterscan.members import add_member
 from counterscan.records import Suspect
 from counterscan.scan import ScanSummary, run_scan
 from counterscan.store import BlobStore, Store
@@ -53,23 +54,23 @@ def demo_data_dir() -> Path:
 def run_demo(
     store: Store,
     blobs: BlobStore,
-    limits: DecodeLimits,
+    limits: UploadLimits,
     image_matchers: list[ImageMatcher],
     listing_matchers: list[ListingMatcher],
     data_dir: Path,
 ) -> DemoResult:
     manifest = tomllib.loads((data_dir / "brands.toml").read_text(encoding="utf-8"))
     try:
-        store.member(DEMO_MEMBER)
+        actor = store.member(DEMO_MEMBER)
     except NotFoundError:
-        add_member(store, DEMO_MEMBER)
+        actor = add_member(store, DEMO_MEMBER).member
     for entry in manifest["brand"]:
         known = {brand.name for brand in store.brands()}
         if entry["name"] not in known:
             add_brand(
                 store,
+                actor,
                 entry["name"],
-                member=DEMO_MEMBER,
                 keywords=entry.get("keywords", []),
                 msrp=entry.get("msrp"),
                 currency=entry.get("currency"),
@@ -78,9 +79,11 @@ def run_demo(
         for kind in ("logo", "product"):
             paths = [data_dir / path for path in entry.get(f"{kind}s", [])]
             if paths:
-                add_assets(store, blobs, limits, image_matchers, brand=entry["name"], kind=kind, paths=paths)
+                add_asset_files(
+                    store, blobs, limits, image_matchers, actor, brand=entry["name"], kind=kind, paths=paths
+                )
     source = open_source(str(data_dir / "listings" / "listings.csv"), name="demo-market")
-    ingested = ingest(store, blobs, limits, source)
+    ingested = ingest(store, blobs, limits.image, source)
     scanned = run_scan(store, blobs, image_matchers, listing_matchers)
     truth = {
         item.listing.listing_id: str(item.listing.attributes.get("demo_truth", ""))

@@ -59,3 +59,7 @@ class ExternalError(CounterscanError):
     """Something outside us failed: the database, the network."""
 
     exit_code = 4
+
+
+class AuthenticationError(PermissionDeniedError):
+    """No key, or a key that does not belong to the named member."""

@@ -6,8 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-AssetKind = Literal["logo", "product"]
-ASSET_KINDS: tuple[AssetKind, ...] = ("logo", "product")
+AssetKind = Literal["logo", "product", "text"]
+ASSET_KINDS: tuple[AssetKind, ...] = ("logo", "product", "text")
+IMAGE_ASSET_KINDS: tuple[AssetKind, ...] = ("logo", "product")
+
+Role = Literal["member", "analyst"]
+ROLES: tuple[Role, ...] = ("member", "analyst")
 
 VerdictLabel = Literal["counterfeit", "legit", "unsure"]
 VERDICTS: tuple[VerdictLabel, ...] = ("counterfeit", "legit", "unsure")
@@ -46,7 +50,20 @@ class Rejected:
 class Member:
     member_id: int
     name: str
-    role: str
+    role: Role
+
+    @property
+    def is_analyst(self) -> bool:
+        return self.role == "analyst"
+
+
+@dataclass(frozen=True)
+class Product:
+    """A product of a brand with its manufacturer's suggested retail price."""
+
+    name: str
+    msrp: float
+    currency: str
 
 
 @dataclass(frozen=True)
@@ -55,9 +72,19 @@ class Brand:
     name: str
     member: str
     keywords: tuple[str, ...] = ()
+    """Trademark words: the brand's live ``text`` assets."""
+    aliases: tuple[str, ...] = ()
+    lookalikes: tuple[str, ...] = ()
+    """Misspellings the owner wants caught (``Adidaas``)."""
     msrp: float | None = None
     currency: str | None = None
     authorised_sellers: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    products: tuple[Product, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
 
 
 @dataclass(frozen=True)
@@ -67,8 +94,22 @@ class Asset:
     kind: AssetKind
     sha256: str
     original_name: str
+    """The uploaded file's name; for a ``text`` asset, the word itself."""
     width: int
     height: int
+    created_by: str = ""
+    removed: bool = False
+    replaces_asset_id: int | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    audit_id: int
+    actor: str
+    action: str
+    target: str
+    details: Mapping[str, Any]
+    at: str
 
 
 @dataclass(frozen=True)

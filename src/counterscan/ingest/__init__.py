@@ -13,7 +13,7 @@ from counterscan.ingest.images import ImageCollector
 from counterscan.ingest.tabular import CsvSource, JsonlSource
 from counterscan.records import IngestedListing, Rejected
 from counterscan.store import BlobStore, Store
-from counterscan.store.sql import listing_content_hash
+from counterscan.store.listings import listing_content_hash
 
 BATCH = 500
 

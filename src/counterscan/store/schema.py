@@ -32,12 +32,24 @@ brands = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("name_key", sa.String(200), nullable=False, unique=True),
     sa.Column("member_id", sa.Integer, sa.ForeignKey("members.member_id"), nullable=False),
-    sa.Column("keywords", sa.JSON, nullable=False),
+    sa.Column("aliases", sa.JSON, nullable=False),
+    sa.Column("lookalikes", sa.JSON, nullable=False),
     sa.Column("msrp", sa.Float, nullable=True),
     sa.Column("currency", sa.String(3), nullable=True),
     sa.Column("authorised_sellers", sa.JSON, nullable=False),
+    sa.Column("categories", sa.JSON, nullable=False),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
+)
+
+brand_products = sa.Table(
+    "brand_products",
+    metadata,
+    sa.Column("brand_id", sa.Integer, sa.ForeignKey("brands.brand_id"), primary_key=True),
+    sa.Column("name_key", sa.String(300), primary_key=True),
+    sa.Column("name", sa.String(300), nullable=False),
+    sa.Column("msrp", sa.Float, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
 )
 
 assets = sa.Table(
@@ -51,8 +63,23 @@ assets = sa.Table(
     sa.Column("width", sa.Integer, nullable=False),
     sa.Column("height", sa.Integer, nullable=False),
     sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
     sa.Column("removed_at", TS, nullable=True),
-    sa.UniqueConstraint("brand_id", "sha256", name="uq_assets_brand_content"),
+    sa.Column("removed_by", sa.String(200), nullable=True),
+    sa.Column("replaces_asset_id", sa.Integer, nullable=True),
+    # Unique only among live assets: a removed asset's content may be uploaded again.
+    sa.Column("live_key", sa.String(80), nullable=True, unique=True),
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("audit_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(60), nullable=False),
+    sa.Column("target", sa.String(300), nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Column("at", TS, nullable=False),
 )
 
 asset_signals = sa.Table(

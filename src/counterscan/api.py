@@ -1,0 +1,164 @@
+"""The members' HTTP API: brands, asset uploads and deletions, scan results. API-key auth.
+
+Served by ``counterscan serve``. Members see and change only their own brands; analysts read
+everything. Requests are authenticated and authorised before an upload body is read, and an
+upload that is refused as a whole (401, 403, 411, 413, 415) writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as StarletteUpload
+
+from counterscan import __version__
+from counterscan.assets import UploadReport, add_upload_bytes, remove_asset, upload_limits
+from counterscan.config import Settings
+from counterscan.errors import (
+    AuthenticationError,
+    CounterscanError,
+    DataError,
+    ExternalError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from counterscan.matchers import image_matchers
+from counterscan.members import authenticate_key, require_owner, require_reader
+from counterscan.records import Brand, Member
+from counterscan.store import BlobStore, Store
+from counterscan.uploads import UploadFile
+
+MAX_FILES_PER_REQUEST = 1000
+
+STATUS_BY_ERROR: tuple[tuple[type[CounterscanError], int], ...] = (
+    (AuthenticationError, 401),
+    (PermissionDeniedError, 403),
+    (NotFoundError, 404),
+    (DataError, 422),
+    (ExternalError, 503),
+    (CounterscanError, 400),
+)
+
+
+def _status(error: CounterscanError) -> int:
+    return next(status for kind, status in STATUS_BY_ERROR if isinstance(error, kind))
+
+
+def _key(authorization: str | None, x_api_key: str | None) -> str | None:
+    if x_api_key:
+        return x_api_key
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return None
+
+
+def _report(report: UploadReport) -> dict[str, Any]:
+    return {
+        "added": [asdict(asset) for asset in report.added],
+        "already_present": [asdict(asset) for asset in report.already_present],
+        "rejected": [asdict(item) for item in report.rejected],
+    }
+
+
+def current_member(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> Member:
+    """The member whose key came as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``."""
+    store: Store = request.app.state.store
+    return authenticate_key(store, _key(authorization, x_api_key))
+
+
+Actor = Annotated[Member, Depends(current_member)]
+
+
+def create_app(settings: Settings) -> FastAPI:
+    store = Store.open(settings.database_url)
+    blobs = BlobStore(settings.blob_dir)
+    matchers = image_matchers(settings)
+    limits = upload_limits(settings)
+    app = FastAPI(title="counterscan members' API", version=__version__, description=__doc__)
+    app.state.store = store
+
+    @app.exception_handler(CounterscanError)
+    async def counterscan_error(_request: Request, exc: CounterscanError) -> JSONResponse:
+        status = _status(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+    def readable(member: Member) -> Callable[[Brand], bool]:
+        return lambda brand: member.is_analyst or brand.member == member.name
+
+    @app.get("/v1/me")
+    def me(member: Actor) -> dict[str, Any]:
+        return asdict(member)
+
+    @app.get("/v1/brands")
+    def list_brands(member: Actor) -> list[dict[str, Any]]:
+        return [asdict(brand) for brand in store.brands() if readable(member)(brand)]
+
+    @app.get("/v1/brands/{brand}")
+    def show_brand(brand: str, member: Actor) -> dict[str, Any]:
+        found = store.brand(brand)
+        require_reader(member, found)
+        return asdict(found)
+
+    @app.get("/v1/brands/{brand}/assets")
+    def list_assets(brand: str, member: Actor, history: bool = False) -> list[dict[str, Any]]:
+        require_reader(member, store.brand(brand))
+        return [asdict(asset) for asset in store.assets(brand, include_removed=history)]
+
+    @app.post("/v1/brands/{brand}/assets", status_code=201)
+    async def upload_assets(brand: str, request: Request, member: Actor) -> dict[str, Any]:
+        """Multipart upload: one or more ``files`` (images or zip archives) and a ``kind`` field."""
+        target = await run_in_threadpool(store.brand, brand)
+        require_owner(member, target)
+        declared = request.headers.get("content-length")
+        if declared is None or not declared.isdigit():
+            raise HTTPException(411, "an upload needs a Content-Length")
+        if int(declared) > settings.max_upload_bytes:
+            raise HTTPException(413, f"upload of {declared} bytes is over the cap of {settings.max_upload_bytes}")
+        form = await request.form(max_files=MAX_FILES_PER_REQUEST, max_fields=10)
+        kind = str(form.get("kind") or "product")
+        files = [
+            UploadFile(name=item.filename or "upload", data=await item.read())
+            for item in form.getlist("files")
+            if isinstance(item, StarletteUpload)
+        ]
+        await form.close()
+        if not files:
+            raise HTTPException(400, "no files: send them as multipart field 'files'")
+        report = await run_in_threadpool(
+            add_upload_bytes, store, blobs, limits, matchers, member, brand=target.name, kind=kind, files=files
+        )
+        if not report.accepted_any:
+            status = 413 if any(item.kind == "too-large" for item in report.rejected) else 415
+            raise HTTPException(status, detail=_report(report))
+        return _report(report)
+
+    @app.delete("/v1/assets/{asset_id}")
+    def delete_asset(asset_id: int, member: Actor) -> dict[str, Any]:
+        return asdict(remove_asset(store, member, asset_id))
+
+    @app.get("/v1/results")
+    def results(
+        member: Actor,
+        brand: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    ) -> list[dict[str, Any]]:
+        """Ranked suspects for the member's own brands (analysts: all brands)."""
+        visible = [found for found in store.brands() if readable(member)(found)]
+        if brand is not None:
+            chosen = store.brand(brand)
+            require_reader(member, chosen)
+            visible = [chosen]
+        suspects = store.suspects(limit=limit, brand_ids=[found.brand_id for found in visible])
+        return [asdict(suspect) for suspect in suspects]
+
+    return app
