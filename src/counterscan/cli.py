@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from tqdm import tqdm
 from typer.core import TyperGroup
 
 from counterscan import assets, brands, members, report, review
 from counterscan.config import Settings
 from counterscan.demo import demo_data_dir, run_demo
 from counterscan.errors import CounterscanError, PermissionDeniedError, UserError
+from counterscan.ingest import FetchOptions, open_source, retry_quarantine
 from counterscan.ingest import ingest as run_ingest
-from counterscan.ingest import open_source
 from counterscan.matchers import decode_limits, image_matchers, listing_matchers
 from counterscan.records import ASSET_KINDS, Suspect
 from counterscan.scan import run_scan
@@ -365,21 +367,36 @@ def _emit(rows: list[dict[str, Any]], fmt: str, columns: Sequence[str], widths: 
 @app.command("ingest")
 def ingest_command(
     ctx: typer.Context,
-    source: Annotated[str, typer.Argument(help="A feed file (.csv, .jsonl).")],
-    name: Annotated[str | None, typer.Option(help="Source name (default: the file's stem).")] = None,
+    source: Annotated[
+        str, typer.Argument(help="A feed file (.csv .jsonl .parquet, optionally .gz), a folder, or an http(s) URL.")
+    ],
+    name: Annotated[str | None, typer.Option(help="Source name (default: the file's stem, or the URL's host).")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="TOML mapping file: column names, HTTP paging.")] = None,
+    workers: Annotated[int, typer.Option(help="Concurrent image downloads.")] = 8,
 ) -> None:
-    """Ingest listings from a feed; bad records go to the quarantine, the rest land."""
+    """Ingest listings; bad records go to the quarantine, the rest land. Re-runs continue from the checkpoint."""
     with _store(ctx) as (settings, store, blobs):
-        feed = open_source(source, name=name)
-        summary = run_ingest(store, blobs, decode_limits(settings), feed)
-        problems = (
-            store.quarantined(feed.name)[-(summary.quarantined + summary.images_failed) :]
-            if (summary.quarantined or summary.images_failed)
-            else []
-        )
-    for entry in problems:
-        typer.echo(f"quarantined {entry.source}: {entry.record}: {entry.reason}", err=True)
+        feed = open_source(source, name=name, mapping=mapping)
+        with _progress_bar(f"ingest {feed.name}", unit="rows") as advance:
+            summary = run_ingest(
+                store, blobs, decode_limits(settings), feed, fetch=FetchOptions(workers=workers), progress=advance
+            )
+    for problem in summary.problems:
+        typer.echo(f"quarantined {problem.source}: {problem.record}: {problem.reason}", err=True)
+    hidden = summary.quarantined + summary.images_failed - len(summary.problems)
+    if hidden > 0:
+        typer.echo(f"... and {hidden} more (see `counterscan quarantine list`)", err=True)
     typer.echo(summary.line())
+
+
+@contextmanager
+def _progress_bar(description: str, *, unit: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr when it is a terminal; nothing otherwise (cron, pipes, CI)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with tqdm(desc=description, unit=f" {unit}", file=sys.stderr, dynamic_ncols=True) as bar:
+        yield bar.update
 
 
 @app.command()
@@ -449,6 +466,17 @@ def export(
     typer.echo(f"wrote {len(suspects)} suspects to {out}")
 
 
+@quarantine_app.command("retry")
+def quarantine_retry(
+    ctx: typer.Context,
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+) -> None:
+    """Parse quarantined records again (with the source's current mapping) and fetch failed images again."""
+    with _store(ctx) as (settings, store, blobs):
+        summary = retry_quarantine(store, blobs, decode_limits(settings), source=source)
+    typer.echo(summary.line())
+
+
 @quarantine_app.command("list")
 def quarantine_list(
     ctx: typer.Context,
@@ -458,7 +486,7 @@ def quarantine_list(
     """Records and images that could not be ingested, with the reason."""
     with _store(ctx) as (_, store, _blobs):
         rows = [asdict(entry) for entry in store.quarantined(source)]
-    _emit(rows, fmt, ("entry_id", "source", "record", "reason", "created_at"))
+    _emit(rows, fmt, ("entry_id", "source", "kind", "record", "reason", "attempts", "created_at"), {"reason": 80})
 
 
 @app.command()

@@ -44,6 +44,7 @@ class Rejected:
     record: str
     reason: str
     raw: Mapping[str, Any] = field(default_factory=dict)
+    kind: Literal["record", "image"] = "record"
 
 
 @dataclass(frozen=True)
@@ -169,8 +170,10 @@ class Suspect:
 class QuarantineEntry:
     entry_id: int
     source: str
+    kind: str
     record: str
     reason: str
+    attempts: int
     created_at: str
 
 
@@ -187,6 +190,8 @@ class ImageOutcome:
 class IngestedListing:
     listing: Listing
     images: tuple[ImageOutcome, ...] = ()
+    content_hash: str | None = None
+    """The listing's content hash when the caller already computed it."""
 
 
 @dataclass(frozen=True)

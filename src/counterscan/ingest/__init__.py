@@ -1,123 +1,267 @@
-"""Ingestion: feeds to listings, images to the content-addressed cache, bad records to quarantine."""
+"""Ingestion jobs: feeds to listings, images to the content-addressed cache, bad records to quarantine.
+
+A job reads a source from its stored checkpoint, and commits listings, quarantined records and
+the checkpoint that covers them in one transaction per batch: a crash loses nothing that was
+acknowledged, and the next run goes on from there.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
 from counterscan.errors import UserError
 from counterscan.imaging import DecodeLimits
-from counterscan.ingest.base import FeedListing, Source
-from counterscan.ingest.images import ImageCollector
-from counterscan.ingest.tabular import CsvSource, JsonlSource
-from counterscan.records import IngestedListing, Rejected
+from counterscan.ingest.base import Checkpoint, FeedListing, Source, parse_row
+from counterscan.ingest.files import FileSource, FolderSource
+from counterscan.ingest.http_source import HttpJsonSource, default_name
+from counterscan.ingest.images import FetchOptions, ImageCollector, resolve_ref
+from counterscan.ingest.mapping import SourceMapping, apply_columns, load_mapping, parse_mapping
+from counterscan.records import ImageOutcome, IngestedListing, Rejected
 from counterscan.store import BlobStore, Store
 from counterscan.store.listings import listing_content_hash
 
-BATCH = 500
-
-SOURCE_KINDS: dict[str, Callable[[Path, str], Source]] = {
-    ".csv": lambda path, name: CsvSource(path, name=name),
-    ".jsonl": lambda path, name: JsonlSource(path, name=name),
-    ".ndjson": lambda path, name: JsonlSource(path, name=name),
-}
+BATCH = 2000
+MAX_IMAGE_ATTEMPTS = 5
+"""Failed images are fetched again by each later run of their source, up to this many tries."""
+UNLIMITED = 2**31 - 1
+Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
 class IngestSummary:
     source: str
-    read: int
-    new: int
-    updated: int
-    unchanged: int
-    quarantined: int
-    images_ok: int
-    images_failed: int
+    read: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    images_fetched: int = 0
+    images_failed: int = 0
+    images_retried_ok: int = 0
+    problems: tuple[Rejected, ...] = field(default=(), repr=False)
+    """The first few rejected records and images, for display."""
 
     def line(self) -> str:
         return (
             f"{self.source}: read {self.read}, new {self.new}, updated {self.updated}, "
             f"unchanged {self.unchanged}, quarantined {self.quarantined}, "
-            f"images ok {self.images_ok}, images failed {self.images_failed}"
+            f"images fetched {self.images_fetched}, images failed {self.images_failed}"
+            + (f", earlier failures recovered {self.images_retried_ok}" if self.images_retried_ok else "")
         )
 
 
-def open_source(location: str, *, name: str | None = None) -> Source:
+def open_source(location: str, *, name: str | None = None, mapping: SourceMapping | Path | None = None) -> Source:
+    """A source for a feed file, a folder of feed files, or an http(s) URL."""
+    resolved = mapping if isinstance(mapping, SourceMapping) else load_mapping(mapping)
+    if urlparse(location).scheme.lower() in ("http", "https"):
+        return HttpJsonSource(location, name=name or resolved.name or default_name(location), mapping=resolved)
     path = Path(location)
     if not path.exists():
-        raise UserError(f"{location}: no such file")
-    factory = SOURCE_KINDS.get(path.suffix.lower())
-    if factory is None:
-        kinds = ", ".join(sorted(SOURCE_KINDS))
-        raise UserError(f"{location}: unsupported feed type {path.suffix or '(none)'!r} (supported: {kinds})")
-    return factory(path, name or path.stem)
+        raise UserError(f"{location}: no such file or folder")
+    label = name or resolved.name
+    if path.is_dir():
+        return FolderSource(path, name=label or path.name, mapping=resolved)
+    return FileSource(path, name=label or path.name.split(".")[0], mapping=resolved)
 
 
-def ingest(store: Store, blobs: BlobStore, limits: DecodeLimits, source: Source) -> IngestSummary:
-    """Read every record of ``source``; land the good ones and quarantine the rest."""
-    store.record_source(source.name, source.location)
-    collector = ImageCollector(blobs, limits)
-    seen: dict[str, str] = {}
-    rejected: list[Rejected] = []
-    totals = {"read": 0, "new": 0, "updated": 0, "unchanged": 0, "quarantined": 0, "images_ok": 0, "images_failed": 0}
+def _mapping_of(source: Source) -> SourceMapping:
+    mapping = getattr(source, "mapping", None)
+    return mapping if isinstance(mapping, SourceMapping) else SourceMapping()
 
-    batch: list[FeedListing] = []
 
-    def flush() -> None:
-        known = store.listing_hashes(source.name, [item.listing.listing_id for item in batch])
-        # Images are fetched only for new or changed listings: re-running a feed costs no downloads.
-        changed = [item for item in batch if known.get(item.listing.listing_id) != listing_content_hash(item.listing)]
-        counts = store.upsert_listings([_with_images(item, collector, rejected, totals) for item in changed])
-        totals["new"] += counts.new
-        totals["updated"] += counts.updated
-        totals["unchanged"] += counts.unchanged + len(batch) - len(changed)
-        store.quarantine(rejected)
-        batch.clear()
-        rejected.clear()
+class _Job:
+    def __init__(
+        self, store: Store, collector: ImageCollector, source: Source, progress: Progress | None, keep: int
+    ) -> None:
+        self.store = store
+        self.collector = collector
+        self.source = source
+        self.progress = progress
+        self.keep = keep
+        self.counts: dict[str, int] = dict.fromkeys(
+            ("read", "new", "updated", "unchanged", "quarantined", "images_fetched", "images_failed"), 0
+        )
+        self.problems: list[Rejected] = []
+        self.batch: list[FeedListing] = []
+        self.rejected: list[Rejected] = []
+        self.seen: dict[str, str] = {}
 
-    for item in source.read(None):
-        totals["read"] += 1
+    def take(self, item: FeedListing | Rejected) -> None:
+        self.counts["read"] += 1
+        if self.progress is not None:
+            self.progress(1)
         if isinstance(item, Rejected):
-            totals["quarantined"] += 1
-            rejected.append(item)
-        elif item.listing.listing_id in seen:
-            totals["quarantined"] += 1
-            rejected.append(
+            self._reject(item)
+        elif item.listing.listing_id in self.seen:
+            first = self.seen[item.listing.listing_id]
+            self._reject(
                 Rejected(
-                    source.name,
+                    self.source.name,
                     item.record,
-                    f"duplicate listing_id (first seen at {seen[item.listing.listing_id]})",
-                    {"listing_id": item.listing.listing_id},
+                    f"duplicate listing_id (first seen at {first})",
+                    {"row": {"listing_id": item.listing.listing_id}},
                 )
             )
         else:
-            seen[item.listing.listing_id] = item.record
-            batch.append(item)
-        if len(batch) >= BATCH:
-            flush()
-    flush()
-    return IngestSummary(source=source.name, **totals)
+            self.seen[item.listing.listing_id] = item.record
+            self.batch.append(item)
 
+    def _reject(self, item: Rejected) -> None:
+        self.counts["quarantined" if item.kind == "record" else "images_failed"] += 1
+        self.rejected.append(item)
+        if len(self.problems) < self.keep:
+            self.problems.append(item)
 
-def _with_images(
-    item: FeedListing, collector: ImageCollector, rejected: list[Rejected], totals: dict[str, int]
-) -> IngestedListing:
-    outcomes = tuple(collector.collect(ref, item.base_dir) for ref in item.listing.image_refs)
-    for position, outcome in enumerate(outcomes, start=1):
-        if outcome.error is None:
-            totals["images_ok"] += 1
-            continue
-        totals["images_failed"] += 1
-        rejected.append(
-            Rejected(
-                item.listing.source,
-                f"{item.record} image {position}",
-                f"{outcome.ref}: {outcome.error}",
-                {"listing_id": item.listing.listing_id, "image": outcome.ref},
-            )
+    def flush(self, checkpoint: Checkpoint | None) -> None:
+        known = self.store.listing_hashes(self.source.name, [item.listing.listing_id for item in self.batch])
+        hashed = [(item, listing_content_hash(item.listing)) for item in self.batch]
+        # Images are fetched only for new or changed listings: re-running a feed costs no downloads.
+        changed = [(item, digest) for item, digest in hashed if known.get(item.listing.listing_id) != digest]
+        self.counts["unchanged"] += len(self.batch) - len(changed)
+        refs = [resolve_ref(ref, item.base_dir) for item, _digest in changed for ref in item.listing.image_refs]
+        outcomes = self.collector.collect(refs)
+        ingested = [self._with_images(item, digest, outcomes) for item, digest in changed]
+
+        counts = self.store.commit_ingest_batch(
+            self.source.name, ingested, self.rejected, None if checkpoint is None else checkpoint.state
         )
-    return IngestedListing(listing=item.listing, images=outcomes)
+        self.counts["new"] += counts.new
+        self.counts["updated"] += counts.updated
+        self.counts["unchanged"] += counts.unchanged
+        self.batch.clear()
+        self.rejected.clear()
+
+    def _with_images(self, item: FeedListing, digest: str, outcomes: dict[str, ImageOutcome]) -> IngestedListing:
+        images = []
+        for position, ref in enumerate(item.listing.image_refs, start=1):
+            outcome = outcomes[resolve_ref(ref, item.base_dir)]
+            images.append(outcome)
+            if outcome.error is None:
+                self.counts["images_fetched"] += 1
+                continue
+            self._reject(
+                Rejected(
+                    self.source.name,
+                    f"{item.record} image {position}",
+                    f"{ref}: {outcome.error}",
+                    {"listing_id": item.listing.listing_id, "image": outcome.ref},
+                    kind="image",
+                )
+            )
+        return IngestedListing(listing=item.listing, images=tuple(images), content_hash=digest)
+
+    def summary(self, retried_ok: int) -> IngestSummary:
+        return IngestSummary(
+            source=self.source.name, images_retried_ok=retried_ok, problems=tuple(self.problems), **self.counts
+        )
 
 
-__all__ = ["IngestSummary", "Source", "ingest", "open_source"]
+def ingest(
+    store: Store,
+    blobs: BlobStore,
+    limits: DecodeLimits,
+    source: Source,
+    *,
+    fetch: FetchOptions | None = None,
+    progress: Progress | None = None,
+    keep_problems: int = 50,
+) -> IngestSummary:
+    """Read ``source`` from its checkpoint; land the good records and quarantine the rest."""
+    store.record_source(source.name, kind=source.kind, location=source.location, mapping=_mapping_of(source).as_dict())
+    state = store.source_state(source.name)
+    checkpoint = state[3] if state else None
+    with ImageCollector(store, blobs, limits, fetch or FetchOptions()) as collector:
+        retried_ok = _retry_images(store, collector, source.name)
+        job = _Job(store, collector, source, progress, keep_problems)
+        covered: Checkpoint | None = None
+        reading = True
+        try:
+            for item in source.read(checkpoint):
+                if isinstance(item, Checkpoint):
+                    covered = item
+                    if len(job.batch) + len(job.rejected) >= BATCH:
+                        reading = False
+                        job.flush(covered)
+                        reading = True
+                else:
+                    job.take(item)
+        except BaseException:
+            # The source failed (network, bad file, interrupt): keep what was read. The checkpoint
+            # saved with it is the last one the source vouched for, so rows after it are read
+            # again next time, and cost nothing then because they are unchanged.
+            if reading:
+                job.flush(covered)
+            raise
+        job.flush(covered)
+    return job.summary(retried_ok)
+
+
+def _retry_images(store: Store, collector: ImageCollector, source: str, max_attempts: int = MAX_IMAGE_ATTEMPTS) -> int:
+    failed = store.failed_images(source, max_attempts=max_attempts)
+    if not failed:
+        return 0
+    outcomes = collector.collect([image.ref for image in failed])
+    return store.update_images([(image, outcomes[image.ref]) for image in failed])
+
+
+@dataclass(frozen=True)
+class RetrySummary:
+    resolved: int
+    still_failing: int
+
+    def line(self) -> str:
+        return f"quarantine retry: {self.resolved} resolved, {self.still_failing} still failing"
+
+
+def retry_quarantine(
+    store: Store,
+    blobs: BlobStore,
+    limits: DecodeLimits,
+    *,
+    source: str | None = None,
+    fetch: FetchOptions | None = None,
+) -> RetrySummary:
+    """Parse quarantined records again (with the source's current mapping) and fetch failed images again."""
+    resolved: list[int] = []
+    failing = 0
+    with ImageCollector(store, blobs, limits, fetch or FetchOptions()) as collector:
+        for name in sorted({entry.source for entry, _raw in store.quarantine_records(source)}):
+            _retry_images(store, collector, name, max_attempts=UNLIMITED)
+            state = store.source_state(name)
+            mapping = parse_mapping(state[2]) if state and state[2] else SourceMapping()
+            still_failing = {image.ref for image in store.failed_images(name, max_attempts=UNLIMITED)}
+            for entry, raw in store.quarantine_records(name):
+                if entry.kind == "image":
+                    if raw.get("image") not in still_failing:
+                        resolved.append(entry.entry_id)
+                    else:
+                        failing += 1
+                        store.bump_quarantine(entry.entry_id, entry.reason)
+                    continue
+                outcome = _reparse(name, entry.record, raw, mapping)
+                if isinstance(outcome, Rejected):
+                    failing += 1
+                    store.bump_quarantine(entry.entry_id, outcome.reason)
+                    continue
+                refs = [resolve_ref(ref, outcome.base_dir) for ref in outcome.listing.image_refs]
+                images = collector.collect(refs)
+                listing = IngestedListing(outcome.listing, tuple(images[ref] for ref in refs))
+                store.commit_ingest_batch(name, [listing], [], None)
+                resolved.append(entry.entry_id)
+    store.resolve_quarantine(resolved)
+    return RetrySummary(resolved=len(resolved), still_failing=failing)
+
+
+def _reparse(source: str, record: str, raw: dict[str, Any], mapping: SourceMapping) -> FeedListing | Rejected:
+    row = raw.get("row")
+    if not isinstance(row, dict) or ("line" in row and len(row) == 1):
+        return Rejected(source, record, "the original record could not be kept; fix it in the feed and ingest again")
+    base_dir = Path(raw["base_dir"]) if raw.get("base_dir") else None
+    return parse_row(source, record, apply_columns(row, mapping.columns), base_dir, original=row)
+
+
+__all__ = ["FetchOptions", "IngestSummary", "Source", "ingest", "open_source", "retry_quarantine"]

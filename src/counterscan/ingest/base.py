@@ -26,6 +26,7 @@ KNOWN_COLUMNS = (
     "image_paths",
 )
 CURRENCY = re.compile(r"^[A-Z]{3}$")
+_KNOWN = frozenset(KNOWN_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,29 @@ class FeedListing:
     base_dir: Path | None
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """Everything a source yielded before this marker is covered by ``state``: a later run resumes here."""
+
+    state: Mapping[str, Any]
+
+
+SourceItem = FeedListing | Rejected | Checkpoint
+
+
 class Source(Protocol):
     name: str
+    kind: str
     location: str
 
-    def read(self, checkpoint: Mapping[str, Any] | None) -> Iterator[FeedListing | Rejected]: ...
+    def read(self, checkpoint: Mapping[str, Any] | None) -> Iterator[SourceItem]:
+        """Records after ``checkpoint`` (all of them when None), with Checkpoint markers between."""
+        ...
+
+
+def raw_record(row: Mapping[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    """What the quarantine keeps of a bad row, enough to parse it again later."""
+    return {"row": dict(row), "base_dir": str(base_dir) if base_dir is not None else None}
 
 
 def split_refs(value: Any) -> tuple[str, ...]:
@@ -55,6 +74,8 @@ def split_refs(value: Any) -> tuple[str, ...]:
 
 
 def _text(value: Any) -> str:
+    if value.__class__ is str:  # the common case first: this runs ten times per feed row
+        return str(value).strip()
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return str(value).strip()
@@ -77,29 +98,41 @@ def _price(value: Any) -> float | None:
     return price
 
 
-def parse_row(source: str, record: str, row: Mapping[str, Any], base_dir: Path | None) -> FeedListing | Rejected:
-    """Turn one feed row into a listing, or say precisely why not."""
-    raw = dict(row)
+def parse_row(
+    source: str,
+    record: str,
+    row: Mapping[str, Any],
+    base_dir: Path | None,
+    *,
+    original: Mapping[str, Any] | None = None,
+) -> FeedListing | Rejected:
+    """Turn one (column-mapped) feed row into a listing, or say precisely why not.
+
+    ``original`` is the row as the feed had it, kept in the quarantine for a later retry.
+    """
+
+    def rejected(label: str, reason: str) -> Rejected:
+        raw = raw_record(original if original is not None else row, base_dir)
+        return Rejected(source=source, record=label, reason=reason, raw=raw)
+
     listing_id = _text(row.get("listing_id"))
     if not listing_id:
-        return Rejected(source=source, record=record, reason="missing listing_id", raw=raw)
+        return rejected(record, "missing listing_id")
     label = f"{record} (listing {listing_id})"
     try:
         price = _price(row.get("price"))
     except ValueError as exc:
-        return Rejected(source=source, record=label, reason=str(exc), raw=raw)
+        return rejected(label, str(exc))
     currency = _optional(row.get("currency"))
     if currency is not None:
         currency = currency.upper()
         if not CURRENCY.match(currency):
-            return Rejected(
-                source=source, record=label, reason=f"currency {currency!r} is not an ISO 4217 code", raw=raw
-            )
+            return rejected(label, f"currency {currency!r} is not an ISO 4217 code")
     refs = split_refs(row.get("image_paths")) + split_refs(row.get("image_urls"))
     attributes = {
         str(key): value
         for key, value in row.items()
-        if key not in KNOWN_COLUMNS and value is not None and not (isinstance(value, float) and math.isnan(value))
+        if key not in _KNOWN and value is not None and not (isinstance(value, float) and math.isnan(value))
     }
     listing = Listing(
         source=source,

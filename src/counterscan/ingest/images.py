@@ -1,30 +1,92 @@
-"""Listing images: read or download, validate by decoding, cache by content hash."""
+"""Listing images: read or download concurrently, validate by decoding, cache by content hash.
+
+Downloads share one polite client (rate cap, retries, timeouts, redirect and size caps, http and
+https only) with at most ``per_host`` requests in flight to any one host. A URL fetched once is
+remembered with its content hash, and an image whose bytes are already in the blob store is not
+decoded again: listings that share a picture share one copy.
+"""
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
+import threading
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from counterscan.errors import ImageError
 from counterscan.imaging import DecodeLimits, inspect, read_capped, sha256_hex
+from counterscan.ingest.http_client import FetchError, PoliteClient, RetryPolicy
 from counterscan.records import ImageOutcome
-from counterscan.store.blobs import BlobStore
+from counterscan.store import BlobStore, Store
 
-FETCH_TIMEOUT_SECONDS = 15.0
+HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body")
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    workers: int = 8
+    per_host: int = 4
+    timeout_seconds: float = 15.0
+    max_retries: int = 2
+    max_redirects: int = 5
+    requests_per_second: float = 0.0
+
+
+def resolve_ref(ref: str, base_dir: Path | None) -> str:
+    """URLs stay as they are; relative paths resolve against the feed's folder."""
+    scheme = urlparse(ref).scheme.lower()
+    if scheme in ("http", "https") or (scheme and len(scheme) > 1):
+        return ref
+    path = Path(ref)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return str(path)
 
 
 class ImageCollector:
     """Turns image references into cached, validated blobs; failures become outcomes, not exceptions."""
 
-    def __init__(self, blobs: BlobStore, limits: DecodeLimits) -> None:
+    def __init__(self, store: Store, blobs: BlobStore, limits: DecodeLimits, options: FetchOptions) -> None:
+        self.store = store
         self.blobs = blobs
         self.limits = limits
+        self.options = options
+        self._client: PoliteClient | None = None
+        self._host_slots: dict[str, threading.Semaphore] = defaultdict(lambda: threading.Semaphore(options.per_host))
+        self._lock = threading.Lock()
 
-    def collect(self, ref: str, base_dir: Path | None) -> ImageOutcome:
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def __enter__(self) -> ImageCollector:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def collect(self, refs: Sequence[str]) -> dict[str, ImageOutcome]:
+        """Outcome per distinct resolved reference (local path or URL)."""
+        distinct = list(dict.fromkeys(refs))
+        urls = [ref for ref in distinct if _is_url(ref)]
+        remembered = {url: sha for url, sha in self.store.cached_urls(urls).items() if sha in self.blobs}
+        outcomes = {url: ImageOutcome(ref=url, sha256=sha) for url, sha in remembered.items()}
+        todo = [ref for ref in distinct if ref not in outcomes]
+        if todo:
+            with ThreadPoolExecutor(max_workers=max(1, self.options.workers)) as pool:
+                outcomes.update(zip(todo, pool.map(self._one, todo), strict=True))
+        self.store.remember_urls(
+            {ref: outcome.sha256 for ref, outcome in outcomes.items() if _is_url(ref) and outcome.sha256}
+        )
+        return outcomes
+
+    def _one(self, ref: str) -> ImageOutcome:
         try:
-            data = self._read(ref, base_dir)
+            data = self._download(ref) if _is_url(ref) else self._read_local(ref)
             sha256 = sha256_hex(data)
             if sha256 not in self.blobs:
                 inspect(data, self.limits)
@@ -33,29 +95,43 @@ class ImageCollector:
         except ImageError as exc:
             return ImageOutcome(ref=ref, error=exc.reason)
 
-    def _read(self, ref: str, base_dir: Path | None) -> bytes:
+    def _read_local(self, ref: str) -> bytes:
         scheme = urlparse(ref).scheme.lower()
-        if scheme in ("http", "https"):
-            return self._download(ref)
         if scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
             raise ImageError(f"unsupported URL scheme {scheme!r} (only http, https and local paths)")
-        path = Path(ref)
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        return read_capped(path, self.limits.max_bytes)
+        return read_capped(Path(ref), self.limits.max_bytes)
 
     def _download(self, url: str) -> bytes:
-        request = urllib.request.Request(url, headers={"User-Agent": "counterscan"})
-        try:
-            with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_SECONDS) as response:
-                declared = response.headers.get("Content-Length")
-                if declared is not None and declared.isdigit() and int(declared) > self.limits.max_bytes:
-                    raise ImageError(f"download of {declared} bytes refused (cap {self.limits.max_bytes})")
-                data: bytes = response.read(self.limits.max_bytes + 1)
-        except urllib.error.HTTPError as exc:
-            raise ImageError(f"download failed: HTTP {exc.code}") from exc
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise ImageError(f"download failed: {getattr(exc, 'reason', exc)}") from exc
-        if len(data) > self.limits.max_bytes:
-            raise ImageError(f"download over the cap of {self.limits.max_bytes} bytes")
+        with self._slot(url):
+            try:
+                data, headers, _final = self._http().get(url, max_bytes=self.limits.max_bytes)
+            except FetchError as exc:
+                raise ImageError(f"download failed: {exc}") from None
+        head = data[:64].lstrip().lower()
+        if head.startswith(HTML_STARTS):
+            declared = headers.get("content-type", "unknown")
+            raise ImageError(f"not an image: the server sent an HTML page ({declared})")
         return data
+
+    @contextmanager
+    def _slot(self, url: str) -> Iterator[None]:
+        host = urlparse(url).netloc.lower()
+        with self._lock:
+            slot = self._host_slots[host]
+        with slot:
+            yield
+
+    def _http(self) -> PoliteClient:
+        with self._lock:
+            if self._client is None:
+                policy = RetryPolicy(
+                    max_retries=self.options.max_retries,
+                    timeout_seconds=self.options.timeout_seconds,
+                    max_redirects=self.options.max_redirects,
+                )
+                self._client = PoliteClient(policy, requests_per_second=self.options.requests_per_second)
+            return self._client
+
+
+def _is_url(ref: str) -> bool:
+    return urlparse(ref).scheme.lower() in ("http", "https")

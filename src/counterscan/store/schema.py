@@ -96,6 +96,8 @@ sources = sa.Table(
     metadata,
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("location", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("mapping", sa.JSON, nullable=True),
     sa.Column("checkpoint", sa.JSON, nullable=True),
     sa.Column("updated_at", TS, nullable=False),
 )
@@ -145,6 +147,15 @@ listing_images = sa.Table(
     sa.Column("ref", sa.Text, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=True),
     sa.Column("error", sa.Text, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
+)
+
+url_cache = sa.Table(
+    "url_cache",
+    metadata,
+    sa.Column("url", sa.Text, primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("fetched_at", TS, nullable=False),
 )
 
 image_signals = sa.Table(
@@ -208,10 +219,12 @@ quarantine = sa.Table(
     "quarantine",
     metadata,
     sa.Column("entry_id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False, index=True),
+    sa.Column("kind", sa.String(20), nullable=False),
     sa.Column("record", sa.String(500), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("raw", sa.JSON, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("resolved_at", TS, nullable=True),
 )

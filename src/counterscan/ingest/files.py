@@ -1,0 +1,210 @@
+"""Feed files: CSV, JSONL and Parquet, plain or gzip-compressed, alone or in folders.
+
+Checkpoints: a file's state is its size, modification time, a hash of its first 64 KiB and the
+number of rows already committed. An unchanged file is skipped without being read; a file that
+grew (same head) continues after the committed rows; a rewritten file is read again from the
+start (listings that did not change cost nothing, see ``Store.listing_hashes``).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import pyarrow.parquet as pq
+
+from counterscan.errors import DataError, UserError
+from counterscan.ingest.base import Checkpoint, SourceItem, parse_row, raw_record
+from counterscan.ingest.mapping import SourceMapping, apply_columns
+from counterscan.records import Rejected
+
+CHECKPOINT_EVERY_ROWS = 2000
+HEAD_BYTES = 64 * 1024
+FORMATS = (".csv", ".jsonl", ".ndjson", ".parquet")
+_MISSING = "\x00missing"
+"""Filled in for fields a short CSV row lacks; cannot occur in decoded CSV text."""
+
+RowItem = tuple[str, Mapping[str, Any]] | Rejected
+
+
+def feed_format(path: Path) -> str | None:
+    """The feed format of ``path`` by its name (``.csv``, ``.jsonl.gz``...), or None."""
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    if not suffixes or suffixes[-1] not in FORMATS:
+        return None
+    return ".jsonl" if suffixes[-1] == ".ndjson" else suffixes[-1]
+
+
+def fingerprint(path: Path, head_bytes: int = HEAD_BYTES) -> dict[str, Any]:
+    """Size, modification time, and a hash of the first ``head_bytes`` (or fewer, in a small file)."""
+    stat = path.stat()
+    with path.open("rb") as handle:
+        head = handle.read(min(head_bytes, stat.st_size))
+    return {
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "head": hashlib.sha256(head).hexdigest(),
+        "head_bytes": len(head),
+    }
+
+
+class FileSource:
+    """One feed file."""
+
+    def __init__(self, path: Path, *, name: str, mapping: SourceMapping) -> None:
+        found = feed_format(path)
+        if found is None:
+            raise UserError(
+                f"{path}: unsupported feed type (supported: {', '.join(FORMATS)}, optionally gzip-compressed .gz)"
+            )
+        self.path = path
+        self.name = name
+        self.kind = found.lstrip(".")
+        self.location = str(path)
+        self.mapping = mapping
+
+    def read(self, checkpoint: Mapping[str, Any] | None) -> Iterator[SourceItem]:
+        if not self.path.is_file():
+            raise UserError(f"{self.path}: no such feed file")
+        state = checkpoint or {}
+        now = fingerprint(self.path)
+        skip = _rows_to_skip(state, now, fingerprint(self.path, int(state.get("head_bytes", HEAD_BYTES))))
+        if skip is None:
+            return
+        rows = 0
+        folder = self.path.parent
+        for rows, item in enumerate(self._rows(), start=1):
+            if rows <= skip:
+                continue
+            if isinstance(item, Rejected):
+                yield item
+            else:
+                record, row = item
+                mapped = apply_columns(row, self.mapping.columns)
+                yield parse_row(self.name, record, mapped, folder, original=row)
+
+            if rows % CHECKPOINT_EVERY_ROWS == 0:
+                yield Checkpoint(now | {"rows": rows, "complete": False})
+        yield Checkpoint(now | {"rows": max(rows, skip), "complete": True})
+
+    def _rows(self) -> Iterator[RowItem]:
+        readers = {"csv": self._csv_rows, "jsonl": self._jsonl_rows, "parquet": self._parquet_rows}
+        try:
+            yield from readers[self.kind]()
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{self.path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise DataError(f"{self.path}: corrupt gzip data ({exc})") from exc
+
+    def _text(self) -> TextIO:
+        if self.path.suffix.lower() == ".gz":
+            return io.TextIOWrapper(gzip.open(self.path, "rb"), encoding="utf-8-sig", newline="")
+        return self.path.open("r", encoding="utf-8-sig", newline="")
+
+    def _csv_rows(self) -> Iterator[RowItem]:
+        label = self.path.name
+        with self._text() as handle:
+            reader = csv.DictReader(handle, restval=_MISSING)
+            if not reader.fieldnames or "listing_id" not in self._our_names(reader.fieldnames):
+                raise DataError(f"{self.path}: CSV header has no listing_id column (map one in the mapping file)")
+            width = len(reader.fieldnames)
+            for row in reader:
+                record = f"{label} line {reader.line_num}"
+                if None in row:
+                    yield Rejected(self.name, record, f"row has more fields than the header's {width}", _raw(row))
+                elif any(value is _MISSING for value in row.values()):
+                    yield Rejected(self.name, record, f"row has fewer fields than the header's {width}", _raw(row))
+                else:
+                    yield record, row
+
+    def _our_names(self, header: Sequence[str]) -> set[str]:
+        mapped = {ours for ours, theirs in self.mapping.columns.items() if theirs.split(".")[0] in header}
+        return set(header) | mapped
+
+    def _jsonl_rows(self) -> Iterator[RowItem]:
+        label = self.path.name
+        with self._text() as handle:
+            for number, line in enumerate(handle, start=1):
+                record = f"{label} line {number}"
+                if not line.strip():
+                    yield Rejected(self.name, record, "empty line", {"row": {"line": ""}})
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    reason = f"not valid JSON ({exc.msg} at column {exc.colno})"
+                    yield Rejected(self.name, record, reason, {"row": {"line": line[:2000]}})
+                    continue
+                if not isinstance(row, dict):
+                    yield Rejected(self.name, record, "line is JSON but not an object", {"row": {"line": line[:2000]}})
+                    continue
+                yield record, row
+
+    def _parquet_rows(self) -> Iterator[RowItem]:
+        label = self.path.name
+        try:
+            parquet = pq.ParquetFile(self.path)
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError... for a bad file
+            raise DataError(f"{self.path}: not a readable Parquet file ({exc})") from exc
+        number = 0
+        for batch in parquet.iter_batches(batch_size=CHECKPOINT_EVERY_ROWS):
+            for row in batch.to_pylist():
+                number += 1
+                yield f"{label} row {number}", row
+
+
+def _raw(row: Mapping[Any, Any]) -> dict[str, Any]:
+    cleaned = {str(key): (None if value == _MISSING else value) for key, value in row.items()}
+    return raw_record(cleaned, None)
+
+
+def _rows_to_skip(state: Mapping[str, Any], now: Mapping[str, Any], same_span: Mapping[str, Any]) -> int | None:
+    """Rows already committed from this file, or None when the file has not changed since.
+
+    ``same_span`` is the file's fingerprint over as many head bytes as the checkpoint hashed.
+    """
+    if state.get("head") != same_span["head"] or int(state.get("size", 0)) > int(now["size"]):
+        return 0  # a different or shorter file: read it all again
+    unchanged = state.get("size") == now["size"] and state.get("mtime_ns") == now["mtime_ns"]
+    if unchanged and state.get("complete"):
+        return None
+    return int(state.get("rows", 0))
+
+
+class FolderSource:
+    """Every feed file under a folder, in name order; each file keeps its own checkpoint."""
+
+    def __init__(self, folder: Path, *, name: str, mapping: SourceMapping) -> None:
+        self.folder = folder
+        self.name = name
+        self.kind = "folder"
+        self.location = str(folder)
+        self.mapping = mapping
+
+    def files(self) -> list[Path]:
+        return sorted(
+            path
+            for path in self.folder.rglob("*")
+            if path.is_file() and not path.name.startswith(".") and feed_format(path) is not None
+        )
+
+    def read(self, checkpoint: Mapping[str, Any] | None) -> Iterator[SourceItem]:
+        states: dict[str, Any] = dict((checkpoint or {}).get("files", {}))
+        for path in self.files():
+            key = str(path.relative_to(self.folder))
+            source = FileSource(path, name=self.name, mapping=self.mapping)
+            for item in source.read(states.get(key)):
+                if isinstance(item, Checkpoint):
+                    states[key] = dict(item.state)
+                    yield Checkpoint({"files": dict(states)})
+                else:
+                    yield item
