@@ -18,7 +18,7 @@ from counterscan.api import create_app
 from counterscan.brands import add_brand
 from counterscan.config import Settings
 from counterscan.ingest import ingest, open_source
-from counterscan.matchers import decode_limits, image_matchers, listing_matchers
+from counterscan.matchers import decode_limits
 from counterscan.members import add_member
 from counterscan.scan import run_scan
 from counterscan.store import BlobStore, Store
@@ -190,7 +190,7 @@ def test_results_show_only_the_members_own_brands(
         )
         blobs = BlobStore(server.settings.blob_dir)
         ingest(store, blobs, decode_limits(server.settings), open_source(str(feed)))
-        run_scan(store, blobs, image_matchers(server.settings), listing_matchers(server.settings))
+        run_scan(store, server.settings)
     finally:
         store.close()
     with _client(server, server.owner_key) as client:

@@ -220,8 +220,9 @@ def test_scan_review_decide_and_export(brand_ready: Cli, tmp_path: Path, photos:
     cli("ingest", str(_feed(tmp_path, photos, FEED_ROWS)))
     result = cli("scan")
     assert "scanned 4 listings, 2 with evidence" in result.stdout
-    assert "scanned 0 listings" in cli("scan").stdout  # nothing new
-    assert "scanned 4 listings" in cli("scan", "--all").stdout
+    assert "nothing to do" in cli("scan", expect=10).stdout  # nothing new
+
+    assert "scanned 0 listings, 2 with evidence, re-scanned 4\n" in cli("scan", "--all").stdout
 
     scores = {row.listing_pk: row.score for row in rows(cli, t.scores)}
     by_id = {row.listing_id: row.listing_pk for row in rows(cli, t.listings)}

@@ -18,11 +18,12 @@ from counterscan import assets, brands, members, report, review
 from counterscan.config import Settings
 from counterscan.demo import demo_data_dir, run_demo
 from counterscan.errors import CounterscanError, PermissionDeniedError, UserError
+from counterscan.executors import make_executor
 from counterscan.ingest import FetchOptions, open_source, retry_quarantine
 from counterscan.ingest import ingest as run_ingest
-from counterscan.matchers import decode_limits, image_matchers, listing_matchers
+from counterscan.matchers import decode_limits, image_matchers
 from counterscan.records import ASSET_KINDS, Suspect
-from counterscan.scan import run_scan
+from counterscan.scan import ScanStatus, run_scan
 from counterscan.store import BlobStore, Store
 
 
@@ -339,6 +340,32 @@ def audit_list(
     _emit(rows, fmt, ("at", "actor", "action", "target", "details"), {"details": 80})
 
 
+schedule_app = typer.Typer(no_args_is_help=True, help="Running scans unattended.")
+app.add_typer(schedule_app, name="schedule")
+
+
+@schedule_app.command("print-cron")
+def schedule_print_cron(
+    ctx: typer.Context,
+    at: Annotated[str, typer.Option(help="Cron time fields.")] = "17 2 * * *",
+    max_minutes: Annotated[float, typer.Option(help="Time budget of each nightly scan.")] = 240,
+    feed: Annotated[list[str] | None, typer.Option(help="A feed to ingest before scanning; repeatable.")] = None,
+) -> None:
+    """Print a crontab entry for a nightly ingest + scan (install it with `crontab -e`)."""
+    settings = _settings(ctx)
+    program = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "counterscan" else Path("counterscan")
+    base = f"{program} --home {settings.home.resolve()}" + (f" --db '{settings.db_url}'" if settings.db_url else "")
+    steps = [f"{base} ingest {item}" for item in feed or []]
+    # Exit codes 10 (nothing to do) and 11 (partial: budget reached) are normal for a nightly job.
+    steps.append(
+        f"{base} scan --max-minutes {max_minutes:g}; code=$?; [ $code -eq 10 -o $code -eq 11 ] && code=0; exit $code"
+    )
+
+    log = settings.home.resolve() / "scan.log"
+    typer.echo("# counterscan nightly scan; scans never overlap (lock in the store), exit 12 = lock held")
+    typer.echo(f"{at} ({' && '.join(steps)}) >> {log} 2>&1")
+
+
 @app.command()
 def serve(
     ctx: typer.Context,
@@ -399,15 +426,43 @@ def _progress_bar(description: str, *, unit: str) -> Iterator[Callable[[int], No
         yield bar.update
 
 
+SCAN_EXIT_CODES = {ScanStatus.DONE: 0, ScanStatus.NOTHING_TO_DO: 10, ScanStatus.PARTIAL: 11}
+
+
 @app.command()
 def scan(
     ctx: typer.Context,
     rescan_all: Annotated[bool, typer.Option("--all", help="Re-scan every listing, not only new ones.")] = False,
+    source: Annotated[str | None, typer.Option(help="Only this source's listings.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: the core count).")] = None,
+    executor: Annotated[str, typer.Option(help="local (process pool) or dask.")] = "local",
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address, tcp://host:8786.")] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Stop after the batch in hand once this much time passed.")
+    ] = None,
 ) -> None:
-    """Match new listings against every brand's assets and score them."""
-    with _store(ctx) as (settings, store, blobs):
-        summary = run_scan(store, blobs, image_matchers(settings), listing_matchers(settings), rescan_all=rescan_all)
+    """Match new and changed listings (and, after asset changes, the affected brands) and score them.
+
+    Exit codes: 0 done, 10 nothing to do, 11 partial (time budget reached; run again), 12 another scan holds the lock.
+    """
+    with _store(ctx) as (settings, store, _blobs):
+        pool = make_executor(executor, workers=workers, scheduler=scheduler)
+        try:
+            with _progress_bar("scan", unit="listings") as advance:
+                summary = run_scan(
+                    store,
+                    settings,
+                    executor=pool,
+                    rescan_all=rescan_all,
+                    source=source,
+                    max_minutes=max_minutes,
+                    progress=advance,
+                )
+        finally:
+            pool.close()
     typer.echo(summary.line())
+    if SCAN_EXIT_CODES[summary.status]:
+        raise typer.Exit(SCAN_EXIT_CODES[summary.status])
 
 
 SUSPECT_COLUMNS = ("rank", "listing_id", "score", "brand", "matcher", "reason", "title", "price", "status")
@@ -493,14 +548,7 @@ def quarantine_list(
 def demo(ctx: typer.Context) -> None:
     """Register the demo brands, ingest the demo feed, scan it and show the review queue."""
     with _store(ctx) as (settings, store, blobs):
-        result = run_demo(
-            store,
-            blobs,
-            assets.upload_limits(settings),
-            image_matchers(settings),
-            listing_matchers(settings),
-            demo_data_dir(),
-        )
+        result = run_demo(store, blobs, settings, demo_data_dir())
         quarantined = store.quarantined("demo-market")
     typer.echo(result.ingest.line())
     for entry in quarantined:

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from counterscan.assets import UploadLimits, add_asset_files
+from counterscan.assets import add_asset_files, upload_limits
 from counterscan.brands import add_brand
+from counterscan.config import Settings
 from counterscan.errors import NotFoundError, UserError
 from counterscan.ingest import IngestSummary, ingest, open_source
 from counterscan.ingest.base import FeedListing
-from counterscan.matchers import ImageMatcher, ListingMatcher
+from counterscan.matchers import image_matchers
 from counterscan.members import add_member
 from counterscan.records import Suspect
 from counterscan.scan import ScanSummary, run_scan
@@ -54,11 +55,11 @@ def demo_data_dir() -> Path:
 def run_demo(
     store: Store,
     blobs: BlobStore,
-    limits: UploadLimits,
-    image_matchers: list[ImageMatcher],
-    listing_matchers: list[ListingMatcher],
+    settings: Settings,
     data_dir: Path,
 ) -> DemoResult:
+    limits = upload_limits(settings)
+    matchers = image_matchers(settings)
     manifest = tomllib.loads((data_dir / "brands.toml").read_text(encoding="utf-8"))
     try:
         actor = store.member(DEMO_MEMBER)
@@ -79,12 +80,11 @@ def run_demo(
         for kind in ("logo", "product"):
             paths = [data_dir / path for path in entry.get(f"{kind}s", [])]
             if paths:
-                add_asset_files(
-                    store, blobs, limits, image_matchers, actor, brand=entry["name"], kind=kind, paths=paths
-                )
+                add_asset_files(store, blobs, limits, matchers, actor, brand=entry["name"], kind=kind, paths=paths)
+
     source = open_source(str(data_dir / "listings" / "listings.csv"), name="demo-market")
     ingested = ingest(store, blobs, limits.image, source)
-    scanned = run_scan(store, blobs, image_matchers, listing_matchers)
+    scanned = run_scan(store, settings)
     truth = {
         item.listing.listing_id: str(item.listing.attributes.get("demo_truth", ""))
         for item in source.read(None)

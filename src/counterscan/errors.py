@@ -63,3 +63,9 @@ class ExternalError(CounterscanError):
 
 class AuthenticationError(PermissionDeniedError):
     """No key, or a key that does not belong to the named member."""
+
+
+class LockHeldError(CounterscanError):
+    """Another scan holds the lock (its holder and start are in the message)."""
+
+    exit_code = 12

@@ -1,115 +1,261 @@
-"""One batch scan: select listings, run every matcher, score, store."""
+"""One batch scan: safe to schedule, resumable, incremental, and able to run on many workers.
+
+A scan takes a lock in the store (so two scans never overlap, on one machine or many), then:
+
+1. re-scans listings already scanned, against the brands whose assets or profile changed since
+   they were last scanned (and only those brands; other brands' evidence is kept), and
+2. scans listings that are new or changed since the last scan, against every brand.
+
+Work goes out in batches; each batch's evidence, scores and progress cursor are committed in
+one transaction, so a crash or kill -9 resumes without redoing finished batches and without
+duplicating evidence. ``max_minutes`` ends a scan cleanly after the batch in hand.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from enum import Enum
 
-from counterscan.errors import ImageError
-from counterscan.matchers import ImageMatcher, ListingMatcher
+from counterscan.config import Settings
+from counterscan.executors import Executor, InlineExecutor, Partition
+from counterscan.matchers import image_matchers
 from counterscan.ranking import cold_start_score
 from counterscan.records import Brand, Evidence, ListingToScan, ScanResult
-from counterscan.store import BlobStore, Store
+from counterscan.scan_work import MatchContext, PartitionResult
+from counterscan.store import Store
 
-BATCH = 256
+PER_WORKER_BATCH = 128
+MIN_PARTITION = 32
+
+STALE_LOCK = timedelta(minutes=30)
+ALL = "all"
+
+
+class ScanStatus(Enum):
+    DONE = "done"
+    NOTHING_TO_DO = "nothing-to-do"
+    PARTIAL = "partial"
 
 
 @dataclass(frozen=True)
 class ScanSummary:
-    scan_id: int
+    scan_id: int | None
+    status: ScanStatus
     scanned: int
+    rescanned: int
     suspects: int
     images_unreadable: int
+    remaining: int
+    full_rescan: bool = False
 
     def line(self) -> str:
-        return f"scan {self.scan_id}: scanned {self.scanned} listings, {self.suspects} with evidence" + (
-            f", {self.images_unreadable} images unreadable" if self.images_unreadable else ""
+        if self.status is ScanStatus.NOTHING_TO_DO:
+            return "scan: nothing to do (no new listings, no changed assets)"
+        text = (
+            f"scan {self.scan_id}: scanned {self.scanned} listings, {self.suspects} with evidence"
+            + (f", re-scanned {self.rescanned}" if self.rescanned else "")
+            + (" for changed brands" if self.rescanned and not self.full_rescan else "")
+            + (f", {self.images_unreadable} images unreadable" if self.images_unreadable else "")
         )
+        if self.status is ScanStatus.PARTIAL:
+            text += f"; time budget reached, {self.remaining} listings left for the next run"
+        return text
 
 
-@dataclass(frozen=True)
-class _PreparedMatcher:
-    matcher: ImageMatcher
-    index: Any
+def _holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _scope(source: str | None) -> tuple[str, list[str]]:
+    """The lock name of a scan and the lock names it conflicts with."""
+    if source is None:
+        return "scan:all", ["scan:"]
+    return f"scan:source:{source}", ["scan:all"]
+
+
+def _context_key(settings: Settings, fingerprints: dict[int, str]) -> str:
+    payload = json.dumps([repr(settings), sorted(fingerprints.items())])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _context(store: Store, settings: Settings, brands: Sequence[Brand], key: str) -> MatchContext:
+    wanted = {brand.brand_id for brand in brands}
+    signals = {
+        matcher.name: tuple(signal for signal in store.asset_signals(matcher.name) if signal.brand_id in wanted)
+        for matcher in image_matchers(settings)
+    }
+    return MatchContext(
+        key=key, settings=settings, brands=tuple(brands), asset_signals=signals, blob_root=settings.blob_dir
+    )
+
+
+def score_listing(item: ListingToScan, evidence: Sequence[Evidence], brands: Sequence[Brand]) -> ScanResult:
+    # A brand's own authorised sellers are never flagged for that brand.
+    seller = item.listing.seller_id
+    authorised = {brand.brand_id for brand in brands if seller is not None and seller in brand.authorised_sellers}
+    kept = tuple(found for found in evidence if found.brand_id not in authorised)
+    scored = cold_start_score(kept)
+    return ScanResult(
+        listing_pk=item.listing_pk, score=scored.score, brand_id=scored.brand_id, evidence=kept, best=scored.best
+    )
+
+
+class _Scan:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        executor: Executor,
+        *,
+        source: str | None,
+        deadline: float | None,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.executor = executor
+        self.source = source
+        self.deadline = deadline
+        self.progress = progress
+        self.holder = _holder()
+        self.lock_name, _ = _scope(source)
+        self.suspects = 0
+        self.unreadable = 0
+        self.out_of_time = False
+
+    def batches(self, *, unscanned: bool, after: int) -> Sequence[ListingToScan]:
+        size = PER_WORKER_BATCH * max(1, self.executor.workers)
+        return self.store.next_listings(after=after, limit=size, unscanned=unscanned, source=self.source)
+
+    def match(self, batch: Sequence[ListingToScan]) -> dict[int, tuple[Evidence, ...]]:
+        workers = max(1, self.executor.workers)
+        names = [matcher.name for matcher in image_matchers(self.settings)]
+        sha256s = sorted({sha256 for item in batch for sha256 in item.image_sha256s})
+        cached = {name: self.store.cached_signals(name, sha256s) for name in names}
+        # Partitions of fewer than MIN_PARTITION listings cost more to ship than to match here.
+        step = max(MIN_PARTITION, -(-len(batch) // workers))
+        partitions: list[Partition] = []
+        for start in range(0, len(batch), step):
+            part = batch[start : start + step]
+            wanted = {sha256 for item in part for sha256 in item.image_sha256s}
+            partitions.append((part, {name: {k: v for k, v in cached[name].items() if k in wanted} for name in names}))
+        evidence: dict[int, tuple[Evidence, ...]] = {}
+        results: list[PartitionResult] = list(self.executor.run(partitions))
+        for result in results:
+            evidence.update(result.evidence)
+            self.unreadable += result.unreadable
+            for name, fresh in result.new_signals.items():
+                self.store.save_signals(name, fresh)
+        return evidence
+
+    def out_of_budget(self) -> bool:
+        self.out_of_time = self.deadline is not None and time.monotonic() >= self.deadline
+        return self.out_of_time
+
+    def commit(self, scan_id: int, results: list[ScanResult], *, cursor: int | None, mark_scanned: bool) -> None:
+        self.store.write_results(scan_id, results, cursor=cursor, mark_scanned=mark_scanned)
+        self.store.heartbeat(self.lock_name, self.holder)
+        self.suspects += sum(1 for result in results if result.evidence)
+        if self.progress is not None:
+            self.progress(len(results))
 
 
 def run_scan(
     store: Store,
-    blobs: BlobStore,
-    image_matchers: Sequence[ImageMatcher],
-    listing_matchers: Sequence[ListingMatcher],
+    settings: Settings,
     *,
+    executor: Executor | None = None,
     rescan_all: bool = False,
+    source: str | None = None,
+    max_minutes: float | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ScanSummary:
-    brands = store.brands()
-    prepared = [
-        _PreparedMatcher(matcher, matcher.build_index(store.asset_signals(matcher.name))) for matcher in image_matchers
-    ]
-    todo = store.listings_to_scan(rescan_all=rescan_all)
-    scan_id = store.start_scan()
-    suspects = unreadable = 0
+    """Scan what is new or changed (``rescan_all``: everything), under the store's scan lock."""
+    executor = executor or InlineExecutor()
+    lock_name, conflicts = _scope(source)
+    holder = _holder()
+    store.acquire_lock(lock_name, holder, conflicts=conflicts, stale_after=STALE_LOCK)
     try:
-        for start in range(0, len(todo), BATCH):
-            batch = todo[start : start + BATCH]
-            image_evidence, failed = _image_evidence(store, blobs, prepared, batch)
-            unreadable += failed
-            results = [_score(item, image_evidence, listing_matchers, brands) for item in batch]
-            store.write_results(scan_id, results)
-            suspects += sum(1 for result in results if result.evidence)
+        deadline = time.monotonic() + max_minutes * 60 if max_minutes is not None else None
+        scan = _Scan(store, settings, executor, source=source, deadline=deadline, progress=progress)
+        return _run(store, settings, scan, rescan_all=rescan_all, scope=ALL if source is None else f"source:{source}")
+    finally:
+        store.release_lock(lock_name, holder)
+
+
+def _run(store: Store, settings: Settings, scan: _Scan, *, rescan_all: bool, scope: str) -> ScanSummary:
+    brands = store.brands()
+    fingerprints = store.brand_fingerprints()
+    seen = store.scanned_fingerprints()
+    changed = sorted(brand_id for brand_id, fp in fingerprints.items() if rescan_all or seen.get(brand_id) != fp)
+    plan = {"rescan_brands": {str(brand_id): fingerprints[brand_id] for brand_id in changed}}
+    pending_new = store.count_listings(unscanned=True, source=scan.source)
+    pending_old = store.count_listings(unscanned=False, source=scan.source) if changed else 0
+    if not pending_new and not pending_old:
+        if changed:
+            store.save_fingerprints(0, {brand_id: fingerprints[brand_id] for brand_id in changed})
+        return ScanSummary(None, ScanStatus.NOTHING_TO_DO, 0, 0, 0, 0, 0)
+
+    resumed = store.unfinished_scan(scope, plan) if changed else None
+    if resumed is not None:
+        scan_id, cursor = resumed
+        store.resume_scan(scan_id, scan.holder)
+    else:
+        scan_id, cursor = store.start_scan(scope=scope, plan=plan, holder=scan.holder), 0
+    scanned = rescanned = 0
+    scan.executor.start(_context(store, settings, brands, _context_key(settings, fingerprints)))
+    try:
+        # Phase 1: listings scanned before, against the brands that changed since.
+        if changed:
+            changed_set = set(changed)
+            rescan_brands = [brand for brand in brands if brand.brand_id in changed_set]
+            scan.executor.start(
+                _context(store, settings, rescan_brands, _context_key(settings, fingerprints) + ":rescan")
+            )
+            while not scan.out_of_budget() and (batch := scan.batches(unscanned=False, after=cursor)):
+                kept = store.evidence_of([item.listing_pk for item in batch], except_brands=changed_set)
+                fresh = scan.match(batch)
+                results = [
+                    score_listing(item, [*kept.get(item.listing_pk, ()), *fresh[item.listing_pk]], brands)
+                    for item in batch
+                ]
+                cursor = batch[-1].listing_pk
+                scan.commit(scan_id, results, cursor=cursor, mark_scanned=False)
+                rescanned += len(batch)
+            if not scan.out_of_time:
+                store.save_fingerprints(scan_id, {brand_id: fingerprints[brand_id] for brand_id in changed})
+            scan.executor.start(_context(store, settings, brands, _context_key(settings, fingerprints)))
+        # Phase 2: new and changed listings, against every brand.
+        after = 0
+        while not scan.out_of_budget() and (batch := scan.batches(unscanned=True, after=after)):
+            fresh = scan.match(batch)
+            scan.commit(
+                scan_id,
+                [score_listing(item, fresh[item.listing_pk], brands) for item in batch],
+                cursor=None,
+                mark_scanned=True,
+            )
+            after = batch[-1].listing_pk
+            scanned += len(batch)
     except BaseException:
-        store.finish_scan(scan_id, status="failed", listings_scanned=0)
+        store.finish_scan(scan_id, status="failed", listings_scanned=scanned + rescanned)
         raise
-    store.finish_scan(scan_id, status="done", listings_scanned=len(todo))
-    return ScanSummary(scan_id=scan_id, scanned=len(todo), suspects=suspects, images_unreadable=unreadable)
-
-
-def _image_evidence(
-    store: Store, blobs: BlobStore, prepared: Sequence[_PreparedMatcher], batch: Sequence[ListingToScan]
-) -> tuple[dict[str, list[Evidence]], int]:
-    """Evidence per image sha256 across all image matchers; signals are cached by content."""
-    sha256s = sorted({sha256 for item in batch for sha256 in item.image_sha256s})
-    found: dict[str, list[Evidence]] = {sha256: [] for sha256 in sha256s}
-    failed: set[str] = set()
-    for entry in prepared:
-        matcher = entry.matcher
-        signals = store.cached_signals(matcher.name, sha256s)
-        fresh: dict[str, bytes] = {}
-        for sha256 in sha256s:
-            if sha256 in signals or sha256 in failed:
-                continue
-            try:
-                fresh[sha256] = matcher.encode(blobs.get(sha256), source=sha256)
-            except (ImageError, FileNotFoundError):
-                failed.add(sha256)
-        store.save_signals(matcher.name, fresh)
-        signals.update(fresh)
-        pairs = [(sha256, signals[sha256]) for sha256 in sha256s if sha256 in signals]
-        for (sha256, _), evidence in zip(pairs, matcher.query(entry.index, pairs), strict=True):
-            found[sha256].extend(evidence)
-    return found, len(failed)
-
-
-def _score(
-    item: ListingToScan,
-    image_evidence: dict[str, list[Evidence]],
-    listing_matchers: Sequence[ListingMatcher],
-    brands: Sequence[Brand],
-) -> ScanResult:
-    evidence: list[Evidence] = []
-    for sha256 in dict.fromkeys(item.image_sha256s):
-        evidence.extend(image_evidence.get(sha256, ()))
-    for matcher in listing_matchers:
-        evidence.extend(matcher.match(item.listing, brands))
-    # A brand's own authorised sellers are never flagged for that brand.
-    seller = item.listing.seller_id
-    authorised = {brand.brand_id for brand in brands if seller is not None and seller in brand.authorised_sellers}
-    evidence = [found for found in evidence if found.brand_id not in authorised]
-    scored = cold_start_score(evidence)
-    return ScanResult(
-        listing_pk=item.listing_pk,
-        score=scored.score,
-        brand_id=scored.brand_id,
-        evidence=tuple(evidence),
-        best=scored.best,
+    finally:
+        scan.executor.close()
+    remaining = store.count_listings(unscanned=True, source=scan.source)
+    status = (
+        ScanStatus.PARTIAL
+        if scan.out_of_time and (remaining or (changed and rescanned < pending_old))
+        else ScanStatus.DONE
     )
+    store.finish_scan(
+        scan_id, status="partial" if status is ScanStatus.PARTIAL else "done", listings_scanned=scanned + rescanned
+    )
+    return ScanSummary(scan_id, status, scanned, rescanned, scan.suspects, scan.unreadable, remaining, rescan_all)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from counterscan.errors import ExternalError
-from counterscan.store.schema import LATEST_VERSION, metadata, schema_version
+from counterscan.store.schema import LATEST_VERSION, lock_guard, metadata, schema_version
 
 Step = Callable[[sa.Connection], None]
 
@@ -28,6 +28,7 @@ def migrate(engine: sa.Engine) -> int:
         found = current_version(connection)
         if found is None:
             metadata.create_all(connection)
+            connection.execute(sa.insert(lock_guard).values(guard_id=1))
             _stamp(connection, LATEST_VERSION)
             return 0
         if found > LATEST_VERSION:

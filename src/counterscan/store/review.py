@@ -47,7 +47,13 @@ class ReviewStore(StoreBase):
             )
             .join(t.listings, t.listings.c.listing_pk == t.scores.c.listing_pk)
             .outerjoin(t.brands, t.brands.c.brand_id == t.scores.c.brand_id)
-            .outerjoin(t.evidence, t.evidence.c.evidence_id == t.scores.c.best_evidence_id)
+            .outerjoin(
+                t.evidence,
+                sa.and_(
+                    t.evidence.c.listing_pk == t.scores.c.listing_pk,
+                    t.evidence.c.position == t.scores.c.best_position,
+                ),
+            )
             .outerjoin(latest, latest.c.listing_pk == t.listings.c.listing_pk)
             .outerjoin(t.verdicts, t.verdicts.c.verdict_id == latest.c.verdict_id)
             .order_by(t.scores.c.score.desc(), t.listings.c.source, t.listings.c.listing_id)

@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+from collections.abc import Collection, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
-from counterscan.records import ListingToScan, ScanResult
+from counterscan.errors import LockHeldError
+from counterscan.records import Evidence, ListingToScan, ScanResult
 from counterscan.store import schema as t
-from counterscan.store.base import StoreBase, chunks, new_id, now
+from counterscan.store.base import BATCH, StoreBase, bulk_insert, chunks, iso, new_id, now
 from counterscan.store.listings import listing_from_row
 
 
 class ScanStore(StoreBase):
     # -- scanning --------------------------------------------------------------------------
 
-    def start_scan(self) -> int:
+    def start_scan(self, *, scope: str = "all", plan: Mapping[str, Any] | None = None, holder: str = "") -> int:
         with self.engine.begin() as conn:
             return new_id(
-                conn.execute(sa.insert(t.scans).values(started_at=now(), status="running", listings_scanned=0))
+                conn.execute(
+                    sa.insert(t.scans).values(
+                        started_at=now(),
+                        status="running",
+                        listings_scanned=0,
+                        scope=scope,
+                        plan=dict(plan or {}),
+                        cursor=0,
+                        holder=holder,
+                    )
+                )
             )
 
     def finish_scan(self, scan_id: int, *, status: str, listings_scanned: int) -> None:
@@ -29,17 +44,41 @@ class ScanStore(StoreBase):
                 .values(finished_at=now(), status=status, listings_scanned=listings_scanned)
             )
 
-    def listings_to_scan(self, *, rescan_all: bool = False) -> list[ListingToScan]:
-        query = sa.select(t.listings).order_by(t.listings.c.listing_pk)
-        if not rescan_all:
-            query = query.where(t.listings.c.scanned_at.is_(None))
+    def unfinished_scan(self, scope: str, plan: Mapping[str, Any]) -> tuple[int, int] | None:
+        """(scan id, cursor) of the newest unfinished scan of ``scope`` that had the same plan."""
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            row = conn.execute(
+                sa.select(t.scans.c.scan_id, t.scans.c.cursor, t.scans.c.plan, t.scans.c.status)
+                .where(t.scans.c.scope == scope)
+                .order_by(t.scans.c.scan_id.desc())
+                .limit(1)
+            ).first()
+        if row is None or row.status == "done" or dict(row.plan or {}) != dict(plan):
+            return None
+        return int(row.scan_id), int(row.cursor)
+
+    def resume_scan(self, scan_id: int, holder: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(t.scans).where(t.scans.c.scan_id == scan_id).values(status="running", holder=holder))
+
+    def next_listings(
+        self, *, after: int, limit: int, unscanned: bool, source: str | None = None
+    ) -> list[ListingToScan]:
+        """The next ``limit`` listings with a key above ``after``, in key order, with their images."""
+        query = sa.select(t.listings).where(t.listings.c.listing_pk > after).order_by(t.listings.c.listing_pk)
+        query = query.where(t.listings.c.scanned_at.is_(None) if unscanned else t.listings.c.scanned_at.is_not(None))
+        if source is not None:
+            query = query.where(t.listings.c.source == source)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.limit(limit)).all()
             images: dict[int, list[str]] = {}
-            for chunk in chunks([row.listing_pk for row in rows]):
+            if rows:
                 for image in conn.execute(
                     sa.select(t.listing_images.c.listing_pk, t.listing_images.c.sha256)
-                    .where(t.listing_images.c.listing_pk.in_(chunk), t.listing_images.c.sha256.is_not(None))
+                    .where(
+                        t.listing_images.c.listing_pk.in_([row.listing_pk for row in rows]),
+                        t.listing_images.c.sha256.is_not(None),
+                    )
                     .order_by(t.listing_images.c.listing_pk, t.listing_images.c.position)
                 ):
                     images.setdefault(image.listing_pk, []).append(image.sha256)
@@ -51,6 +90,122 @@ class ScanStore(StoreBase):
             )
             for row in rows
         ]
+
+    def listings_to_scan(self, *, rescan_all: bool = False) -> list[ListingToScan]:
+        """Every listing still to scan (or all of them); for small stores and tests."""
+        found: list[ListingToScan] = []
+        for unscanned in (True, False) if rescan_all else (True,):
+            after = 0
+            while batch := self.next_listings(after=after, limit=BATCH, unscanned=unscanned):
+                found.extend(batch)
+                after = batch[-1].listing_pk
+        return sorted(found, key=lambda item: item.listing_pk)
+
+    def count_listings(self, *, unscanned: bool, source: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(t.listings)
+        query = query.where(t.listings.c.scanned_at.is_(None) if unscanned else t.listings.c.scanned_at.is_not(None))
+        if source is not None:
+            query = query.where(t.listings.c.source == source)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def brand_fingerprints(self) -> dict[int, str]:
+        """A digest per brand of everything a scan matches against: live assets and profile."""
+        with self.engine.connect() as conn:
+            brands = conn.execute(sa.select(t.brands.c.brand_id, t.brands.c.updated_at)).all()
+            assets: dict[int, list[int]] = {}
+            for row in conn.execute(
+                sa.select(t.assets.c.brand_id, t.assets.c.asset_id)
+                .where(t.assets.c.removed_at.is_(None))
+                .order_by(t.assets.c.asset_id)
+            ):
+                assets.setdefault(row.brand_id, []).append(row.asset_id)
+            products: dict[int, list[str]] = {}
+            for row in conn.execute(sa.select(t.brand_products).order_by(t.brand_products.c.name_key)):
+                products.setdefault(row.brand_id, []).append(f"{row.name_key}={row.msrp}{row.currency}")
+        return {
+            row.brand_id: hashlib.sha256(
+                json.dumps([str(row.updated_at), assets.get(row.brand_id, []), products.get(row.brand_id, [])]).encode()
+            ).hexdigest()
+            for row in brands
+        }
+
+    def scanned_fingerprints(self) -> dict[int, str]:
+        with self.engine.connect() as conn:
+            return {row.brand_id: row.fingerprint for row in conn.execute(sa.select(t.brand_scan_state))}
+
+    def save_fingerprints(self, scan_id: int, fingerprints: Mapping[int, str]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(t.brand_scan_state).where(t.brand_scan_state.c.brand_id.in_(list(fingerprints))))
+            bulk_insert(
+                conn,
+                t.brand_scan_state,
+                [
+                    {"brand_id": brand_id, "fingerprint": fp, "scan_id": scan_id}
+                    for brand_id, fp in fingerprints.items()
+                ],
+            )
+
+    def evidence_of(self, listing_pks: Sequence[int], *, except_brands: Collection[int]) -> dict[int, list[Evidence]]:
+        """Stored evidence of these listings for brands other than ``except_brands``."""
+        query = (
+            sa.select(t.evidence, t.brands.c.name.label("brand_name"))
+            .join(t.brands, t.brands.c.brand_id == t.evidence.c.brand_id)
+            .where(t.evidence.c.listing_pk.in_(list(listing_pks)))
+            .order_by(t.evidence.c.evidence_id)
+        )
+        if except_brands:
+            query = query.where(t.evidence.c.brand_id.not_in(list(except_brands)))
+        found: dict[int, list[Evidence]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                found.setdefault(row.listing_pk, []).append(
+                    Evidence(
+                        matcher=row.matcher,
+                        brand_id=row.brand_id,
+                        brand=row.brand_name,
+                        score=row.score,
+                        reason=row.reason,
+                        asset_id=row.asset_id,
+                        image_sha256=row.image_sha256,
+                        distance=row.distance,
+                        details=row.details or {},
+                    )
+                )
+        return found
+
+    # -- the scan lock ---------------------------------------------------------------------
+
+    def acquire_lock(self, name: str, holder: str, *, conflicts: Sequence[str], stale_after: timedelta) -> None:
+        """Take lock ``name`` unless it, or a lock whose name starts with one of ``conflicts``, is held.
+
+        A lock whose holder has not sent a heartbeat within ``stale_after`` is taken over.
+        """
+        moment = now()
+        with self.engine.begin() as conn:
+            # Every lock change first updates the one guard row: concurrent acquirers take turns.
+            conn.execute(sa.update(t.lock_guard).where(t.lock_guard.c.guard_id == 1).values(touched_at=moment))
+            conn.execute(sa.delete(t.locks).where(t.locks.c.heartbeat_at < moment - stale_after))
+            held = conn.execute(sa.select(t.locks).order_by(t.locks.c.acquired_at)).all()
+            for row in held:
+                if row.name == name or any(row.name.startswith(prefix) for prefix in conflicts):
+                    raise LockHeldError(
+                        f"another scan holds the lock {row.name!r} (holder {row.holder}, since "
+                        f"{iso(row.acquired_at)}); it is taken over once silent for {stale_after}"
+                    )
+            conn.execute(sa.insert(t.locks).values(name=name, holder=holder, acquired_at=moment, heartbeat_at=moment))
+
+    def heartbeat(self, name: str, holder: str) -> None:
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                sa.update(t.locks).where(t.locks.c.name == name, t.locks.c.holder == holder).values(heartbeat_at=now())
+            ).rowcount
+        if not updated:
+            raise LockHeldError(f"lost the scan lock {name!r} (taken over as stale); stopping")
+
+    def release_lock(self, name: str, holder: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(t.locks).where(t.locks.c.name == name, t.locks.c.holder == holder))
 
     def cached_signals(self, matcher: str, sha256s: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
@@ -85,50 +240,62 @@ class ScanStore(StoreBase):
             if rows:
                 conn.execute(sa.insert(t.image_signals), rows)
 
-    def write_results(self, scan_id: int, results: Sequence[ScanResult]) -> None:
-        """Replace each listing's evidence and score, and mark it scanned; one transaction per batch."""
-        for chunk in chunks(results):
-            moment = now()
-            with self.engine.begin() as conn:
+    def write_results(
+        self,
+        scan_id: int,
+        results: Sequence[ScanResult],
+        *,
+        scorer: str = "cold-start",
+        cursor: int | None = None,
+        mark_scanned: bool = True,
+    ) -> None:
+        """Replace each listing's evidence and score in one transaction (and the scan's cursor with it)."""
+        moment = now()
+        with self.engine.begin() as conn:
+            for chunk in chunks(list(results)):
                 pks = [result.listing_pk for result in chunk]
                 conn.execute(sa.delete(t.scores).where(t.scores.c.listing_pk.in_(pks)))
                 conn.execute(sa.delete(t.evidence).where(t.evidence.c.listing_pk.in_(pks)))
-                for result in chunk:
-                    best_id = None
-                    if result.evidence:
-                        ids = (
-                            conn.execute(
-                                sa.insert(t.evidence).returning(t.evidence.c.evidence_id, sort_by_parameter_order=True),
-                                [
-                                    {
-                                        "listing_pk": result.listing_pk,
-                                        "scan_id": scan_id,
-                                        "matcher": item.matcher,
-                                        "brand_id": item.brand_id,
-                                        "asset_id": item.asset_id,
-                                        "image_sha256": item.image_sha256,
-                                        "distance": item.distance,
-                                        "score": item.score,
-                                        "reason": item.reason,
-                                        "details": dict(item.details),
-                                    }
-                                    for item in result.evidence
-                                ],
-                            )
-                            .scalars()
-                            .all()
-                        )
-                        if result.best is not None:
-                            best_id = ids[result.best]
+                bulk_insert(
+                    conn,
+                    t.evidence,
+                    [
+                        {
+                            "listing_pk": result.listing_pk,
+                            "position": position,
+                            "scan_id": scan_id,
+                            "matcher": item.matcher,
+                            "brand_id": item.brand_id,
+                            "asset_id": item.asset_id,
+                            "image_sha256": item.image_sha256,
+                            "distance": item.distance,
+                            "score": item.score,
+                            "reason": item.reason,
+                            "details": dict(item.details),
+                        }
+                        for result in chunk
+                        for position, item in enumerate(result.evidence)
+                    ],
+                )
+                bulk_insert(
+                    conn,
+                    t.scores,
+                    [
+                        {
+                            "listing_pk": result.listing_pk,
+                            "score": result.score,
+                            "brand_id": result.brand_id,
+                            "best_position": result.best,
+                            "scorer": scorer,
+                            "scan_id": scan_id,
+                            "scored_at": moment,
+                        }
+                        for result in chunk
+                    ],
+                )
+                if mark_scanned:
                     conn.execute(
-                        sa.insert(t.scores).values(
-                            listing_pk=result.listing_pk,
-                            score=result.score,
-                            brand_id=result.brand_id,
-                            best_evidence_id=best_id,
-                            scorer="cold-start",
-                            scan_id=scan_id,
-                            scored_at=moment,
-                        )
+                        sa.update(t.listings).where(t.listings.c.listing_pk.in_(pks)).values(scanned_at=moment)
                     )
-                conn.execute(sa.update(t.listings).where(t.listings.c.listing_pk.in_(pks)).values(scanned_at=moment))
+            if cursor is not None:
+                conn.execute(sa.update(t.scans).where(t.scans.c.scan_id == scan_id).values(cursor=cursor))

@@ -174,13 +174,46 @@ scans = sa.Table(
     sa.Column("finished_at", TS, nullable=True),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("listings_scanned", sa.Integer, nullable=False),
+    sa.Column("scope", sa.String(250), nullable=False, server_default="all"),
+    # What the scan set out to do (brands to re-scan and their fingerprints), to resume it.
+    sa.Column("plan", sa.JSON, nullable=True),
+    # The highest listing key of the last committed batch of the re-scan phase.
+    sa.Column("cursor", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("holder", sa.String(250), nullable=True),
 )
+
+brand_scan_state = sa.Table(
+    "brand_scan_state",
+    metadata,
+    sa.Column("brand_id", sa.Integer, sa.ForeignKey("brands.brand_id"), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("scan_id", sa.Integer, nullable=False),
+)
+
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("name", sa.String(250), primary_key=True),
+    sa.Column("holder", sa.String(250), nullable=False),
+    sa.Column("acquired_at", TS, nullable=False),
+    sa.Column("heartbeat_at", TS, nullable=False),
+)
+
+lock_guard = sa.Table(
+    "lock_guard",
+    metadata,
+    sa.Column("guard_id", sa.Integer, primary_key=True),
+    sa.Column("touched_at", TS, nullable=True),
+)
+"""One row, updated first by every lock change, so that lock changes take turns on any database."""
+
 
 evidence = sa.Table(
     "evidence",
     metadata,
     sa.Column("evidence_id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("listing_pk", sa.Integer, sa.ForeignKey("listings.listing_pk"), nullable=False, index=True),
+    sa.Column("position", sa.Integer, nullable=False),
     sa.Column("scan_id", sa.Integer, sa.ForeignKey("scans.scan_id"), nullable=False),
     sa.Column("matcher", sa.String(40), nullable=False),
     sa.Column("brand_id", sa.Integer, sa.ForeignKey("brands.brand_id"), nullable=False),
@@ -198,7 +231,7 @@ scores = sa.Table(
     sa.Column("listing_pk", sa.Integer, sa.ForeignKey("listings.listing_pk"), primary_key=True),
     sa.Column("score", sa.Float, nullable=False, index=True),
     sa.Column("brand_id", sa.Integer, sa.ForeignKey("brands.brand_id"), nullable=True),
-    sa.Column("best_evidence_id", sa.Integer, nullable=True),
+    sa.Column("best_position", sa.Integer, nullable=True),
     sa.Column("scorer", sa.String(40), nullable=False),
     sa.Column("scan_id", sa.Integer, sa.ForeignKey("scans.scan_id"), nullable=False),
     sa.Column("scored_at", TS, nullable=False),

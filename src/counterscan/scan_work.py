@@ -1,0 +1,105 @@
+"""The work a scan sends to its workers: match a partition of listings against the indexes.
+
+Workers only read (image blobs, the context they are sent) and return evidence and any image
+signals they computed; the coordinator scores and writes. Each worker process builds the
+matcher indexes once per context and keeps them while the context's key stays the same.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from counterscan.config import Settings
+from counterscan.errors import ImageError
+from counterscan.matchers import ImageMatcher, ListingMatcher, image_matchers, listing_matchers
+from counterscan.records import AssetSignal, Brand, Evidence, ListingToScan
+from counterscan.store.blobs import BlobStore
+
+
+@dataclass(frozen=True)
+class MatchContext:
+    """Everything a worker needs; its ``key`` names the asset and brand state it was built from."""
+
+    key: str
+    settings: Settings
+    brands: tuple[Brand, ...]
+    asset_signals: dict[str, tuple[AssetSignal, ...]]
+    blob_root: Path
+
+
+@dataclass(frozen=True)
+class PartitionResult:
+    evidence: dict[int, tuple[Evidence, ...]]
+    """Per listing key, its evidence in a stable order (images in listing order, then words)."""
+    new_signals: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    unreadable: int = 0
+
+
+@dataclass
+class _Prepared:
+    image: list[tuple[ImageMatcher, Any]]
+    listing: list[ListingMatcher]
+    blobs: BlobStore
+
+
+class _PreparedCache:
+    """Per-process cache of built indexes: one entry, replaced when the context key changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: str | None = None
+        self._value: _Prepared | None = None
+
+    def get(self, context: MatchContext) -> _Prepared:
+        with self._lock:
+            if self._key != context.key or self._value is None:
+                image = [
+                    (matcher, matcher.build_index(context.asset_signals.get(matcher.name, ())))
+                    for matcher in image_matchers(context.settings)
+                ]
+                self._value = _Prepared(image, listing_matchers(context.settings), BlobStore(context.blob_root))
+                self._key = context.key
+            return self._value
+
+
+_PREPARED = _PreparedCache()
+"""The one piece of process state: indexes are too costly to rebuild for every partition."""
+
+
+def match_partition(
+    context: MatchContext, items: Sequence[ListingToScan], cached: dict[str, dict[str, bytes]]
+) -> PartitionResult:
+    """Evidence for each listing of ``items``; ``cached`` holds known signals per matcher and image."""
+    prepared = _PREPARED.get(context)
+    sha256s = sorted({sha256 for item in items for sha256 in item.image_sha256s})
+    per_image: dict[str, list[Evidence]] = {sha256: [] for sha256 in sha256s}
+    new_signals: dict[str, dict[str, bytes]] = {}
+    failed: set[str] = set()
+    for matcher, index in prepared.image:
+        known = dict(cached.get(matcher.name, {}))
+        fresh: dict[str, bytes] = {}
+        for sha256 in sha256s:
+            if sha256 in known or sha256 in failed:
+                continue
+            try:
+                fresh[sha256] = matcher.encode(prepared.blobs.get(sha256), source=sha256)
+            except (ImageError, FileNotFoundError):
+                failed.add(sha256)
+        known.update(fresh)
+        new_signals[matcher.name] = fresh
+        pairs = [(sha256, known[sha256]) for sha256 in sha256s if sha256 in known]
+        for (sha256, _signal), found in zip(pairs, matcher.query(index, pairs), strict=True):
+            per_image[sha256].extend(found)
+    evidence: dict[int, tuple[Evidence, ...]] = {}
+    for item in items:
+        found_here: list[Evidence] = []
+        for sha256 in dict.fromkeys(item.image_sha256s):
+            found_here.extend(per_image.get(sha256, ()))
+        for listing_matcher in prepared.listing:
+            found_here.extend(listing_matcher.match(item.listing, context.brands))
+        evidence[item.listing_pk] = tuple(found_here)
+    return PartitionResult(evidence=evidence, new_signals=new_signals, unreadable=len(failed))
