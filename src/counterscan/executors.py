@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol
 
 from counterscan.errors import ExternalError, UserError
@@ -20,7 +20,11 @@ class Executor(Protocol):
 
     def start(self, context: MatchContext) -> None: ...
 
-    def run(self, partitions: Sequence[Partition]) -> Iterator[PartitionResult]: ...
+    def submit(self, partitions: Sequence[Partition]) -> Any:
+        """Start matching ``partitions``; returns a handle for :meth:`gather`."""
+        ...
+
+    def gather(self, handle: Any) -> list[PartitionResult]: ...
 
     def close(self) -> None: ...
 
@@ -36,10 +40,12 @@ class InlineExecutor:
     def start(self, context: MatchContext) -> None:
         self._context = context
 
-    def run(self, partitions: Sequence[Partition]) -> Iterator[PartitionResult]:
+    def submit(self, partitions: Sequence[Partition]) -> list[PartitionResult]:
         assert self._context is not None
-        for items, cached in partitions:
-            yield match_partition(self._context, items, cached)
+        return [match_partition(self._context, items, cached) for items, cached in partitions]
+
+    def gather(self, handle: list[PartitionResult]) -> list[PartitionResult]:
+        return handle
 
     def close(self) -> None:
         self._context = None
@@ -62,19 +68,21 @@ class ProcessExecutor:
     def start(self, context: MatchContext) -> None:
         self._context = context
 
-    def run(self, partitions: Sequence[Partition]) -> Iterator[PartitionResult]:
+    def submit(self, partitions: Sequence[Partition]) -> list[Future[PartitionResult]]:
         assert self._context is not None
         if len(partitions) == 1:  # nothing to share out: skip the pool (and starting it)
             items, cached = partitions[0]
-            yield match_partition(self._context, items, cached)
-            return
+            done: Future[PartitionResult] = Future()
+            done.set_result(match_partition(self._context, items, cached))
+            return [done]
         if self._pool is None:
             # Spawned, not forked: a fork of a process whose OpenMP (FAISS) threads are running can hang.
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
 
-        futures = [self._pool.submit(_run_in_worker, self._context, items, cached) for items, cached in partitions]
-        for future in futures:
-            yield future.result()
+        return [self._pool.submit(_run_in_worker, self._context, items, cached) for items, cached in partitions]
+
+    def gather(self, handle: list[Future[PartitionResult]]) -> list[PartitionResult]:
+        return [future.result() for future in handle]
 
     def close(self) -> None:
         if self._pool is not None:
@@ -102,13 +110,14 @@ class DaskExecutor:
     def start(self, context: MatchContext) -> None:
         self._context = self._client.scatter(context, broadcast=True)
 
-    def run(self, partitions: Sequence[Partition]) -> Iterator[PartitionResult]:
-        futures = [
+    def submit(self, partitions: Sequence[Partition]) -> list[Any]:
+        return [
             self._client.submit(match_partition, self._context, items, cached, pure=False)
             for items, cached in partitions
         ]
-        for future in futures:
-            yield future.result()
+
+    def gather(self, handle: list[Any]) -> list[PartitionResult]:
+        return [future.result() for future in handle]
 
     def close(self) -> None:
         if self._own_client:

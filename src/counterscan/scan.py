@@ -18,10 +18,11 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
+from typing import Any
 
 from counterscan.config import Settings
 from counterscan.executors import Executor, InlineExecutor, Partition
@@ -130,24 +131,49 @@ class _Scan:
         self.unreadable = 0
         self.out_of_time = False
 
-    def batches(self, *, unscanned: bool, after: int) -> Sequence[ListingToScan]:
+    def batches(self, *, unscanned: bool, after: int) -> Iterator[Sequence[ListingToScan]]:
+        """Batches in key order until none is left or the time budget is spent."""
         size = PER_WORKER_BATCH * max(1, self.executor.workers)
-        return self.store.next_listings(after=after, limit=size, unscanned=unscanned, source=self.source)
+        while not self.out_of_budget():
+            batch = self.store.next_listings(after=after, limit=size, unscanned=unscanned, source=self.source)
+            if not batch:
+                return
+            yield batch
+            after = batch[-1].listing_pk
 
-    def match(self, batch: Sequence[ListingToScan]) -> dict[int, tuple[Evidence, ...]]:
+    def matched(
+        self, batches: Iterator[Sequence[ListingToScan]]
+    ) -> Iterator[tuple[Sequence[ListingToScan], dict[int, tuple[Evidence, ...]]]]:
+        """Evidence per batch, keeping the next batch at the workers while this one is written."""
+        pending: tuple[Sequence[ListingToScan], Any] | None = None
+        for batch in batches:
+            handle = self.executor.submit(self._partitions(batch))
+            if pending is not None:
+                yield pending[0], self._collect(pending[1])
+            pending = (batch, handle)
+        if pending is not None:
+            yield pending[0], self._collect(pending[1])
+
+    def _partitions(self, batch: Sequence[ListingToScan]) -> list[Partition]:
         workers = max(1, self.executor.workers)
         names = [matcher.name for matcher in image_matchers(self.settings)]
         sha256s = sorted({sha256 for item in batch for sha256 in item.image_sha256s})
         cached = {name: self.store.cached_signals(name, sha256s) for name in names}
-        # Partitions of fewer than MIN_PARTITION listings cost more to ship than to match here.
-        step = max(MIN_PARTITION, -(-len(batch) // workers))
+        # Shipping listings to workers pays off only for images still to decode and hash; searching
+        # cached signals is cheaper here than the trip.
+        uncached = sum(1 for sha256 in sha256s if any(sha256 not in cached[name] for name in names))
+        step = len(batch) if uncached < MIN_PARTITION else max(MIN_PARTITION, -(-len(batch) // workers))
+
         partitions: list[Partition] = []
         for start in range(0, len(batch), step):
             part = batch[start : start + step]
             wanted = {sha256 for item in part for sha256 in item.image_sha256s}
             partitions.append((part, {name: {k: v for k, v in cached[name].items() if k in wanted} for name in names}))
+        return partitions
+
+    def _collect(self, handle: Any) -> dict[int, tuple[Evidence, ...]]:
         evidence: dict[int, tuple[Evidence, ...]] = {}
-        results: list[PartitionResult] = list(self.executor.run(partitions))
+        results: list[PartitionResult] = self.executor.gather(handle)
         for result in results:
             evidence.update(result.evidence)
             self.unreadable += result.unreadable
@@ -219,9 +245,8 @@ def _run(store: Store, settings: Settings, scan: _Scan, *, rescan_all: bool, sco
             scan.executor.start(
                 _context(store, settings, rescan_brands, _context_key(settings, fingerprints) + ":rescan")
             )
-            while not scan.out_of_budget() and (batch := scan.batches(unscanned=False, after=cursor)):
+            for batch, fresh in scan.matched(scan.batches(unscanned=False, after=cursor)):
                 kept = store.evidence_of([item.listing_pk for item in batch], except_brands=changed_set)
-                fresh = scan.match(batch)
                 results = [
                     score_listing(item, [*kept.get(item.listing_pk, ()), *fresh[item.listing_pk]], brands)
                     for item in batch
@@ -233,16 +258,13 @@ def _run(store: Store, settings: Settings, scan: _Scan, *, rescan_all: bool, sco
                 store.save_fingerprints(scan_id, {brand_id: fingerprints[brand_id] for brand_id in changed})
             scan.executor.start(_context(store, settings, brands, _context_key(settings, fingerprints)))
         # Phase 2: new and changed listings, against every brand.
-        after = 0
-        while not scan.out_of_budget() and (batch := scan.batches(unscanned=True, after=after)):
-            fresh = scan.match(batch)
+        for batch, fresh in scan.matched(scan.batches(unscanned=True, after=0)):
             scan.commit(
                 scan_id,
                 [score_listing(item, fresh[item.listing_pk], brands) for item in batch],
                 cursor=None,
                 mark_scanned=True,
             )
-            after = batch[-1].listing_pk
             scanned += len(batch)
     except BaseException:
         store.finish_scan(scan_id, status="failed", listings_scanned=scanned + rescanned)
