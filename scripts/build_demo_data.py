@@ -157,7 +157,7 @@ def main() -> None:
             jpeg(half(nike_logo_flat), images / "m-1006.jpg", 75),
             "reuse",
         ),
-        # what only words give away (the text matcher's evidence; weaker than a copied photo)
+        # what only words and prices give away (text and price evidence; weaker than a copied photo)
         (
             "m-2001",
             "Nike Air Max replica 1:1 mirror quality",
@@ -165,6 +165,25 @@ def main() -> None:
             "kicks4less",
             jpeg(photo("gravel"), images / "m-2001.jpg"),
             "text",
+        ),
+        ("m-2002", "N1ke Air Max 90 unisex", 19.0, "shoe-deals", jpeg(photo("page"), images / "m-2002.jpg"), "text"),
+        (
+            "m-2003",
+            "Adidaas Ultraboost 22 running",
+            25.0,
+            "kicks4less",
+            jpeg(photo("grass"), images / "m-2003.jpg"),
+            "text",
+        ),
+        ("m-2004", "Puma Suede Classic low", 9.0, "stickerz", jpeg(photo("coins"), images / "m-2004.jpg"), "text"),
+        # an honest second-hand listing that names the brand at a fair price
+        (
+            "m-3002",
+            "Nike Air Max 90, worn twice",
+            85.0,
+            "seller-77",
+            jpeg(photo("brick"), images / "m-3002.jpg"),
+            "clean",
         ),
         # a genuine listing by the brand's authorised seller, re-using its own photo
         (

@@ -231,7 +231,9 @@ def test_scan_review_decide_and_export(brand_ready: Cli, tmp_path: Path, photos:
     queue = json.loads(cli("review", "list", "--format", "json").stdout)
     assert [item["listing_id"] for item in queue] == ["L1", "L3"]
     assert queue[0]["matcher"] == "phash" and "pHash distance" in queue[0]["reason"]
-    assert queue[1]["matcher"] == "text" and "replica" in queue[1]["reason"]
+    # Far under the brand's MSRP of 99 USD, in a listing that names the brand with "replica".
+    assert queue[1]["matcher"] == "price" and "is 5% of the Acme MSRP of 99 USD" in queue[1]["reason"]
+
     table = cli("review", "list", "--limit", "1").stdout
     assert "L1" in table and "L3" not in table
 
@@ -297,8 +299,10 @@ def test_authorised_seller_is_never_flagged(brand_ready: Cli, tmp_path: Path, ph
 
 def test_demo_ranks_planted_reuses_above_clean_listings(sqlite_cli: Cli) -> None:
     result = sqlite_cli("demo")
-    assert "check: all 6 planted re-uses rank above all 12 clean listings" in result.stdout
+    assert "check: all 6 planted re-uses rank above all 13 clean listings" in result.stdout
+    assert "check: all 4 text- and price-only suspects rank above all 13 clean listings" in result.stdout
     assert "price 'cheap!' is not a number" in result.stdout
+
     # Running it again is harmless and gives the same queue.
     again = sqlite_cli("demo")
     assert "new 0" in again.stdout and "check: all 6 planted" in again.stdout

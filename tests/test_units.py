@@ -10,9 +10,8 @@ import sqlalchemy as sa
 from counterscan.config import Settings
 from counterscan.errors import ExternalError, UserError
 from counterscan.ingest.base import FeedListing, parse_row, split_refs
-from counterscan.matchers.text import TextMatcher
 from counterscan.ranking import cold_start_score
-from counterscan.records import Brand, Evidence, Listing, Rejected
+from counterscan.records import Evidence, Rejected
 from counterscan.store import Store
 from counterscan.store import schema as t
 
@@ -46,31 +45,6 @@ def test_cold_start_noisy_or_per_brand() -> None:
     repeated = [_evidence("phash", 1, 0.6)] * 5 + [_evidence("phash", 2, 0.7)]
     assert cold_start_score(repeated).brand_id == 2
     assert cold_start_score(repeated).score == pytest.approx(0.7)
-
-
-NIKE = Brand(brand_id=1, name="Nike", member="m", keywords=("Air Max",))
-APPLE = Brand(brand_id=2, name="Apple", member="m")
-
-
-def _listing(title: str, description: str = "") -> Listing:
-    return Listing(source="s", listing_id="1", title=title, description=description)
-
-
-@pytest.mark.parametrize(
-    ("title", "expected"),
-    [
-        ("NIKE Air Max 90", {("Nike", "brand-mention")}),
-        ("nike air max replica 1:1", {("Nike", "brand-mention"), ("Nike", "counterfeit-term")}),
-        ("Ｎｉｋｅ shoes AAA quality", {("Nike", "brand-mention"), ("Nike", "counterfeit-term")}),
-        ("Nikelodeon plush toy", set()),
-        ("Apple pie recipe book", {("Apple", "brand-mention")}),
-        ("Replica of a vintage clock", set()),
-        ("Triple-AAA batteries for remote", set()),
-    ],
-)
-def test_text_matcher(title: str, expected: set[tuple[str, str]]) -> None:
-    found = TextMatcher().match(_listing(title), [NIKE, APPLE])
-    assert {(item.brand, item.details["signal"]) for item in found} == expected
 
 
 def test_parse_row_fields_and_attributes(tmp_path: Path) -> None:

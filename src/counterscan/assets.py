@@ -10,10 +10,10 @@ from counterscan.config import Settings
 from counterscan.errors import ImageError, UserError
 from counterscan.imaging import DecodeLimits, ImageInfo, sha256_hex
 from counterscan.matchers import ImageMatcher, decode_limits
-from counterscan.matchers.text import normalise_text
 from counterscan.members import require_owner
 from counterscan.records import ASSET_KINDS, IMAGE_ASSET_KINDS, Asset, AssetKind, Member
 from counterscan.store import BlobStore, Store
+from counterscan.textnorm import plain
 from counterscan.uploads import Rejection, UploadFile, clean_image, expand, from_paths, rejection
 
 
@@ -145,7 +145,7 @@ def add_text_assets(store: Store, actor: Member, *, brand: str, words: Sequence[
         if len(cleaned) > 200:
             rejected.append(Rejection(cleaned[:40], "longer than 200 characters", "invalid"))
             continue
-        info = ImageInfo(sha256=sha256_hex(normalise_text(cleaned).encode("utf-8")), format="TEXT", width=0, height=0)
+        info = ImageInfo(sha256=sha256_hex(plain(cleaned).encode("utf-8")), format="TEXT", width=0, height=0)
         asset, created = store.add_asset(
             brand_id=target.brand_id, kind="text", info=info, original_name=cleaned, signals={}, actor=actor.name
         )

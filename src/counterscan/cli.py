@@ -558,10 +558,13 @@ def demo(ctx: typer.Context) -> None:
     suspects = [suspect for suspect in result.ranking if suspect.score > 0]
     typer.echo(_table(_suspect_rows(suspects), SUSPECT_COLUMNS, {"reason": 70, "title": 40}))
     typer.echo("")
-    planted = sum(1 for truth in result.truth.values() if truth == "reuse")
-    clean = sum(1 for truth in result.truth.values() if truth == "clean")
-    if result.planted_above_clean():
-        typer.echo(f"check: all {planted} planted re-uses rank above all {clean} clean listings")
-    else:
-        typer.echo(f"check FAILED: some of the {planted} planted re-uses rank below a clean listing", err=True)
+    clean = result.count("clean")
+    failed = False
+    for kind, label in (("reuse", "planted re-uses"), ("text", "text- and price-only suspects")):
+        if result.above_clean(kind):
+            typer.echo(f"check: all {result.count(kind)} {label} rank above all {clean} clean listings")
+        else:
+            typer.echo(f"check FAILED: some of the {result.count(kind)} {label} rank below a clean listing", err=True)
+            failed = True
+    if failed:
         raise typer.Exit(1)

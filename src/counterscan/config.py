@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ class Settings:
     # pHash Hamming distance (of 64 bits) at or under which two images are the same picture.
     # Chosen from measured distributions, see docs/matching.md.
     phash_max_distance: int = 10
+    # Exchange rates for price evidence: each currency's value in one common unit, e.g.
+    # {"USD": 1.0, "EUR": 1.08}. Never fetched: prices in a currency missing here are not compared.
+    rates: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def database_url(self) -> str:
@@ -73,8 +77,12 @@ class Settings:
                 raise UserError(f"{origin}: unknown setting {key!r}")
             current = getattr(self, key)
             try:
+                if isinstance(current, Mapping):
+                    source = json.loads(value) if isinstance(value, str) else value
+                    changes[key] = {str(code).upper(): float(rate) for code, rate in dict(source).items()}
+                    continue
                 changes[key] = type(current)(value) if current is not None else str(value)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, AttributeError) as exc:
                 raise UserError(f"{origin}: setting {key!r} has a bad value {value!r}") from exc
         return replace(self, **changes)
 

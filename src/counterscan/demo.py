@@ -31,14 +31,17 @@ class DemoResult:
     truth: dict[str, str]
     """demo_truth per listing id: reuse, text or clean."""
 
-    def planted_above_clean(self) -> bool:
-        """Whether every planted re-use outranks every clean listing."""
+    def above_clean(self, kind: str) -> bool:
+        """Whether every listing planted as ``kind`` (reuse, text) outranks every clean listing."""
         ranks = {suspect.listing_id: suspect.rank for suspect in self.ranking}
-        planted = [ranks[i] for i, truth in self.truth.items() if truth == "reuse" and i in ranks]
+        planted = [ranks.get(i) for i, truth in self.truth.items() if truth == kind]
         clean = [ranks[i] for i, truth in self.truth.items() if truth == "clean" and i in ranks]
-        return len(planted) == sum(1 for truth in self.truth.values() if truth == "reuse") and (
-            not clean or max(planted, default=0) < min(clean)
-        )
+        if not planted or any(rank is None for rank in planted):
+            return False
+        return not clean or max(rank for rank in planted if rank is not None) < min(clean)
+
+    def count(self, kind: str) -> int:
+        return sum(1 for truth in self.truth.values() if truth == kind)
 
 
 def demo_data_dir() -> Path:

@@ -27,6 +27,7 @@ from typing import Any
 from counterscan.config import Settings
 from counterscan.executors import Executor, InlineExecutor, Partition
 from counterscan.matchers import image_matchers
+from counterscan.matchers.context import SellerHistory
 from counterscan.ranking import cold_start_score
 from counterscan.records import Brand, Evidence, ListingToScan, ScanResult
 from counterscan.scan_work import MatchContext, PartitionResult
@@ -92,8 +93,15 @@ def _context(store: Store, settings: Settings, brands: Sequence[Brand], key: str
         matcher.name: tuple(signal for signal in store.asset_signals(matcher.name) if signal.brand_id in wanted)
         for matcher in image_matchers(settings)
     }
+    sellers = store.counterfeit_sellers()
+    key += hashlib.sha256(json.dumps(sorted((k, sorted(v.items())) for k, v in sellers.items())).encode()).hexdigest()
     return MatchContext(
-        key=key, settings=settings, brands=tuple(brands), asset_signals=signals, blob_root=settings.blob_dir
+        key=key,
+        settings=settings,
+        brands=tuple(brands),
+        asset_signals=signals,
+        blob_root=settings.blob_dir,
+        sellers=SellerHistory(sellers),
     )
 
 
@@ -219,14 +227,14 @@ def run_scan(
 def _run(store: Store, settings: Settings, scan: _Scan, *, rescan_all: bool, scope: str) -> ScanSummary:
     brands = store.brands()
     fingerprints = store.brand_fingerprints()
-    seen = store.scanned_fingerprints()
+    seen = store.scanned_fingerprints(scan.source)
     changed = sorted(brand_id for brand_id, fp in fingerprints.items() if rescan_all or seen.get(brand_id) != fp)
     plan = {"rescan_brands": {str(brand_id): fingerprints[brand_id] for brand_id in changed}}
     pending_new = store.count_listings(unscanned=True, source=scan.source)
     pending_old = store.count_listings(unscanned=False, source=scan.source) if changed else 0
     if not pending_new and not pending_old:
         if changed:
-            store.save_fingerprints(0, {brand_id: fingerprints[brand_id] for brand_id in changed})
+            store.save_fingerprints(0, {brand_id: fingerprints[brand_id] for brand_id in changed}, scan.source)
         return ScanSummary(None, ScanStatus.NOTHING_TO_DO, 0, 0, 0, 0, 0)
 
     resumed = store.unfinished_scan(scope, plan) if changed else None
@@ -255,7 +263,9 @@ def _run(store: Store, settings: Settings, scan: _Scan, *, rescan_all: bool, sco
                 scan.commit(scan_id, results, cursor=cursor, mark_scanned=False)
                 rescanned += len(batch)
             if not scan.out_of_time:
-                store.save_fingerprints(scan_id, {brand_id: fingerprints[brand_id] for brand_id in changed})
+                store.save_fingerprints(
+                    scan_id, {brand_id: fingerprints[brand_id] for brand_id in changed}, scan.source
+                )
             scan.executor.start(_context(store, settings, brands, _context_key(settings, fingerprints)))
         # Phase 2: new and changed listings, against every brand.
         for batch, fresh in scan.matched(scan.batches(unscanned=True, after=0)):

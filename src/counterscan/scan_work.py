@@ -16,6 +16,8 @@ from typing import Any
 from counterscan.config import Settings
 from counterscan.errors import ImageError
 from counterscan.matchers import ImageMatcher, ListingMatcher, image_matchers, listing_matchers
+from counterscan.matchers.context import PriceMatcher, SellerHistory, SellerMatcher
+from counterscan.matchers.title import ProductTitleMatcher
 from counterscan.records import AssetSignal, Brand, Evidence, ListingToScan
 from counterscan.store.blobs import BlobStore
 
@@ -29,6 +31,7 @@ class MatchContext:
     brands: tuple[Brand, ...]
     asset_signals: dict[str, tuple[AssetSignal, ...]]
     blob_root: Path
+    sellers: SellerHistory = field(default_factory=SellerHistory)
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class _Prepared:
     image: list[tuple[ImageMatcher, Any]]
     listing: list[ListingMatcher]
     blobs: BlobStore
+    price: PriceMatcher
+    seller: SellerMatcher
 
 
 class _PreparedCache:
@@ -61,7 +66,15 @@ class _PreparedCache:
                     (matcher, matcher.build_index(context.asset_signals.get(matcher.name, ())))
                     for matcher in image_matchers(context.settings)
                 ]
-                self._value = _Prepared(image, listing_matchers(context.settings), BlobStore(context.blob_root))
+                listing = listing_matchers(context.settings)
+                titles = next((m for m in listing if isinstance(m, ProductTitleMatcher)), None)
+                self._value = _Prepared(
+                    image,
+                    listing,
+                    BlobStore(context.blob_root),
+                    PriceMatcher(context.settings.rates, titles),
+                    SellerMatcher(context.sellers),
+                )
                 self._key = context.key
             return self._value
 
@@ -101,5 +114,11 @@ def match_partition(
             found_here.extend(per_image.get(sha256, ()))
         for listing_matcher in prepared.listing:
             found_here.extend(listing_matcher.match(item.listing, context.brands))
+        # Price and seller history say nothing alone; they weigh in for brands already in evidence.
+        involved = {found.brand_id for found in found_here}
+        suspects_of = [brand for brand in context.brands if brand.brand_id in involved]
+        found_here.extend(prepared.price.match(item.listing, suspects_of, context.brands))
+        found_here.extend(prepared.seller.match(item.listing, suspects_of))
         evidence[item.listing_pk] = tuple(found_here)
+
     return PartitionResult(evidence=evidence, new_signals=new_signals, unreadable=len(failed))

@@ -9,6 +9,7 @@ from counterscan.imaging import DecodeLimits
 from counterscan.matchers.base import ImageMatcher, ListingMatcher
 from counterscan.matchers.phash import PHashMatcher
 from counterscan.matchers.text import TextMatcher
+from counterscan.matchers.title import ProductTitleMatcher
 
 
 def decode_limits(settings: Settings) -> DecodeLimits:
@@ -21,6 +22,7 @@ IMAGE_MATCHERS: dict[str, Callable[[Settings], ImageMatcher]] = {
 
 LISTING_MATCHERS: dict[str, Callable[[Settings], ListingMatcher]] = {
     "text": lambda settings: TextMatcher(),
+    "title": lambda settings: ProductTitleMatcher(),
 }
 
 

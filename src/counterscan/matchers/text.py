@@ -1,85 +1,208 @@
-"""Words in a listing: brand names and trademark words, and counterfeit vocabulary."""
+"""Words in a listing: brand names (honest, disguised or misspelt) and counterfeit vocabulary.
+
+Signals, per brand, each with its own confidence for the cold-start scorer:
+
+- ``brand-mention``: the brand's name, an alias or a trademark word, as whole words.
+- ``disguised-brand``: the same only after folding homoglyphs, leetspeak and accents
+  (``N1ke``, ``Nіke`` with a Cyrillic і): sellers hide names from keyword filters.
+- ``lookalike``: a misspelling the brand owner registered, or one edit away from a name of six
+  letters or more (``Adidaas``).
+- ``counterfeit-term``: vocabulary of fakes ("replica", "1:1", "mirror quality", in several
+  languages) in a listing that also names the brand.
+
+Brand names that are everyday words ("Apple", "Coach", "Guess") count only with corroboration:
+a trademark word, an alias, a category word or counterfeit vocabulary beside them.
+"""
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rapidfuzz.distance import Levenshtein
+from wordfreq import zipf_frequency
 
 from counterscan.records import Brand, Evidence, Listing
-
-# Phrases sellers of fakes use to say so without saying so. Matched as whole words.
-COUNTERFEIT_TERMS: tuple[str, ...] = (
-    "replica",
-    "1:1",
-    "aaa",
-    "aaa+",
-    "mirror quality",
-    "mirror copy",
-    "super clone",
-    "superclone",
-    "knockoff",
-    "knock off",
-    "fake",
-    "inspired by",
-    "unbranded",
-    "oem quality",
-    "same as original",
-    "réplica",
-    "replik",
-    "réplique",
-)
+from counterscan.textnorm import plain, plain_tokens, skeleton_tokens
 
 BRAND_MENTION_SCORE = 0.2
+DISGUISED_SCORE = 0.45
+LOOKALIKE_SCORE = 0.45
 COUNTERFEIT_TERM_SCORE = 0.6
+FUZZY_MIN_LENGTH = 5
+# A word one edit from a brand name is a look-alike only if it is rare itself ("Rolexx", not "guest").
+FUZZY_MAX_ZIPF = 3.0
+# Words at least this common in English (Zipf scale) are everyday words, not just brand names.
+EVERYDAY_WORD_ZIPF = 4.3
+
+# Phrases of fakes, by language. Matched on the plain text as whole words; regexes allowed.
+COUNTERFEIT_TERMS: dict[str, tuple[str, ...]] = {
+    "en": (
+        "replica", "replicas", "1:1", "aaa", "aaa+", "mirror quality", "mirror copy", "super clone",
+        "superclone", "knockoff", "knock off", "knock-off", "fake", "inspired by", "same as original",
+        "high copy", "top copy", "oem quality", r"unbranded\b.{0,40}\bstyle", "designer inspired",
+        "dupe", "not original", "non original",
+    ),
+    "de": ("replik", "nachbildung", "fälschung", "nicht original", "kopie"),
+    "fr": ("réplique", "contrefaçon", "copie", "qualité miroir", "imitation"),
+    "es": ("réplica", "imitación", "falso", "falsa", "copia", "calidad espejo"),
+    "it": ("imitazione", "falso", "copia", "qualità specchio"),
+    "pt": ("réplica", "imitação", "falsificado", "cópia", "primeira linha"),
+    "nl": ("namaak", "replica"),
+    "pl": ("podróbka", "replika"),
+    "ru": ("реплика", "копия", "подделка", "люкс копия"),
+    "zh": ("高仿", "复刻", "仿品", "a货", "原单"),
+}  # fmt: skip
 
 
-def normalise_text(text: str) -> str:
-    """Case-folded NFKC text, so full-width letters and ligatures compare equal."""
-    return unicodedata.normalize("NFKC", text).casefold()
+def _term_pattern(term: str) -> re.Pattern[str]:
+    body = term if "\\" in term else re.escape(plain(term))
+    if re.search(r"[\u4e00-\u9fff]", term):
+        return re.compile(body)  # no word edges in Chinese
+    return re.compile(r"(?<![\w])" + body + r"(?![\w+])")
 
 
-def _phrase_pattern(phrase: str) -> re.Pattern[str]:
-    # Word edges by hand: \b fails next to punctuation inside terms such as "1:1" or "aaa+".
-    return re.compile(r"(?<![\w])" + re.escape(normalise_text(phrase)) + r"(?![\w+])")
+def _phrase_in(phrase: Sequence[str], words: Sequence[str]) -> bool:
+    size = len(phrase)
+    return size > 0 and any(list(words[i : i + size]) == list(phrase) for i in range(len(words) - size + 1))
+
+
+@dataclass(frozen=True)
+class _BrandTerms:
+    brand: Brand
+    names: tuple[tuple[str, ...], ...]
+    """Names, aliases and trademark words as token sequences (plain view)."""
+    skeletons: tuple[tuple[str, ...], ...]
+    lookalikes: tuple[tuple[str, ...], ...]
+    context: frozenset[str]
+    """Words that confirm an everyday-word name: other trademark words, aliases, categories."""
+    everyday: frozenset[str]
+    """Single-word names that are everyday English words."""
+
+
+def _terms(brand: Brand) -> _BrandTerms:
+    words = [brand.name, *brand.aliases, *brand.keywords]
+    names = tuple(tuple(plain_tokens(word)) for word in words if plain_tokens(word))
+    # Only the brand's own names can be everyday words; registered trademark words are distinctive.
+    everyday = frozenset(
+        tokens[0]
+        for tokens in (plain_tokens(word) for word in (brand.name, *brand.aliases))
+        if len(tokens) == 1 and zipf_frequency(tokens[0], "en") >= EVERYDAY_WORD_ZIPF
+    )
+
+    context = frozenset(
+        token
+        for word in [*brand.keywords, *brand.aliases, *brand.categories]
+        for token in plain_tokens(word)
+        if token not in everyday
+    )
+    return _BrandTerms(
+        brand=brand,
+        names=names,
+        skeletons=tuple(tuple(skeleton_tokens(word)) for word in words if skeleton_tokens(word)),
+        lookalikes=tuple(tuple(skeleton_tokens(word)) for word in brand.lookalikes if skeleton_tokens(word)),
+        context=context,
+        everyday=everyday,
+    )
 
 
 class TextMatcher:
-    """Brand words (name and registered keywords) and counterfeit vocabulary."""
+    """Brand words in their honest, disguised and misspelt forms, and counterfeit vocabulary."""
 
     name = "text"
 
-    def __init__(self, counterfeit_terms: Sequence[str] = COUNTERFEIT_TERMS) -> None:
-        self._terms = [(term, _phrase_pattern(term)) for term in counterfeit_terms]
+    def __init__(self, counterfeit_terms: dict[str, tuple[str, ...]] | None = None) -> None:
+        vocabulary = counterfeit_terms if counterfeit_terms is not None else COUNTERFEIT_TERMS
+        self._terms = [(term, _term_pattern(term)) for terms in vocabulary.values() for term in terms]
+        self._brands: dict[int, tuple[Brand, _BrandTerms]] = {}
+
+    def _brand_terms(self, brand: Brand) -> _BrandTerms:
+        cached = self._brands.get(brand.brand_id)
+        if cached is None or cached[0] != brand:
+            cached = (brand, _terms(brand))
+            self._brands[brand.brand_id] = cached
+        return cached[1]
+
+    def counterfeit_terms(self, text: str) -> list[str]:
+        folded = plain(text)
+        return [term for term, pattern in self._terms if pattern.search(folded)]
 
     def match(self, listing: Listing, brands: Sequence[Brand]) -> list[Evidence]:
-        text = normalise_text(f"{listing.title}\n{listing.description}")
-        counterfeit_terms = [term for term, pattern in self._terms if pattern.search(text)]
+        text = f"{listing.title}\n{listing.description}"
+        words = plain_tokens(text)
+        shapes = skeleton_tokens(text)
+        word_set = set(words)
+        fakes = self.counterfeit_terms(text)
         found: list[Evidence] = []
         for brand in brands:
-            words = [word for word in (brand.name, *brand.keywords) if _phrase_pattern(word).search(text)]
-            if not words:
-                continue
-            found.append(
+            terms = self._brand_terms(brand)
+            mentioned = [" ".join(name) for name in terms.names if _phrase_in(name, words)]
+            confirmed = bool(fakes) or bool(terms.context & word_set)
+            mentioned = [word for word in mentioned if word not in terms.everyday or confirmed]
+            signals: list[tuple[str, float, str, dict[str, object]]] = []
+            if mentioned:
+                signals.append(
+                    ("brand-mention", BRAND_MENTION_SCORE, "mentions " + _quoted(mentioned), {"words": mentioned})
+                )
+            else:
+                disguised = [
+                    " ".join(name)
+                    for name in terms.skeletons
+                    if _phrase_in(name, shapes) and (" ".join(name) not in terms.everyday or confirmed)
+                ]
+                if disguised:
+                    signals.append(
+                        (
+                            "disguised-brand",
+                            DISGUISED_SCORE,
+                            "disguised brand name " + _quoted(disguised),
+                            {"words": disguised},
+                        )
+                    )
+            lookalikes = self._lookalikes(terms, shapes)
+            if lookalikes:
+                signals.append(
+                    ("lookalike", LOOKALIKE_SCORE, "look-alike spelling " + _quoted(lookalikes), {"words": lookalikes})
+                )
+            if signals and fakes:
+                signals.append(
+                    (
+                        "counterfeit-term",
+                        COUNTERFEIT_TERM_SCORE,
+                        f"{brand.name} listing uses counterfeit vocabulary: {_quoted(fakes)}",
+                        {"terms": fakes},
+                    )
+                )
+            found.extend(
                 Evidence(
                     matcher=self.name,
                     brand_id=brand.brand_id,
                     brand=brand.name,
-                    score=BRAND_MENTION_SCORE,
-                    reason="mentions " + ", ".join(repr(word) for word in words),
-                    details={"signal": "brand-mention", "words": words},
+                    score=score,
+                    reason=reason,
+                    details={"signal": signal, **details},
                 )
+                for signal, score, reason, details in signals
             )
-            if counterfeit_terms:
-                found.append(
-                    Evidence(
-                        matcher=self.name,
-                        brand_id=brand.brand_id,
-                        brand=brand.name,
-                        score=COUNTERFEIT_TERM_SCORE,
-                        reason=f"{brand.name} listing uses counterfeit vocabulary: "
-                        + ", ".join(repr(term) for term in counterfeit_terms),
-                        details={"signal": "counterfeit-term", "terms": counterfeit_terms},
-                    )
-                )
         return found
+
+    def _lookalikes(self, terms: _BrandTerms, shapes: Sequence[str]) -> list[str]:
+        hits = [" ".join(name) for name in terms.lookalikes if _phrase_in(name, shapes)]
+        real = {token for name in terms.skeletons for token in name}
+        for name in terms.skeletons:
+            if len(name) != 1 or len(name[0]) < FUZZY_MIN_LENGTH:
+                continue
+            for token in set(shapes):
+                if (
+                    token not in real
+                    and abs(len(token) - len(name[0])) <= 1
+                    and Levenshtein.distance(token, name[0]) == 1
+                    and zipf_frequency(token, "en") < FUZZY_MAX_ZIPF
+                ):
+                    hits.append(token)
+        return sorted(set(hits))
+
+
+def _quoted(words: Sequence[str]) -> str:
+    return ", ".join(repr(word) for word in words)

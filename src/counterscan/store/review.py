@@ -89,6 +89,27 @@ class ReviewStore(StoreBase):
             for rank, row in enumerate(rows, start=1)
         ]
 
+    def counterfeit_sellers(self) -> dict[str, dict[int, int]]:
+        """Per seller id, listings whose latest verdict is counterfeit, by the brand they were scored for."""
+        latest = (
+            sa.select(t.verdicts.c.listing_pk, sa.func.max(t.verdicts.c.verdict_id).label("verdict_id"))
+            .group_by(t.verdicts.c.listing_pk)
+            .subquery()
+        )
+        query = (
+            sa.select(t.listings.c.seller_id, t.scores.c.brand_id, sa.func.count().label("confirmed"))
+            .join(latest, latest.c.listing_pk == t.listings.c.listing_pk)
+            .join(t.verdicts, t.verdicts.c.verdict_id == latest.c.verdict_id)
+            .outerjoin(t.scores, t.scores.c.listing_pk == t.listings.c.listing_pk)
+            .where(t.verdicts.c.verdict == "counterfeit", t.listings.c.seller_id.is_not(None))
+            .group_by(t.listings.c.seller_id, t.scores.c.brand_id)
+        )
+        found: dict[str, dict[int, int]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                found.setdefault(row.seller_id, {})[row.brand_id or 0] = int(row.confirmed)
+        return found
+
     def find_listing(self, reference: str) -> int:
         """Resolve ``LISTING_ID`` or ``SOURCE/LISTING_ID`` to the listing's key."""
         query = sa.select(t.listings.c.listing_pk, t.listings.c.source)

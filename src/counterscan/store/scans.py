@@ -130,18 +130,37 @@ class ScanStore(StoreBase):
             for row in brands
         }
 
-    def scanned_fingerprints(self) -> dict[int, str]:
-        with self.engine.connect() as conn:
-            return {row.brand_id: row.fingerprint for row in conn.execute(sa.select(t.brand_scan_state))}
+    def scanned_fingerprints(self, source: str | None) -> dict[int, str]:
+        """Brand fingerprints the listings in scope were last scanned against.
 
-    def save_fingerprints(self, scan_id: int, fingerprints: Mapping[int, str]) -> None:
+        A source's own record wins; where it has none, the last scan of every source speaks for it.
+        """
+        scopes = ["*", source or "*"]
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.brand_scan_state).where(t.brand_scan_state.c.scope.in_(scopes))).all()
+        found: dict[int, str] = {}
+        for row in sorted(rows, key=lambda row: row.scope != "*"):
+            found[row.brand_id] = row.fingerprint
+        return found
+
+    def save_fingerprints(self, scan_id: int, fingerprints: Mapping[int, str], source: str | None) -> None:
+        scope = source or "*"
+        brands = list(fingerprints)
         with self.engine.begin() as conn:
-            conn.execute(sa.delete(t.brand_scan_state).where(t.brand_scan_state.c.brand_id.in_(list(fingerprints))))
+            if source is None:
+                # Every source's listings were scanned against these brands: their records agree now.
+                conn.execute(sa.delete(t.brand_scan_state).where(t.brand_scan_state.c.brand_id.in_(brands)))
+            else:
+                conn.execute(
+                    sa.delete(t.brand_scan_state).where(
+                        t.brand_scan_state.c.scope == scope, t.brand_scan_state.c.brand_id.in_(brands)
+                    )
+                )
             bulk_insert(
                 conn,
                 t.brand_scan_state,
                 [
-                    {"brand_id": brand_id, "fingerprint": fp, "scan_id": scan_id}
+                    {"scope": scope, "brand_id": brand_id, "fingerprint": fp, "scan_id": scan_id}
                     for brand_id, fp in fingerprints.items()
                 ],
             )

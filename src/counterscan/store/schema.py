@@ -185,6 +185,8 @@ scans = sa.Table(
 brand_scan_state = sa.Table(
     "brand_scan_state",
     metadata,
+    # "*" for scans of every source, else the source a scan was limited to.
+    sa.Column("scope", sa.String(250), primary_key=True),
     sa.Column("brand_id", sa.Integer, sa.ForeignKey("brands.brand_id"), primary_key=True),
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("scan_id", sa.Integer, nullable=False),

@@ -1,0 +1,107 @@
+"""Evidence that only means something beside other evidence: price far under MSRP, seller history."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from counterscan.matchers.title import ProductTitleMatcher
+from counterscan.records import Brand, Evidence, Listing
+
+FAR_UNDER_MSRP = 0.5
+"""A price at or under this share of MSRP is evidence."""
+
+
+def convert(amount: float, source: str, target: str, rates: Mapping[str, float]) -> float | None:
+    """``amount`` in ``source`` currency expressed in ``target``; rates give each currency's value in one base."""
+    if source == target:
+        return amount
+    if source not in rates or target not in rates:
+        return None
+    return amount * rates[source] / rates[target]
+
+
+@dataclass(frozen=True)
+class SellerHistory:
+    """Confirmed counterfeits per seller and brand, from analysts' verdicts."""
+
+    confirmed: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
+
+
+class PriceMatcher:
+    name = "price"
+
+    def __init__(self, rates: Mapping[str, float], titles: ProductTitleMatcher | None = None) -> None:
+        self.rates = rates
+        self.titles = titles or ProductTitleMatcher()
+
+    def match(self, listing: Listing, brands: Sequence[Brand], all_brands: Sequence[Brand]) -> list[Evidence]:
+        if listing.price is None or listing.currency is None or listing.price <= 0:
+            return []
+        found = []
+        for brand in brands:
+            reference = self._reference(listing, brand, all_brands)
+            if reference is None:
+                continue
+            msrp, currency, label = reference
+            price = convert(listing.price, listing.currency, currency, self.rates)
+            if price is None:
+                continue
+            ratio = price / msrp
+            if ratio > FAR_UNDER_MSRP:
+                continue
+            shown = f"{listing.price:g} {listing.currency}" + (
+                f" (= {price:.2f} {currency})" if listing.currency != currency else ""
+            )
+            found.append(
+                Evidence(
+                    matcher=self.name,
+                    brand_id=brand.brand_id,
+                    brand=brand.name,
+                    score=round(0.3 + 0.4 * (FAR_UNDER_MSRP - ratio) / FAR_UNDER_MSRP, 4),
+                    distance=round(ratio, 4),
+                    reason=f"price {shown} is {ratio:.0%} of the {label} MSRP of {msrp:g} {currency}",
+                    details={"signal": "price", "ratio": round(ratio, 4), "msrp": msrp, "currency": currency},
+                )
+            )
+        return found
+
+    def _reference(self, listing: Listing, brand: Brand, all_brands: Sequence[Brand]) -> tuple[float, str, str] | None:
+        best = self.titles.best_product(listing, brand, all_brands)
+        if best is not None:
+            product = best[0]
+            return product.msrp, product.currency, f"{brand.name} {product.name}"
+        if brand.msrp is not None and brand.currency is not None:
+            return brand.msrp, brand.currency, brand.name
+        return None
+
+
+class SellerMatcher:
+    name = "seller"
+
+    def __init__(self, history: SellerHistory) -> None:
+        self.history = history
+
+    def match(self, listing: Listing, brands: Sequence[Brand]) -> list[Evidence]:
+        record = self.history.confirmed.get(listing.seller_id or "", {})
+        if not record:
+            return []
+        total = sum(record.values())
+        found = []
+        for brand in brands:
+            same = record.get(brand.brand_id, 0)
+            score = min(0.6, 0.25 + 0.05 * total + 0.1 * same)
+            found.append(
+                Evidence(
+                    matcher=self.name,
+                    brand_id=brand.brand_id,
+                    brand=brand.name,
+                    score=round(score, 4),
+                    reason=(
+                        f"seller {listing.seller_id} has {total} confirmed counterfeit listing(s)"
+                        + (f", {same} of {brand.name}" if same else "")
+                    ),
+                    details={"signal": "seller-history", "confirmed": total, "same_brand": same},
+                )
+            )
+        return found

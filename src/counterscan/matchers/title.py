@@ -1,0 +1,94 @@
+"""Product-title similarity: does a listing title name one of a brand's registered products?
+
+Character n-gram TF-IDF (3-5 letters inside words) is robust to the noise of marketplace titles
+("Air-Max90", "airmax 90 mens"); a shared model code ("SKX007K1", "DSC-W120P") is the strongest
+single signal a title gives, so it lifts the similarity to at least ``CODE_MATCH``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from counterscan.records import Brand, Evidence, Listing, Product
+from counterscan.textnorm import skeleton
+
+CODE = re.compile(r"\b(?=[a-z0-9-]*\d)(?=[a-z0-9-]*[a-z])[a-z0-9][a-z0-9-]{3,}\b")
+CODE_MATCH = 0.9
+PRODUCT_TITLE_THRESHOLD = 0.5
+PRODUCT_TITLE_SCORE = 0.25
+
+
+def model_codes(text: str) -> set[str]:
+    """Alphanumeric model codes, hyphens dropped: 'DSC-W120P' -> 'dscw120p'."""
+    return {code.replace("-", "") for code in CODE.findall(skeleton(text))}
+
+
+class TitleSimilarity:
+    """Cosine similarity of character n-gram TF-IDF vectors, fitted on a corpus of titles."""
+
+    def __init__(self, corpus: Sequence[str]) -> None:
+        self.vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=1)
+        self.vectorizer.fit([skeleton(text) for text in corpus] or ["-"])
+
+    def vectors(self, texts: Sequence[str]) -> object:
+        return self.vectorizer.transform([skeleton(text) for text in texts])
+
+    def pairwise(self, left: Sequence[str], right: Sequence[str]) -> np.ndarray:
+        """Similarity of ``left[i]`` with ``right[i]`` for every i."""
+        a, b = self.vectors(left), self.vectors(right)
+        cosine = np.asarray(a.multiply(b).sum(axis=1)).ravel()  # type: ignore[attr-defined]
+        codes = np.array([bool(model_codes(x) & model_codes(y)) for x, y in zip(left, right, strict=True)])
+        return np.where(codes, np.maximum(cosine, CODE_MATCH), cosine)
+
+    def best(self, title: str, candidates: Sequence[str]) -> tuple[int, float] | None:
+        if not candidates:
+            return None
+        scores = self.pairwise([title] * len(candidates), list(candidates))
+        index = int(np.argmax(scores))
+        return index, float(scores[index])
+
+
+class ProductTitleMatcher:
+    """Evidence when a title names a brand's registered product (by n-grams or model code)."""
+
+    name = "title"
+
+    def __init__(self, threshold: float = PRODUCT_TITLE_THRESHOLD) -> None:
+        self.threshold = threshold
+        self._fitted: tuple[tuple[str, ...], TitleSimilarity] | None = None
+
+    def similarity(self, brands: Sequence[Brand]) -> TitleSimilarity:
+        names = tuple(product.name for brand in brands for product in brand.products)
+        if self._fitted is None or self._fitted[0] != names:
+            self._fitted = (names, TitleSimilarity(names))
+        return self._fitted[1]
+
+    def best_product(self, listing: Listing, brand: Brand, brands: Sequence[Brand]) -> tuple[Product, float] | None:
+        found = self.similarity(brands).best(listing.title, [product.name for product in brand.products])
+        if found is None or found[1] < self.threshold:
+            return None
+        return brand.products[found[0]], found[1]
+
+    def match(self, listing: Listing, brands: Sequence[Brand]) -> list[Evidence]:
+        found: list[Evidence] = []
+        for brand in brands:
+            best = self.best_product(listing, brand, brands)
+            if best is None:
+                continue
+            product, similarity = best
+            found.append(
+                Evidence(
+                    matcher=self.name,
+                    brand_id=brand.brand_id,
+                    brand=brand.name,
+                    score=PRODUCT_TITLE_SCORE,
+                    distance=round(1.0 - similarity, 4),
+                    reason=f"title names {brand.name} product {product.name!r} (similarity {similarity:.2f})",
+                    details={"signal": "product-title", "product": product.name, "similarity": round(similarity, 4)},
+                )
+            )
+        return found
