@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from counterscan.config import Settings
+from counterscan.errors import UserError
 from counterscan.imaging import DecodeLimits
 from counterscan.matchers.base import ImageMatcher, ListingMatcher
+from counterscan.matchers.embedding import Embedder, EmbeddingMatcher, OnnxEmbedder, VladEmbedder
 from counterscan.matchers.phash import PHashMatcher
 from counterscan.matchers.text import TextMatcher
 from counterscan.matchers.title import ProductTitleMatcher
@@ -16,8 +19,19 @@ def decode_limits(settings: Settings) -> DecodeLimits:
     return DecodeLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
 
 
+def _embedding(settings: Settings) -> ImageMatcher:
+    embedder: Embedder = OnnxEmbedder(Path(settings.embedding_model)) if settings.embedding_model else VladEmbedder()
+    return EmbeddingMatcher(
+        decode_limits(settings),
+        embedder,
+        min_similarity=settings.embedding_min_similarity,
+        index_dir=settings.home / "index",
+    )
+
+
 IMAGE_MATCHERS: dict[str, Callable[[Settings], ImageMatcher]] = {
     "phash": lambda settings: PHashMatcher(decode_limits(settings), max_distance=settings.phash_max_distance),
+    "embedding": _embedding,
 }
 
 LISTING_MATCHERS: dict[str, Callable[[Settings], ListingMatcher]] = {
@@ -27,7 +41,12 @@ LISTING_MATCHERS: dict[str, Callable[[Settings], ListingMatcher]] = {
 
 
 def image_matchers(settings: Settings) -> list[ImageMatcher]:
-    return [factory(settings) for factory in IMAGE_MATCHERS.values()]
+    """The image matchers the settings turn on (``image_matchers``), in registry order."""
+    wanted = [name.strip() for name in settings.image_matchers.split(",") if name.strip()]
+    unknown = set(wanted) - set(IMAGE_MATCHERS)
+    if unknown:
+        raise UserError(f"unknown image matcher(s) {', '.join(sorted(unknown))} (known: {', '.join(IMAGE_MATCHERS)})")
+    return [factory(settings) for name, factory in IMAGE_MATCHERS.items() if name in wanted]
 
 
 def listing_matchers(settings: Settings) -> list[ListingMatcher]:

@@ -1,0 +1,240 @@
+"""Image embeddings: what hashes miss (a different photo of the same product, a recoloured logo).
+
+The default embedder needs no downloaded weights: VLAD over SIFT descriptors, with a 32-word
+codebook learned by scikit-learn's k-means from public-domain photos and shipped with the
+package (``vlad_codebook.npy``, rebuilt by ``scripts/build_codebook.py``). An ONNX model from a
+local path (``embedding_model`` in the config) replaces it when given. Vectors are L2-normalised;
+similarity is their dot product (cosine), searched in a FAISS HNSW index persisted on disk and
+brought up to date with incremental adds when assets are added.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import faiss
+import numpy as np
+from PIL import Image
+
+from counterscan.errors import ImageDecodeError, UserError
+from counterscan.imaging import DecodeLimits, decode
+from counterscan.records import AssetSignal, Evidence
+
+EMBED_SIDE = 320
+SIFT_FEATURES = 400
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def embed(self, image: Image.Image) -> np.ndarray: ...
+
+
+def _normalise(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm).astype(np.float32) if norm > 0 else vector.astype(np.float32)
+
+
+class VladEmbedder:
+    """VLAD: per codebook word, the summed residuals of the SIFT descriptors nearest to it."""
+
+    name = "vlad32"
+
+    def __init__(self, codebook: np.ndarray | None = None) -> None:
+        if codebook is None:
+            with resources.files("counterscan.matchers").joinpath("vlad_codebook.npy").open("rb") as handle:
+                codebook = np.load(io.BytesIO(handle.read()))
+        self.codebook = codebook.astype(np.float32)
+        self.dim = int(self.codebook.size)
+        self._sift = cv2.SIFT.create(nfeatures=SIFT_FEATURES)
+
+    def descriptors(self, image: Image.Image) -> np.ndarray:
+        gray = image.convert("L")
+        gray.thumbnail((EMBED_SIDE, EMBED_SIDE))
+        _points, found = self._sift.detectAndCompute(np.asarray(gray), None)
+        return found if found is not None else np.zeros((0, 128), np.float32)
+
+    def embed(self, image: Image.Image) -> np.ndarray:
+        found = self.descriptors(image)
+        words, size = self.codebook.shape
+        vlad = np.zeros((words, size), np.float32)
+        if len(found):
+            # RootSIFT, then the residual to the nearest word, summed per word.
+            root = np.sqrt(found / np.maximum(found.sum(axis=1, keepdims=True), 1e-7))
+            nearest = np.argmin(((root[:, None, :] - self.codebook[None, :, :]) ** 2).sum(axis=2), axis=1)
+            np.add.at(vlad, nearest, root - self.codebook[nearest])
+        vlad = np.sign(vlad) * np.sqrt(np.abs(vlad))  # power normalisation
+        norms = np.linalg.norm(vlad, axis=1, keepdims=True)
+        vlad = np.where(norms > 0, vlad / np.maximum(norms, 1e-12), vlad)  # intra-normalisation
+        return _normalise(vlad.reshape(-1))
+
+
+class OnnxEmbedder:
+    """A local ONNX image model: NCHW float input in [0, 1], one vector output."""
+
+    name = "onnx"
+
+    def __init__(self, path: Path, side: int = 224) -> None:
+        import onnxruntime
+
+        if not path.is_file():
+            raise UserError(f"embedding model {path} not found")
+        try:
+            self._session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise UserError(f"embedding model {path} could not be loaded: {exc}") from exc
+        self._input = self._session.get_inputs()[0].name
+        self.side = side
+        probe = self._run(Image.new("RGB", (side, side)))
+        self.dim = int(probe.size)
+        self.name = f"onnx:{path.name}"
+
+    def _run(self, image: Image.Image) -> np.ndarray:
+        pixels = np.asarray(image.convert("RGB").resize((self.side, self.side)), dtype=np.float32) / 255.0
+        output = self._session.run(None, {self._input: pixels.transpose(2, 0, 1)[None]})[0]
+        return np.asarray(output, dtype=np.float32).reshape(-1)
+
+    def embed(self, image: Image.Image) -> np.ndarray:
+        return _normalise(self._run(image))
+
+
+class VectorIndex:
+    """Inner-product HNSW index over asset vectors, saved beside a list of its asset signals' keys."""
+
+    def __init__(self, dim: int, folder: Path | None, name: str) -> None:
+        self.dim = dim
+        self.folder = folder
+        self.name = name
+        self.keys: list[tuple[int, str]] = []
+        self.signals: list[AssetSignal] = []
+        self._index = self._empty()
+
+    def _empty(self) -> Any:
+        return faiss.IndexHNSWFlat(self.dim, 32, faiss.METRIC_INNER_PRODUCT)
+
+    def _paths(self) -> tuple[Path, Path] | None:
+        if self.folder is None:
+            return None
+        return self.folder / f"{self.name}.faiss", self.folder / f"{self.name}.json"
+
+    def sync(self, signals: Sequence[AssetSignal]) -> int:
+        """Match ``signals``: load the saved index, add what is new, rebuild if anything left. Returns vectors added."""
+        wanted = {(signal.asset_id, signal.variant): signal for signal in signals}
+        paths = self._paths()
+        if paths is not None and paths[0].exists() and paths[1].exists():
+            try:
+                saved = [tuple(key) for key in json.loads(paths[1].read_text())]
+                index = faiss.read_index(str(paths[0]))
+                if set(saved) <= set(wanted) and index.ntotal == len(saved) and index.d == self.dim:
+                    self._index = index
+                    self.keys = [(int(a), str(v)) for a, v in saved]
+            except (OSError, ValueError, RuntimeError):
+                pass  # a damaged file is rebuilt below
+        if not set(self.keys) <= set(wanted):
+            self._index, self.keys = self._empty(), []
+        missing = [key for key in wanted if key not in set(self.keys)]
+        if missing:
+            vectors = np.stack([np.frombuffer(wanted[key].signal, np.float32) for key in missing])
+            self._index.add(np.ascontiguousarray(vectors))
+            self.keys.extend(missing)
+            self._save()
+        self.signals = [wanted[key] for key in self.keys]
+        return len(missing)
+
+    def _save(self) -> None:
+        paths = self._paths()
+        if paths is None:
+            return
+        index_path, keys_path = paths
+        index_path.parent.mkdir(parents=True, exist_ok=True)
+        # Written aside and renamed: workers reading the index never see half a file.
+        index_temporary = index_path.with_suffix(".faiss.tmp")
+        faiss.write_index(self._index, str(index_temporary))
+        keys_temporary = keys_path.with_suffix(".json.tmp")
+        keys_temporary.write_text(json.dumps(self.keys))
+        index_temporary.replace(index_path)
+        keys_temporary.replace(keys_path)
+
+
+    def search(self, vectors: np.ndarray, k: int) -> list[list[tuple[AssetSignal, float]]]:
+        if not self.signals or len(vectors) == 0:
+            return [[] for _ in range(len(vectors))]
+        similarities, ids = self._index.search(
+            np.ascontiguousarray(vectors, dtype=np.float32), min(k, len(self.signals))
+        )
+        return [
+            [(self.signals[int(i)], float(s)) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
+            for row_s, row_i in zip(similarities, ids, strict=True)
+        ]
+
+
+class EmbeddingMatcher:
+    """Nearest assets by embedding cosine similarity."""
+
+    name = "embedding"
+
+    def __init__(
+        self, limits: DecodeLimits, embedder: Embedder, *, min_similarity: float, index_dir: Path | None
+    ) -> None:
+        self.limits = limits
+        self.embedder = embedder
+        self.min_similarity = min_similarity
+        self.index_dir = index_dir
+
+    def _vector(self, data: bytes, source: str | None) -> bytes:
+        image = decode(data, self.limits, draft_size=(EMBED_SIDE, EMBED_SIDE), source=source)
+        vector = self.embedder.embed(image)
+        if not np.isfinite(vector).all():
+            raise ImageDecodeError("embedding is not finite", source=source)
+        return vector.astype(np.float32).tobytes()
+
+    def encode(self, data: bytes, *, source: str | None = None) -> bytes:
+        return self._vector(data, source)
+
+    def encode_asset(self, data: bytes, *, source: str | None = None) -> list[tuple[str, bytes]]:
+        return [("original", self._vector(data, source))]
+
+    def build_index(self, signals: Sequence[AssetSignal]) -> VectorIndex:
+        index = VectorIndex(self.embedder.dim, self.index_dir, f"{self.name}-{self.embedder.name}")
+        index.sync([signal for signal in signals if len(signal.signal) == 4 * self.embedder.dim])
+        return index
+
+    def query(self, index: VectorIndex, signals: Sequence[tuple[str, bytes]]) -> list[list[Evidence]]:
+        if not signals:
+            return []
+        vectors = np.stack([np.frombuffer(signal, np.float32) for _, signal in signals])
+        found: list[list[Evidence]] = []
+        for (sha256, _), hits in zip(signals, index.search(vectors, k=5), strict=True):
+            found.append(
+                [
+                    Evidence(
+                        matcher=self.name,
+                        brand_id=asset.brand_id,
+                        brand=asset.brand,
+                        asset_id=asset.asset_id,
+                        image_sha256=sha256,
+                        distance=round(1.0 - similarity, 4),
+                        score=self.confidence(similarity),
+                        reason=(
+                            f"image looks like {asset.brand} asset #{asset.asset_id} "
+                            f"(cosine similarity {similarity:.2f}, {self.embedder.name})"
+                        ),
+                        details={"similarity": round(similarity, 4), "embedder": self.embedder.name},
+                    )
+                    for asset, similarity in hits
+                    if similarity >= self.min_similarity
+                ]
+            )
+        return found
+
+    def confidence(self, similarity: float) -> float:
+        """0.5 at the threshold, rising to 0.9 for identical vectors."""
+        span = max(1e-6, 1.0 - self.min_similarity)
+        return round(0.5 + 0.4 * min(1.0, max(0.0, (similarity - self.min_similarity) / span)), 4)
