@@ -14,7 +14,7 @@ import typer
 from tqdm import tqdm
 from typer.core import TyperGroup
 
-from counterscan import assets, brands, members, report, review
+from counterscan import assets, brands, members, report, review, training
 from counterscan.config import Settings
 from counterscan.demo import demo_data_dir, run_demo
 from counterscan.errors import CounterscanError, PermissionDeniedError, UserError
@@ -23,6 +23,7 @@ from counterscan.ingest import FetchOptions, open_source, retry_quarantine
 from counterscan.ingest import ingest as run_ingest
 from counterscan.matchers import decode_limits, image_matchers
 from counterscan.records import ASSET_KINDS, Suspect
+from counterscan.report_html import write_html
 from counterscan.scan import ScanStatus, run_scan
 from counterscan.store import BlobStore, Store
 
@@ -477,13 +478,40 @@ def review_list(
     ctx: typer.Context,
     limit: Annotated[int | None, typer.Option(help="Show at most this many.")] = None,
     min_score: Annotated[float, typer.Option(help="Hide suspects scored below this.")] = 0.0,
+    brand: Annotated[str | None, typer.Option(help="Only this brand's suspects.")] = None,
+    status: Annotated[str | None, typer.Option(help="new, counterfeit, legit or unsure.")] = None,
+    explore: Annotated[int, typer.Option(help="Mix in this many of the listings the ranker is least sure of.")] = 0,
     fmt: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
 ) -> None:
     """Suspects, best first, with the strongest reason."""
     with _store(ctx) as (_, store, _blobs):
-        suspects = review.queue(store, limit=limit, min_score=min_score)
+        suspects = review.queue(store, limit=limit, min_score=min_score, brand=brand, status=status, explore=explore)
     columns = report.CSV_COLUMNS if fmt != "table" else SUSPECT_COLUMNS
     _emit(_suspect_rows(suspects), fmt, columns, {"reason": 70, "title": 40})
+
+
+@review_app.command("show")
+def review_show(
+    ctx: typer.Context,
+    listing_id: Annotated[str, typer.Argument(help="LISTING_ID, or SOURCE/LISTING_ID if ambiguous.")],
+) -> None:
+    """All evidence of one listing, its images and price history, as JSON."""
+    with _store(ctx) as (_, store, blobs):
+        detail = review.show(store, listing_id, blobs)
+    typer.echo(json.dumps(detail, indent=2, ensure_ascii=False, default=str))
+
+
+@app.command("train")
+def train_command(
+    ctx: typer.Context,
+    force: Annotated[bool, typer.Option(help="Replace the current model even if it scored better.")] = False,
+) -> None:
+    """Fit the ranker on the verdicts so far; the next scans score with it."""
+    with _store(ctx) as (_, store, _blobs):
+        result = training.train(store, force=force, actor=review.current_analyst())
+    typer.echo(result.line())
+    if not result.accepted:
+        raise typer.Exit(2)
 
 
 @review_app.command("decide")
@@ -511,12 +539,17 @@ def review_decide(
 @app.command()
 def export(
     ctx: typer.Context,
-    fmt: Annotated[str, typer.Option("--format", help="csv or json.")],
-    out: Annotated[Path, typer.Option(help="File to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv, json or html.")],
+    out: Annotated[Path, typer.Option(help="File to write (a folder for html).")],
+    limit: Annotated[int | None, typer.Option(help="Only the best this many.")] = None,
 ) -> None:
-    """Export the ranked suspects for takedown tools."""
-    with _store(ctx) as (_, store, _blobs):
-        suspects = review.queue(store)
+    """Export the ranked suspects: CSV/JSON for takedown tools, an HTML evidence report for people."""
+    with _store(ctx) as (_, store, blobs):
+        suspects = review.queue(store, limit=limit)
+        if fmt == "html":
+            written = write_html(store, blobs, suspects, out)
+            typer.echo(f"wrote {len(suspects)} suspects to {written}")
+            return
     report.export(suspects, fmt=fmt, out=out)
     typer.echo(f"wrote {len(suspects)} suspects to {out}")
 

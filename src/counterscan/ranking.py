@@ -1,9 +1,19 @@
-"""Scores from evidence. Until analysts' verdicts exist, a cold-start scorer ranks."""
+"""Scores from evidence: a cold-start scorer until analysts' verdicts exist, then a trained ranker."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.multiclass import unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from counterscan.records import Evidence
 
@@ -42,3 +52,38 @@ def cold_start_score(evidence: Sequence[Evidence]) -> Score:
             strongest = max(signals.values(), key=lambda position: evidence[position].score)
             winner = Score(score=score, brand_id=brand_id, best=strongest)
     return winner
+
+
+class Ranker(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """Calibrated logistic regression over the feature rows of ``features.py``.
+
+    A scikit-learn estimator: parameters in ``__init__``, ``fit`` returns self, learned state ends
+    in ``_``; so it cross-validates and calibrates like any other.
+    """
+
+    def __init__(self, C: float = 1.0, calibration: str = "sigmoid", cv: int = 3) -> None:
+        self.C = C
+        self.calibration = calibration
+        self.cv = cv
+
+    def fit(self, X: Any, y: Any) -> Ranker:
+        X, y = validate_data(self, X, y)
+        self.classes_ = unique_labels(y)
+        base = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000))
+        smallest = int(np.bincount(np.searchsorted(self.classes_, y)).min())
+        if len(self.classes_) > 1 and smallest >= self.cv:
+            self.model_ = CalibratedClassifierCV(base, method=self.calibration, cv=self.cv).fit(X, y)
+        else:  # too few examples of a class to hold some out for calibration
+            self.model_ = base.fit(X, y)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        probabilities: np.ndarray = self.model_.predict_proba(X)
+        return probabilities
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        labels: np.ndarray = self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        return labels

@@ -60,7 +60,7 @@ def render_json(suspects: Sequence[Suspect]) -> str:
 def export(suspects: Sequence[Suspect], *, fmt: str, out: Path) -> None:
     renderers = {"csv": render_csv, "json": render_json}
     if fmt not in renderers:
-        raise UserError(f"unknown export format {fmt!r} (one of {', '.join(FORMATS)})")
+        raise UserError(f"unknown export format {fmt!r} (one of {', '.join(FORMATS)}, html)")
     if out.is_dir():
         raise UserError(f"{out}: is a folder; give a file path")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import Enum
 from typing import Any
@@ -32,6 +32,7 @@ from counterscan.ranking import cold_start_score
 from counterscan.records import Brand, Evidence, ListingToScan, ScanResult
 from counterscan.scan_work import MatchContext, PartitionResult
 from counterscan.store import Store
+from counterscan.training import ModelScorer
 
 PER_WORKER_BATCH = 128
 MIN_PARTITION = 32
@@ -138,6 +139,7 @@ class _Scan:
         self.suspects = 0
         self.unreadable = 0
         self.out_of_time = False
+        self.model = ModelScorer.active(store)
 
     def batches(self, *, unscanned: bool, after: int) -> Iterator[Sequence[ListingToScan]]:
         """Batches in key order until none is left or the time budget is spent."""
@@ -189,12 +191,27 @@ class _Scan:
                 self.store.save_signals(name, fresh)
         return evidence
 
+    def _rescored(self, results: list[ScanResult]) -> list[ScanResult]:
+        """The trained ranker's probability replaces the cold-start score of listings with evidence."""
+        assert self.model is not None
+        with_evidence = [(index, result) for index, result in enumerate(results) if result.evidence]
+        listings = self.store.listings_by_pk([result.listing_pk for _index, result in with_evidence])
+        scores = self.model.scores([(listings[result.listing_pk], result.evidence) for _index, result in with_evidence])
+        rescored = list(results)
+        for (index, result), score in zip(with_evidence, scores, strict=True):
+            rescored[index] = replace(result, score=score)
+        return rescored
+
     def out_of_budget(self) -> bool:
         self.out_of_time = self.deadline is not None and time.monotonic() >= self.deadline
         return self.out_of_time
 
     def commit(self, scan_id: int, results: list[ScanResult], *, cursor: int | None, mark_scanned: bool) -> None:
-        self.store.write_results(scan_id, results, cursor=cursor, mark_scanned=mark_scanned)
+        scorer = "cold-start"
+        if self.model is not None:
+            results = self._rescored(results)
+            scorer = self.model.name
+        self.store.write_results(scan_id, results, cursor=cursor, mark_scanned=mark_scanned, scorer=scorer)
         self.store.heartbeat(self.lock_name, self.holder)
         self.suspects += sum(1 for result in results if result.evidence)
         if self.progress is not None:

@@ -162,7 +162,6 @@ class VectorIndex:
         index_temporary.replace(index_path)
         keys_temporary.replace(keys_path)
 
-
     def search(self, vectors: np.ndarray, k: int) -> list[list[tuple[AssetSignal, float]]]:
         if not self.signals or len(vectors) == 0:
             return [[] for _ in range(len(vectors))]

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from counterscan.errors import LockHeldError
-from counterscan.records import Evidence, ListingToScan, ScanResult
+from counterscan.records import Evidence, Listing, ListingToScan, ScanResult
 from counterscan.store import schema as t
 from counterscan.store.base import BATCH, StoreBase, bulk_insert, chunks, iso, new_id, now
 from counterscan.store.listings import listing_from_row
@@ -100,6 +100,14 @@ class ScanStore(StoreBase):
                 found.extend(batch)
                 after = batch[-1].listing_pk
         return sorted(found, key=lambda item: item.listing_pk)
+
+    def listings_by_pk(self, pks: Sequence[int]) -> dict[int, Listing]:
+        found: dict[int, Listing] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunks(list(pks)):
+                for row in conn.execute(sa.select(t.listings).where(t.listings.c.listing_pk.in_(chunk))):
+                    found[row.listing_pk] = listing_from_row(row)
+        return found
 
     def count_listings(self, *, unscanned: bool, source: str | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(t.listings)

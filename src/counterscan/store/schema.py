@@ -264,5 +264,17 @@ quarantine = sa.Table(
     sa.Column("resolved_at", TS, nullable=True),
 )
 
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("model_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("features", sa.JSON, nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+)
+
 LATEST_VERSION = 1
+
 """Version 1 creates every table above. A later change adds a step to ``migrations.py``."""

@@ -1,0 +1,95 @@
+"""Evidence and listing -> one numeric feature row for the ranker. Pure functions.
+
+| feature | meaning |
+|---|---|
+| phash | best pHash confidence (0 when no copy found) |
+| phash_images | number of listing images that are near-copies of an asset |
+| embedding | best embedding confidence |
+| brand_mention | the brand is named (honestly) |
+| disguised | the brand name is disguised (homoglyphs, leetspeak) |
+| lookalike | a look-alike spelling of the brand |
+| counterfeit_terms | counterfeit vocabulary beside a brand name |
+| product_title | similarity of the title to a registered product (0 when none) |
+| price_ratio | price / MSRP when far under it, else 1 |
+| seller_confirmed | earlier confirmed counterfeits of the seller (capped at 10) |
+| evidence_brands | number of brands with evidence (several at once is a spam pattern) |
+| has_price | the listing states a price |
+| listing_age_days | days since the listing was observed (capped at 365; 0 when unknown) |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+
+from counterscan.records import Evidence, Listing
+
+FEATURES = (
+    "phash",
+    "phash_images",
+    "embedding",
+    "brand_mention",
+    "disguised",
+    "lookalike",
+    "counterfeit_terms",
+    "product_title",
+    "price_ratio",
+    "seller_confirmed",
+    "evidence_brands",
+    "has_price",
+    "listing_age_days",
+)
+_SIGNAL_FEATURES = {
+    "brand-mention": "brand_mention",
+    "disguised-brand": "disguised",
+    "lookalike": "lookalike",
+    "counterfeit-term": "counterfeit_terms",
+}
+
+
+def _age_days(listing: Listing, now: datetime) -> float:
+    if not listing.observed_at:
+        return 0.0
+    try:
+        observed = datetime.fromisoformat(listing.observed_at.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    if observed.tzinfo is None:
+        observed = observed.replace(tzinfo=UTC)
+    return float(min(365.0, max(0.0, (now - observed).total_seconds() / 86400)))
+
+
+def feature_row(listing: Listing, evidence: Sequence[Evidence], *, now: datetime | None = None) -> np.ndarray:
+    """The features of one listing, in ``FEATURES`` order."""
+    values = dict.fromkeys(FEATURES, 0.0)
+    values["price_ratio"] = 1.0
+    copied_images: set[str] = set()
+    for item in evidence:
+        signal = str(item.details.get("signal", ""))
+        if item.matcher == "phash":
+            values["phash"] = max(values["phash"], item.score)
+            if item.image_sha256:
+                copied_images.add(item.image_sha256)
+        elif item.matcher == "embedding":
+            values["embedding"] = max(values["embedding"], item.score)
+        elif item.matcher == "text" and signal in _SIGNAL_FEATURES:
+            values[_SIGNAL_FEATURES[signal]] = 1.0
+        elif item.matcher == "title":
+            values["product_title"] = max(values["product_title"], float(item.details.get("similarity", 0.0)))
+        elif item.matcher == "price" and item.distance is not None:
+            values["price_ratio"] = min(values["price_ratio"], float(item.distance))
+        elif item.matcher == "seller":
+            values["seller_confirmed"] = min(10.0, float(item.details.get("confirmed", 0)))
+    values["phash_images"] = float(len(copied_images))
+    values["evidence_brands"] = float(len({item.brand_id for item in evidence}))
+    values["has_price"] = 1.0 if listing.price is not None else 0.0
+    values["listing_age_days"] = _age_days(listing, now or datetime.now(UTC))
+    return np.array([values[name] for name in FEATURES], dtype=np.float64)
+
+
+def feature_matrix(rows: Sequence[tuple[Listing, Sequence[Evidence]]], *, now: datetime | None = None) -> np.ndarray:
+    if not rows:
+        return np.zeros((0, len(FEATURES)))
+    return np.stack([feature_row(listing, evidence, now=now) for listing, evidence in rows])

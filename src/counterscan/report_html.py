@@ -1,0 +1,101 @@
+"""A self-contained HTML evidence report: one folder, thumbnails beside it, no network.
+
+Per suspect: the listing's photo beside the matched asset (the matched region drawn when a
+matcher gave one), every reason, and the price against the brand's MSRP.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw
+
+from counterscan.errors import UserError
+from counterscan.records import Suspect
+from counterscan.store import BlobStore, Store
+
+THUMB = 320
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem;color:#222;background:#fafafa}
+h1{font-size:1.4rem} .suspect{background:#fff;border:1px solid #ddd;border-radius:6px;padding:1rem;margin:1rem 0}
+.pair{display:flex;gap:1rem;flex-wrap:wrap} figure{margin:0} figcaption{font-size:.8rem;color:#555}
+img{max-width:320px;border:1px solid #ccc} .score{font-weight:bold;color:#b00}
+table{border-collapse:collapse;font-size:.85rem} td,th{border-bottom:1px solid #eee;padding:.2rem .5rem;text-align:left}
+"""
+
+
+def _thumbnail(blobs: BlobStore, sha256: str, target: Path, region: Any = None) -> str | None:
+    try:
+        image = Image.open(io.BytesIO(blobs.get(sha256))).convert("RGB")
+    except (OSError, ValueError):
+        return None
+    if region:
+        draw = ImageDraw.Draw(image)
+        points = [(float(x), float(y)) for x, y in region]
+        draw.line([*points, points[0]], fill=(255, 0, 0), width=max(2, image.width // 150))
+    image.thumbnail((THUMB, THUMB))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    image.save(target, "JPEG", quality=85)
+    return f"{target.parent.name}/{target.name}"
+
+
+def _figure(path: str | None, caption: str) -> str:
+    if path is None:
+        return f"<figure><figcaption>{html.escape(caption)} (image unavailable)</figcaption></figure>"
+    label = html.escape(caption)
+    return f'<figure><img src="{html.escape(path)}" alt="{label}"><figcaption>{label}</figcaption></figure>'
+
+
+def write_html(store: Store, blobs: BlobStore, suspects: Sequence[Suspect], out: Path) -> Path:
+    """Write ``out/index.html`` and ``out/thumbs/``; returns the page's path."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: the HTML report is a folder; give a folder path")
+    thumbs = out / "thumbs"
+    sections = []
+    for suspect in suspects:
+        detail = store.listing_detail(suspect.listing_pk)
+        best = detail["evidence"][0] if detail["evidence"] else None
+        listing_sha = (best or {}).get("image_sha256") or next(
+            (image["sha256"] for image in detail["images"] if image["sha256"]), None
+        )
+        region = (best or {}).get("details", {}).get("region")
+        figures = []
+        if listing_sha:
+            path = _thumbnail(blobs, listing_sha, thumbs / f"listing-{suspect.listing_pk}.jpg", region)
+            figures.append(_figure(path, f"listing {suspect.listing_id}"))
+        if best and best.get("asset_sha256"):
+            path = _thumbnail(blobs, best["asset_sha256"], thumbs / f"asset-{best['asset_id']}.jpg")
+            figures.append(_figure(path, f"{best['brand']} asset #{best['asset_id']}"))
+        rows = "".join(
+            f"<tr><td>{html.escape(item['matcher'])}</td><td>{html.escape(item['brand'])}</td>"
+            f"<td>{item['score']:.2f}</td><td>{html.escape(item['reason'])}</td></tr>"
+            for item in detail["evidence"]
+        )
+        price = f"{suspect.price:g} {html.escape(suspect.currency or '')}" if suspect.price is not None else "no price"
+        link = f'<a href="{html.escape(suspect.url)}">{html.escape(suspect.url)}</a>' if suspect.url else ""
+        sections.append(
+            f'<section class="suspect" id="listing-{suspect.listing_pk}">'
+            f"<h2>#{suspect.rank} {html.escape(suspect.title or suspect.listing_id)}</h2>"
+            f'<p><span class="score">score {suspect.score:.2f}</span> · brand {html.escape(suspect.brand or "-")} · '
+            f"{html.escape(suspect.source)}/{html.escape(suspect.listing_id)} · {price} · "
+            f"status {suspect.status} {link}</p>"
+            f'<div class="pair">{"".join(figures)}</div>'
+            f"<table><tr><th>matcher</th><th>brand</th><th>score</th><th>reason</th></tr>{rows}</table></section>"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    page = out / "index.html"
+    page.write_text(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>counterscan evidence report</title>"
+        f"<style>{STYLE}</style></head><body><h1>counterscan evidence report: {len(suspects)} suspects</h1>"
+        + "".join(sections)
+        # Marks the page once every picture has loaded, so a browser check can tell (no network used).
+        + "<script>window.addEventListener('load',()=>{document.body.dataset.images="
+        + "[...document.images].every(i=>i.complete&&i.naturalWidth>0)?'loaded':'broken'})</script>"
+        + "</body></html>",
+        encoding="utf-8",
+    )
+    return page

@@ -1,0 +1,105 @@
+"""Train the ranker on analysts' verdicts; score listings with the active model."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import average_precision_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+from counterscan.errors import UserError
+from counterscan.features import FEATURES, feature_matrix, feature_row
+from counterscan.ranking import Ranker, cold_start_score
+from counterscan.records import Evidence, Listing
+from counterscan.store import Store
+
+MIN_PER_CLASS = 5
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    model_id: int | None
+    examples: int
+    counterfeit: int
+    average_precision: float
+    cold_start_average_precision: float
+    previous_average_precision: float | None
+    accepted: bool
+
+    def line(self) -> str:
+        text = (
+            f"{self.examples} labelled listings ({self.counterfeit} counterfeit): cross-validated average precision "
+            f"{self.average_precision:.3f} (cold-start scorer {self.cold_start_average_precision:.3f}"
+            + (
+                f", current model {self.previous_average_precision:.3f}"
+                if self.previous_average_precision is not None
+                else ""
+            )
+            + ")"
+        )
+        if self.accepted:
+            return text + f"; model {self.model_id} is now active"
+        return text + "; not better than the current model, kept it (use --force to replace it)"
+
+
+def training_set(store: Store) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    labelled = store.labelled()
+    evidence = store.evidence_of([pk for pk, _listing, _label in labelled], except_brands=())
+    rows = [(listing, evidence.get(pk, [])) for pk, listing, _label in labelled]
+    cold = [cold_start_score(found).score for _listing, found in rows]
+    return feature_matrix(rows), np.array([label for _pk, _listing, label in labelled]), cold
+
+
+def cross_validated_ap(features: np.ndarray, labels: np.ndarray) -> float:
+    folds = int(min(5, np.bincount(labels).min()))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
+    scores = cross_val_predict(Ranker(), features, labels, cv=splitter, method="predict_proba")[:, 1]
+    return float(average_precision_score(labels, scores))
+
+
+def train(store: Store, *, force: bool = False, actor: str = "analyst") -> TrainReport:
+    features, labels, cold = training_set(store)
+    counts = np.bincount(labels, minlength=2) if len(labels) else np.zeros(2, int)
+    if counts.min() < MIN_PER_CLASS:
+        raise UserError(
+            f"training needs at least {MIN_PER_CLASS} counterfeit and {MIN_PER_CLASS} legit verdicts "
+            f"(have {counts[1]} and {counts[0]}); record more with `counterscan review decide`"
+        )
+    ap = cross_validated_ap(features, labels)
+    cold_ap = float(average_precision_score(labels, cold))
+    current = store.active_model()
+    previous = float(current[2]["average_precision"]) if current is not None else None
+    if previous is not None and ap < previous and not force:
+        return TrainReport(None, len(labels), int(counts[1]), ap, cold_ap, previous, accepted=False)
+    model = Ranker().fit(features, labels)
+    metrics = {"average_precision": ap, "cold_start_average_precision": cold_ap, "examples": len(labels)}
+    model_id = store.save_model(pickle.dumps(model), features=FEATURES, metrics=metrics, actor=actor)
+    return TrainReport(model_id, len(labels), int(counts[1]), ap, cold_ap, previous, accepted=True)
+
+
+class ModelScorer:
+    """Scores listings with a trained ranker; the cold-start scorer still picks brand and best evidence."""
+
+    def __init__(self, model_id: int, model: Ranker) -> None:
+        self.model_id = model_id
+        self.model = model
+        self.name = f"model:{model_id}"
+
+    @classmethod
+    def active(cls, store: Store) -> ModelScorer | None:
+        found = store.active_model()
+        if found is None:
+            return None
+        model_id, data, _metrics, features = found
+        if tuple(features) != FEATURES:
+            return None  # trained on other features: the cold-start scorer ranks until `train` runs again
+        return cls(model_id, pickle.loads(data))
+
+    def scores(self, rows: Sequence[tuple[Listing, Sequence[Evidence]]]) -> list[float]:
+        if not rows:
+            return []
+        matrix = np.stack([feature_row(listing, evidence) for listing, evidence in rows])
+        return [round(float(p), 6) for p in self.model.predict_proba(matrix)[:, 1]]
