@@ -31,6 +31,7 @@ from counterscan.config import Settings
 from counterscan.executors import InlineExecutor, ProcessExecutor
 from counterscan.ingest import ingest, open_source
 from counterscan.matchers import decode_limits, image_matchers
+from counterscan.matchers.phash import crop_fraction
 from counterscan.members import add_member
 from counterscan.scan import run_scan
 from counterscan.store import BlobStore, Store
@@ -42,8 +43,7 @@ def make_images(photos: list[Path], folder: Path, count: int, rng: random.Random
     for index in range(count):
         image = Image.open(photos[index % len(photos)]).convert("RGB")
         cut = rng.uniform(0, 0.08)
-        w, h = image.size
-        image = image.crop((int(w * cut), int(h * cut), int(w * (1 - cut)), int(h * (1 - cut))))
+        image = crop_fraction(image, (cut, cut, cut, cut))
         scale = rng.uniform(0.5, 1.0)
         image = image.resize((max(64, int(image.width * scale)), max(64, int(image.height * scale))))
         path = folder / f"{index:06d}.jpg"

@@ -23,6 +23,7 @@ from counterscan.config import Settings
 from counterscan.demo import demo_data_dir
 from counterscan.ingest import ingest, open_source
 from counterscan.matchers import decode_limits, image_matchers
+from counterscan.matchers.phash import crop_fraction
 from counterscan.members import add_member
 from counterscan.store import BlobStore, Store
 
@@ -81,9 +82,9 @@ def build(settings: Settings, folder: Path, *, listings: int = 300, seed: int = 
         price = msrp[brand] * (rng.uniform(0.1, 0.45) if fake and rng.random() < 0.7 else rng.uniform(0.55, 1.05))
         uses_official = rng.random() < (0.6 if fake else 0.35)
         picture = rng.choice(photos[brand]) if uses_official else rng.choice(own_photos)
-        w, h = picture.size
         cut = rng.uniform(0, 0.06)
-        picture = picture.crop((int(w * cut), int(h * cut), int(w * (1 - cut)), int(h * (1 - cut))))
+        picture = crop_fraction(picture, (cut, cut, cut, cut))
+
         image = _jpeg(picture, folder / f"{listing_id}.jpg", rng.randint(50, 90))
         rows.append([listing_id, " ".join(words), f"{price:.2f}", "USD", f"seller-{rng.randrange(40)}", image])
         labels[listing_id] = int(fake)

@@ -28,11 +28,7 @@ class ReviewStore(StoreBase):
         status: str | None = None,
     ) -> list[Suspect]:
         """Scored listings, best first; ``brand_ids`` keeps only suspects of those brands."""
-        latest = (
-            sa.select(t.verdicts.c.listing_pk, sa.func.max(t.verdicts.c.verdict_id).label("verdict_id"))
-            .group_by(t.verdicts.c.listing_pk)
-            .subquery()
-        )
+        latest = _latest_verdicts()
         query = (
             sa.select(
                 t.listings.c.listing_pk,
@@ -102,11 +98,7 @@ class ReviewStore(StoreBase):
 
     def labelled(self) -> list[tuple[int, Listing, int]]:
         """(listing key, listing, 1 for counterfeit / 0 for legit) by each listing's latest verdict."""
-        latest = (
-            sa.select(t.verdicts.c.listing_pk, sa.func.max(t.verdicts.c.verdict_id).label("verdict_id"))
-            .group_by(t.verdicts.c.listing_pk)
-            .subquery()
-        )
+        latest = _latest_verdicts()
         query = (
             sa.select(t.listings, t.verdicts.c.verdict)
             .join(latest, latest.c.listing_pk == t.listings.c.listing_pk)
@@ -142,11 +134,7 @@ class ReviewStore(StoreBase):
 
     def counterfeit_sellers(self) -> dict[str, dict[int, int]]:
         """Per seller id, listings whose latest verdict is counterfeit, by the brand they were scored for."""
-        latest = (
-            sa.select(t.verdicts.c.listing_pk, sa.func.max(t.verdicts.c.verdict_id).label("verdict_id"))
-            .group_by(t.verdicts.c.listing_pk)
-            .subquery()
-        )
+        latest = _latest_verdicts()
         query = (
             sa.select(t.listings.c.seller_id, t.scores.c.brand_id, sa.func.count().label("confirmed"))
             .join(latest, latest.c.listing_pk == t.listings.c.listing_pk)
@@ -270,3 +258,12 @@ class ReviewStore(StoreBase):
                 .order_by(t.verdicts.c.verdict_id)
             ).all()
         return [(row.verdict, row.note, row.analyst) for row in rows]
+
+
+def _latest_verdicts() -> sa.Subquery:
+    """Each listing's newest verdict id: analysts may change their minds; the last word counts."""
+    return (
+        sa.select(t.verdicts.c.listing_pk, sa.func.max(t.verdicts.c.verdict_id).label("verdict_id"))
+        .group_by(t.verdicts.c.listing_pk)
+        .subquery()
+    )
