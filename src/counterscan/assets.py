@@ -112,7 +112,11 @@ def add_uploads(
             continue
         try:
             image = clean_image(upload, limits.image)
-            signals = {matcher.name: matcher.encode_asset(image.png, source=upload.name) for matcher in matchers}
+            signals = {
+                matcher.name: matcher.encode_asset(image.png, source=upload.name)
+                for matcher in matchers
+                if asset_kind in getattr(matcher, "asset_kinds", IMAGE_ASSET_KINDS)
+            }
         except ImageError as exc:
             rejected.append(rejection(upload.name, exc))
             continue

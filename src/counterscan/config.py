@@ -30,13 +30,16 @@ class Settings:
     # pHash Hamming distance (of 64 bits) at or under which two images are the same picture.
     # Chosen from measured distributions, see docs/matching.md.
     phash_max_distance: int = 10
-    # Image matchers a scan runs, comma-separated: "phash" and "embedding". The embedding matcher
-    # finds different photos of the same product but costs ~16 ms per image (pHash ~0.7 ms).
+    # Image matchers a scan runs, comma-separated: "phash", "keypoints" (logos inside photos) and
+    # "embedding". pHash costs ~0.7 ms per image, keypoints ~40 ms, embeddings ~16 ms.
     image_matchers: str = "phash"
     # Cosine similarity at or over which embeddings match (docs/matching.md), and an optional
     # local ONNX model to embed with instead of the built-in VLAD descriptor.
     embedding_min_similarity: float = 0.45
     embedding_model: str = ""
+    # Logos inside photos (the "keypoints" image matcher): RANSAC inliers and inlier share needed.
+    keypoint_min_inliers: int = 8
+    keypoint_min_inlier_ratio: float = 0.05
 
     # Exchange rates for price evidence: each currency's value in one common unit, e.g.
     # {"USD": 1.0, "EUR": 1.08}. Never fetched: prices in a currency missing here are not compared.

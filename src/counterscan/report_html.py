@@ -55,7 +55,9 @@ def write_html(store: Store, blobs: BlobStore, suspects: Sequence[Suspect], out:
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: the HTML report is a folder; give a folder path")
     thumbs = out / "thumbs"
+    brands = {brand.name: brand for brand in store.brands()}
     sections = []
+
     for suspect in suspects:
         detail = store.listing_detail(suspect.listing_pk)
         best = detail["evidence"][0] if detail["evidence"] else None
@@ -76,6 +78,9 @@ def write_html(store: Store, blobs: BlobStore, suspects: Sequence[Suspect], out:
             for item in detail["evidence"]
         )
         price = f"{suspect.price:g} {html.escape(suspect.currency or '')}" if suspect.price is not None else "no price"
+        profile = brands.get(suspect.brand or "")
+        if profile is not None and profile.msrp is not None:
+            price += f" (MSRP {profile.msrp:g} {html.escape(profile.currency or '')})"
         link = f'<a href="{html.escape(suspect.url)}">{html.escape(suspect.url)}</a>' if suspect.url else ""
         sections.append(
             f'<section class="suspect" id="listing-{suspect.listing_pk}">'

@@ -25,13 +25,14 @@ from enum import Enum
 from typing import Any
 
 from counterscan.config import Settings
+from counterscan.errors import ImageError
 from counterscan.executors import Executor, InlineExecutor, Partition
 from counterscan.matchers import image_matchers
 from counterscan.matchers.context import SellerHistory
 from counterscan.ranking import cold_start_score
-from counterscan.records import Brand, Evidence, ListingToScan, ScanResult
+from counterscan.records import IMAGE_ASSET_KINDS, Brand, Evidence, ListingToScan, ScanResult
 from counterscan.scan_work import MatchContext, PartitionResult
-from counterscan.store import Store
+from counterscan.store import BlobStore, Store
 from counterscan.training import ModelScorer
 
 PER_WORKER_BATCH = 128
@@ -86,6 +87,22 @@ def _scope(source: str | None) -> tuple[str, list[str]]:
 def _context_key(settings: Settings, fingerprints: dict[int, str]) -> str:
     payload = json.dumps([repr(settings), sorted(fingerprints.items())])
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def backfill_asset_signals(store: Store, settings: Settings) -> int:
+    """Signals for assets uploaded before a matcher was turned on; returns how many assets gained some."""
+    blobs = BlobStore(settings.blob_dir)
+    filled = 0
+    for matcher in image_matchers(settings):
+        kinds = getattr(matcher, "asset_kinds", IMAGE_ASSET_KINDS)
+        for asset_id, sha256 in store.assets_without_signals(matcher.name, kinds):
+            try:
+                variants = matcher.encode_asset(blobs.get(sha256), source=f"asset {asset_id}")
+            except (ImageError, FileNotFoundError):
+                continue  # validated at upload; a missing blob stays unmatched rather than stopping scans
+            store.add_asset_signals(asset_id, matcher.name, variants)
+            filled += 1
+    return filled
 
 
 def _context(store: Store, settings: Settings, brands: Sequence[Brand], key: str) -> MatchContext:
@@ -242,8 +259,10 @@ def run_scan(
 
 
 def _run(store: Store, settings: Settings, scan: _Scan, *, rescan_all: bool, scope: str) -> ScanSummary:
+    backfill_asset_signals(store, settings)
     brands = store.brands()
     fingerprints = store.brand_fingerprints()
+
     seen = store.scanned_fingerprints(scan.source)
     changed = sorted(brand_id for brand_id, fp in fingerprints.items() if rescan_all or seen.get(brand_id) != fp)
     plan = {"rescan_brands": {str(brand_id): fingerprints[brand_id] for brand_id in changed}}

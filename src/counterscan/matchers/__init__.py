@@ -10,6 +10,7 @@ from counterscan.errors import UserError
 from counterscan.imaging import DecodeLimits
 from counterscan.matchers.base import ImageMatcher, ListingMatcher
 from counterscan.matchers.embedding import Embedder, EmbeddingMatcher, OnnxEmbedder, VladEmbedder
+from counterscan.matchers.keypoints import KeypointMatcher, KeypointOptions
 from counterscan.matchers.phash import PHashMatcher
 from counterscan.matchers.text import TextMatcher
 from counterscan.matchers.title import ProductTitleMatcher
@@ -32,6 +33,10 @@ def _embedding(settings: Settings) -> ImageMatcher:
 IMAGE_MATCHERS: dict[str, Callable[[Settings], ImageMatcher]] = {
     "phash": lambda settings: PHashMatcher(decode_limits(settings), max_distance=settings.phash_max_distance),
     "embedding": _embedding,
+    "keypoints": lambda settings: KeypointMatcher(
+        decode_limits(settings),
+        KeypointOptions(min_inliers=settings.keypoint_min_inliers, min_inlier_ratio=settings.keypoint_min_inlier_ratio),
+    ),
 }
 
 LISTING_MATCHERS: dict[str, Callable[[Settings], ListingMatcher]] = {

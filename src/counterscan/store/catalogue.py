@@ -12,7 +12,7 @@ from counterscan.errors import NotFoundError, UnknownBrandError, UserError
 from counterscan.imaging import ImageInfo
 from counterscan.records import Asset, AssetKind, AssetSignal, AuditEntry, Brand, Member, Product, Role
 from counterscan.store import schema as t
-from counterscan.store.base import StoreBase, iso, name_key, new_id, now
+from counterscan.store.base import StoreBase, bulk_insert, iso, name_key, new_id, now
 
 BRAND_LIST_FIELDS = ("aliases", "lookalikes", "authorised_sellers", "categories")
 
@@ -320,6 +320,23 @@ class CatalogueStore(StoreBase):
                 )
                 for row in conn.execute(query)
             ]
+
+    def assets_without_signals(self, matcher: str, kinds: Sequence[str]) -> list[tuple[int, str]]:
+        """(asset id, sha256) of live image assets with no signals from ``matcher`` yet."""
+        have = sa.select(t.asset_signals.c.asset_id).where(t.asset_signals.c.matcher == matcher)
+        query = sa.select(t.assets.c.asset_id, t.assets.c.sha256).where(
+            t.assets.c.removed_at.is_(None), t.assets.c.kind.in_(list(kinds)), t.assets.c.asset_id.not_in(have)
+        )
+        with self.engine.connect() as conn:
+            return [(row.asset_id, row.sha256) for row in conn.execute(query)]
+
+    def add_asset_signals(self, asset_id: int, matcher: str, variants: Sequence[tuple[str, bytes]]) -> None:
+        with self.engine.begin() as conn:
+            bulk_insert(
+                conn,
+                t.asset_signals,
+                [{"asset_id": asset_id, "matcher": matcher, "variant": v, "signal": s} for v, s in variants],
+            )
 
     # -- audit -----------------------------------------------------------------------------
 

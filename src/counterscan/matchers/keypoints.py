@@ -1,0 +1,229 @@
+"""Logos inside photos: local features, one descriptor index across all brands, geometric checks.
+
+Every ``logo`` asset contributes RootSIFT descriptors from a few scales of its picture. A listing
+photo's descriptors are looked up in one FAISS HNSW index over all logos at once, so the cost grows
+slowly with the number of logos; matches passing Lowe's ratio test vote for their logo; the
+best-voted logos are checked geometrically with a RANSAC homography, and a logo counts as found
+only with enough inliers, a sane shape, and a high enough share of its votes agreeing. Evidence
+records the matched region (the logo's outline projected into the photo) for the report.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import faiss
+import numpy as np
+from PIL import Image
+
+from counterscan.imaging import DecodeLimits, decode
+from counterscan.records import AssetSignal, Evidence
+
+ASSET_SCALES = (160, 320, 640)
+ASSET_FEATURES = 250
+LISTING_SIDE = 800
+LISTING_FEATURES = 800
+RATIO = 0.8
+MIN_VOTES = 8
+NEIGHBOURS = 8
+
+CANDIDATES = 5
+
+
+@dataclass(frozen=True)
+class KeypointOptions:
+    min_inliers: int = 8
+    min_inlier_ratio: float = 0.05
+
+
+@dataclass(frozen=True)
+class Features:
+    points: np.ndarray
+    """(n, 2) float32, in the picture's full-size pixel coordinates"""
+    descriptors: np.ndarray
+    """(n, 128) float32, RootSIFT"""
+    width: int
+    height: int
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            points=self.points.astype(np.float32),
+            descriptors=self.descriptors.astype(np.float16),
+            size=np.array([self.width, self.height]),
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Features:
+        with np.load(io.BytesIO(data)) as arrays:
+            width, height = (int(v) for v in arrays["size"])
+            return cls(arrays["points"], arrays["descriptors"].astype(np.float32), width, height)
+
+
+def _sift(gray: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    found, descriptors = cv2.SIFT.create(nfeatures=limit).detectAndCompute(gray, None)
+    if descriptors is None or not found:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32)
+    root = np.sqrt(descriptors / np.maximum(descriptors.sum(axis=1, keepdims=True), 1e-7))
+    return np.array([point.pt for point in found], np.float32), root.astype(np.float32)
+
+
+def logo_features(image: Image.Image) -> Features:
+    gray = image.convert("L")
+    points, descriptors = [], []
+    for side in ASSET_SCALES:
+        scale = side / max(gray.size)
+        resized = gray.resize((max(8, round(gray.width * scale)), max(8, round(gray.height * scale))))
+        found, described = _sift(np.asarray(resized), ASSET_FEATURES)
+        points.append(found / scale)
+        descriptors.append(described)
+    return Features(np.concatenate(points), np.concatenate(descriptors), gray.width, gray.height)
+
+
+def photo_features(image: Image.Image, original_size: tuple[int, int]) -> Features:
+    gray = image.convert("L")
+    gray.thumbnail((LISTING_SIDE, LISTING_SIDE))
+    found, described = _sift(np.asarray(gray), LISTING_FEATURES)
+    scale = original_size[0] / gray.width
+    return Features(found * scale, described, original_size[0], original_size[1])
+
+
+class LogoIndex:
+    def __init__(self, signals: Sequence[AssetSignal]) -> None:
+        self.assets: list[tuple[AssetSignal, Features]] = [(s, Features.from_bytes(s.signal)) for s in signals]
+        owners, points, descriptors = [], [], []
+        for number, (_signal, features) in enumerate(self.assets):
+            owners.append(np.full(len(features.descriptors), number))
+            points.append(features.points)
+            descriptors.append(features.descriptors)
+        self.owner = np.concatenate(owners) if owners else np.zeros(0, int)
+        brand_of_asset = np.array([signal.brand_id for signal, _features in self.assets] or [0])
+        # Points closer than this (4% of the logo's size) are the same feature seen twice.
+        self.tolerance = np.array([0.04 * max(f.width, f.height) for _s, f in self.assets] or [1.0])
+
+        self.brand = brand_of_asset[self.owner] if len(self.owner) else np.zeros(0, int)
+        self.points = np.concatenate(points) if points else np.zeros((0, 2), np.float32)
+        self.index = faiss.IndexHNSWFlat(128, 32)
+        self.index.hnsw.efSearch = 48
+        if descriptors:
+            self.index.add(np.ascontiguousarray(np.concatenate(descriptors)))
+
+    def __len__(self) -> int:
+        return len(self.assets)
+
+
+class KeypointMatcher:
+    """Logo assets found inside listing photos, with the matched region."""
+
+    name = "keypoints"
+    asset_kinds = ("logo",)
+
+    def __init__(self, limits: DecodeLimits, options: KeypointOptions | None = None) -> None:
+        self.limits = limits
+        self.options = options or KeypointOptions()
+
+    def encode(self, data: bytes, *, source: str | None = None) -> bytes:
+        image = decode(data, self.limits, draft_size=(LISTING_SIDE, LISTING_SIDE), source=source)
+        width, height = Image.open(io.BytesIO(data)).size  # the header again: draft decoding shrank the picture
+        if (width > height) != (image.width > image.height):
+            width, height = height, width  # EXIF orientation turned it
+        return photo_features(image, (width, height)).to_bytes()
+
+    def encode_asset(self, data: bytes, *, source: str | None = None) -> list[tuple[str, bytes]]:
+        return [("original", logo_features(decode(data, self.limits, source=source)).to_bytes())]
+
+    def build_index(self, signals: Sequence[AssetSignal]) -> LogoIndex:
+        return LogoIndex(signals)
+
+    def query(self, index: LogoIndex, signals: Sequence[tuple[str, bytes]]) -> list[list[Evidence]]:
+        return [self._one(index, sha256, Features.from_bytes(signal)) for sha256, signal in signals]
+
+    def _one(self, index: LogoIndex, sha256: str, photo: Features) -> list[Evidence]:
+        if not len(index) or len(photo.descriptors) < MIN_VOTES or index.index.ntotal < 2:
+            return []
+        distances, ids = index.index.search(np.ascontiguousarray(photo.descriptors), NEIGHBOURS)
+        # Lowe's ratio test against the nearest *different* feature: the same logo point seen at
+        # another scale, or in another crop of the same brand, is a copy, not a rival.
+        safe = np.maximum(ids, 0)
+        first = safe[:, :1]
+        other_brand = index.brand[safe] != index.brand[first]
+        other_asset = index.owner[safe] != index.owner[first]
+        moved = np.linalg.norm(index.points[safe] - index.points[first], axis=2) > index.tolerance[index.owner[first]]
+        rival = (ids >= 0) & (other_brand | (~other_asset & moved))
+        rival_distance = np.where(rival, distances, np.inf).min(axis=1)
+
+        good = (ids[:, 0] >= 0) & (distances[:, 0] < (RATIO**2) * rival_distance)
+        query_rows = np.nonzero(good)[0]
+        if len(query_rows) < MIN_VOTES:
+            return []
+        matched = ids[query_rows, 0]
+        owners = index.owner[matched]
+        votes = np.bincount(owners, minlength=len(index))
+        found = []
+        for number in np.argsort(-votes)[:CANDIDATES]:
+            if votes[number] < MIN_VOTES:
+                break
+            chosen = owners == number
+            verdict = self._verify(index, number, photo.points[query_rows[chosen]], index.points[matched[chosen]])
+            if verdict is not None:
+                found.append(self._evidence(index.assets[number][0], sha256, int(votes[number]), *verdict))
+        return sorted(found, key=lambda item: -item.score)
+
+    def _verify(
+        self, index: LogoIndex, number: int, photo_points: np.ndarray, logo_points: np.ndarray
+    ) -> tuple[int, list[list[float]]] | None:
+        homography, mask = cv2.findHomography(logo_points, photo_points, cv2.RANSAC, 6.0)
+        if homography is None or mask is None:
+            return None
+        inliers = int(mask.sum())
+        if inliers < self.options.min_inliers or inliers / len(mask) < self.options.min_inlier_ratio:
+            return None
+        features = index.assets[number][1]
+        corners = np.array(
+            [[0, 0], [features.width, 0], [features.width, features.height], [0, features.height]], np.float32
+        )
+        quad = cv2.perspectiveTransform(corners[None], homography)[0]
+        if not _plausible(quad, features.width, features.height):
+            return None
+        return inliers, quad.round(1).tolist()
+
+    def _evidence(self, asset: AssetSignal, sha256: str, votes: int, inliers: int, quad: list[list[float]]) -> Evidence:
+        return Evidence(
+            matcher=self.name,
+            brand_id=asset.brand_id,
+            brand=asset.brand,
+            asset_id=asset.asset_id,
+            image_sha256=sha256,
+            distance=float(-inliers),
+            score=round(0.55 + 0.4 * min(1.0, inliers / 40), 4),
+            reason=(
+                f"{asset.brand} logo (asset #{asset.asset_id}) found in the photo: "
+                f"{inliers} geometrically consistent matches"
+            ),
+            details={"inliers": inliers, "votes": votes, "region": quad},
+        )
+
+
+def _plausible(quad: np.ndarray, width: int, height: int) -> bool:
+    """A convex outline, not folded or collapsed, whose sides keep roughly the logo's proportions."""
+    if not cv2.isContourConvex(quad.astype(np.float32)):
+        return False
+    area = cv2.contourArea(quad.astype(np.float32))
+    if area < 100:
+        return False
+    sides = np.linalg.norm(quad - np.roll(quad, -1, axis=0), axis=1)
+    if sides.min() < 5:
+        return False
+    aspect = (sides[0] + sides[2]) / max(1e-6, sides[1] + sides[3])
+    expected = width / max(1, height)
+    return bool(0.33 < aspect / expected < 3.0)
+
+
+def evidence_region(evidence: Evidence) -> Any:
+    return evidence.details.get("region")
