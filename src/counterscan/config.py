@@ -31,7 +31,7 @@ class Settings:
     # Chosen from measured distributions, see docs/matching.md.
     phash_max_distance: int = 10
     # Image matchers a scan runs, comma-separated: "phash", "keypoints" (logos inside photos) and
-    # "embedding". pHash costs ~0.7 ms per image, keypoints ~40 ms, embeddings ~16 ms.
+    # "embedding". pHash costs ~0.7 ms per image, keypoints ~50 ms, embeddings ~16 ms.
     image_matchers: str = "phash"
     # Cosine similarity at or over which embeddings match (docs/matching.md), and an optional
     # local ONNX model to embed with instead of the built-in VLAD descriptor.
