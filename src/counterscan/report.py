@@ -45,11 +45,7 @@ def suspect_row(suspect: Suspect) -> dict[str, Any]:
 
 
 def render_csv(suspects: Sequence[Suspect]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(suspect_row(suspect) for suspect in suspects)
-    return buffer.getvalue()
+    return render_csv_rows([suspect_row(suspect) for suspect in suspects], CSV_COLUMNS)
 
 
 def render_json(suspects: Sequence[Suspect]) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import faiss
@@ -223,7 +222,3 @@ def _plausible(quad: np.ndarray, width: int, height: int) -> bool:
     aspect = (sides[0] + sides[2]) / max(1e-6, sides[1] + sides[3])
     expected = width / max(1, height)
     return bool(0.33 < aspect / expected < 3.0)
-
-
-def evidence_region(evidence: Evidence) -> Any:
-    return evidence.details.get("region")

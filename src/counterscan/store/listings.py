@@ -68,15 +68,6 @@ class ListingStore(StoreBase):
                 )
         return counts
 
-    def upsert_listings(self, items: Sequence[IngestedListing]) -> UpsertCounts:
-        """Insert new listings, version changed ones, skip identical ones; one transaction per batch."""
-        new = updated = unchanged = 0
-        for chunk in chunks(items):
-            with self.engine.begin() as conn:
-                counts = self._upsert_chunk(conn, chunk)
-            new, updated, unchanged = new + counts.new, updated + counts.updated, unchanged + counts.unchanged
-        return UpsertCounts(new=new, updated=updated, unchanged=unchanged)
-
     def _upsert_chunk(self, conn: sa.Connection, chunk: Sequence[IngestedListing]) -> UpsertCounts:
         moment = now()
         existing: dict[tuple[str, str], Any] = {}
@@ -319,10 +310,6 @@ class ListingStore(StoreBase):
             ]
             if rows:
                 conn.execute(sa.insert(t.url_cache), rows)
-
-    def listing_count(self) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(t.listings)).scalar_one())
 
 
 def _ids_by_source(items: Sequence[IngestedListing]) -> dict[str, list[str]]:
