@@ -1,0 +1,133 @@
+"""Matching benchmarks, each against a baseline run in the same process on the same inputs.
+
+    python scripts/bench_match.py --photos ../shared/data/flickrlogos27-train/images
+
+1. Hashing throughput (images/s): counterscan's pHash encode (draft JPEG decode) against
+   ``imagehash.phash`` after a full decode, and against a draft-mode decode alone (the floor).
+   imagededup's PHash encoder is compared when imagededup imports (it needs torch and torchvision).
+2. Index search at ``--hashes`` 64-bit hashes: FAISS exact radius search against numpy brute force,
+   queries/s and recall of the FAISS answer against numpy's.
+3. Logo matching cost per listing photo against 100 and 1,000 registered logos (median ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+from pathlib import Path
+
+import imagehash
+import numpy as np
+from PIL import Image
+
+from counterscan.imaging import HASH_DRAFT_SIZE, DecodeLimits, decode
+from counterscan.matchers.index import BinaryHashIndex
+from counterscan.matchers.keypoints import KeypointMatcher
+from counterscan.matchers.phash import PHashMatcher
+from counterscan.records import AssetSignal
+
+LIMITS = DecodeLimits(max_bytes=50_000_000, max_pixels=100_000_000)
+
+
+def rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:,.0f}/s"
+
+
+def hashing(datas: list[bytes]) -> None:
+    matcher = PHashMatcher(LIMITS, max_distance=10)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    for data in datas:
+        matcher.encode(data)
+    timings["counterscan pHash (draft decode)"] = time.perf_counter() - started
+    started = time.perf_counter()
+    for data in datas:
+        imagehash.phash(Image.open(io.BytesIO(data)).convert("L"))
+    timings["imagehash.phash, full decode"] = time.perf_counter() - started
+    started = time.perf_counter()
+    for data in datas:
+        decode(data, LIMITS, draft_size=HASH_DRAFT_SIZE, mode="L")
+    timings["draft-mode decode alone"] = time.perf_counter() - started
+    try:
+        from imagededup.methods import PHash  # type: ignore[import-not-found]
+
+        encoder = PHash(verbose=False)
+        started = time.perf_counter()
+        for data in datas:
+            encoder.encode_image(image_array=np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+        timings["imagededup PHash"] = time.perf_counter() - started
+    except Exception as exc:  # imagededup imports torch and torchvision at import time
+        print(f"imagededup not compared: {type(exc).__name__}: {str(exc)[:80]}")
+    ours = timings["counterscan pHash (draft decode)"]
+    print(f"hashing {len(datas)} JPEGs:")
+    for label, seconds in timings.items():
+        print(f"  {label:36} {rate(len(datas), seconds):>10}   counterscan is {seconds / ours:.2f}x this")
+
+
+def search(count: int, queries: int, radius: int) -> None:
+    rng = np.random.default_rng(0)
+    hashes = rng.integers(0, 256, size=(count, 8), dtype=np.uint8)
+    probes = hashes[rng.choice(count, queries, replace=False)].copy()
+    probes[:, 0] ^= 0b101  # two bits away from a stored hash
+    signals = [AssetSignal(i, 1, "b", row.tobytes()) for i, row in enumerate(hashes)]
+    index = BinaryHashIndex(signals, bits=64)
+    started = time.perf_counter()
+    found = index.within(probes, radius)
+    faiss_seconds = time.perf_counter() - started
+    unpacked = np.unpackbits(hashes, axis=1)
+    started = time.perf_counter()
+    truth = []
+    for probe in np.unpackbits(probes, axis=1):
+        distances = (unpacked != probe).sum(axis=1)
+        truth.append(set(np.nonzero(distances <= radius)[0].tolist()))
+    numpy_seconds = time.perf_counter() - started
+    recall = np.mean(
+        [truth_set <= {hit.asset_id for hit, _d in hits} for truth_set, hits in zip(truth, found, strict=True)]
+    )
+    print(f"radius-{radius} search over {count:,} hashes, {queries} queries:")
+    faiss_rate, numpy_rate = rate(queries, faiss_seconds), rate(queries, numpy_seconds)
+    print(f"  FAISS IndexBinaryFlat {faiss_rate:>10}   numpy brute force {numpy_rate:>8}")
+
+    print(f"  FAISS is {numpy_seconds / faiss_seconds:.1f}x numpy; exact recall {recall:.3f}")
+
+
+def logos(datas: list[bytes], photos: list[Path], counts: tuple[int, ...]) -> None:
+    matcher = KeypointMatcher(LIMITS)
+    crops = []
+    for path in photos[: max(counts)]:
+        image = Image.open(path).convert("RGB")
+        w, h = image.size
+        buffer = io.BytesIO()
+        image.crop((w // 4, h // 4, 3 * w // 4, 3 * h // 4)).save(buffer, "PNG")
+        crops.append(matcher.encode_asset(buffer.getvalue())[0][1])
+    queries = [matcher.encode(data) for data in datas[:60]]
+    for count in counts:
+        index = matcher.build_index([AssetSignal(i, i, f"b{i}", s) for i, s in enumerate(crops[:count])])
+        times = []
+        for query in queries:
+            started = time.perf_counter()
+            matcher.query(index, [("q", query)])
+            times.append(time.perf_counter() - started)
+        print(f"logo matching per photo against {count:>5} logos: median {np.median(times) * 1000:.0f} ms")
+    started = time.perf_counter()
+    for data in datas[:60]:
+        matcher.encode(data)
+    print(f"  (feature extraction per photo: {(time.perf_counter() - started) / 60 * 1000:.0f} ms)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--photos", type=Path, required=True)
+    parser.add_argument("--images", type=int, default=400)
+    parser.add_argument("--hashes", type=int, default=1_000_000)
+    args = parser.parse_args()
+    photos = sorted(args.photos.glob("*.jpg"))
+    datas = [path.read_bytes() for path in photos[: args.images]]
+    hashing(datas)
+    search(args.hashes, 200, 8)
+    logos(datas, photos[::-1], (100, 1000))
+
+
+if __name__ == "__main__":
+    main()
