@@ -280,7 +280,6 @@ def _run(store: Store, settings: Settings, scan: _Scan, *, rescan_all: bool, sco
     else:
         scan_id, cursor = store.start_scan(scope=scope, plan=plan, holder=scan.holder), 0
     scanned = rescanned = 0
-    scan.executor.start(_context(store, settings, brands, _context_key(settings, fingerprints)))
     try:
         # Phase 1: listings scanned before, against the brands that changed since.
         if changed:
@@ -302,8 +301,9 @@ def _run(store: Store, settings: Settings, scan: _Scan, *, rescan_all: bool, sco
                 store.save_fingerprints(
                     scan_id, {brand_id: fingerprints[brand_id] for brand_id in changed}, scan.source
                 )
-            scan.executor.start(_context(store, settings, brands, _context_key(settings, fingerprints)))
         # Phase 2: new and changed listings, against every brand.
+        scan.executor.start(_context(store, settings, brands, _context_key(settings, fingerprints)))
+
         for batch, fresh in scan.matched(scan.batches(unscanned=True, after=0)):
             scan.commit(
                 scan_id,
