@@ -115,7 +115,7 @@ def add_uploads(
             signals = {
                 matcher.name: matcher.encode_asset(image.png, source=upload.name)
                 for matcher in matchers
-                if asset_kind in getattr(matcher, "asset_kinds", IMAGE_ASSET_KINDS)
+                if asset_kind in matcher.asset_kinds
             }
         except ImageError as exc:
             rejected.append(rejection(upload.name, exc))

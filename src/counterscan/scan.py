@@ -30,7 +30,7 @@ from counterscan.executors import Executor, InlineExecutor, Partition
 from counterscan.matchers import image_matchers
 from counterscan.matchers.context import SellerHistory
 from counterscan.ranking import cold_start_score
-from counterscan.records import IMAGE_ASSET_KINDS, Brand, Evidence, ListingToScan, ScanResult
+from counterscan.records import Brand, Evidence, ListingToScan, ScanResult
 from counterscan.scan_work import MatchContext, PartitionResult
 from counterscan.store import BlobStore, Store
 from counterscan.training import ModelScorer
@@ -94,7 +94,7 @@ def backfill_asset_signals(store: Store, settings: Settings) -> int:
     blobs = BlobStore(settings.blob_dir)
     filled = 0
     for matcher in image_matchers(settings):
-        kinds = getattr(matcher, "asset_kinds", IMAGE_ASSET_KINDS)
+        kinds = matcher.asset_kinds
         for asset_id, sha256 in store.assets_without_signals(matcher.name, kinds):
             try:
                 variants = matcher.encode_asset(blobs.get(sha256), source=f"asset {asset_id}")

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from counterscan.records import AssetSignal, Brand, Evidence, Listing
+from counterscan.records import AssetKind, AssetSignal, Brand, Evidence, Listing
 
 
 class ImageMatcher(Protocol):
     """Compares listing images with brand assets through a serialisable signal."""
 
     name: str
+    asset_kinds: tuple[AssetKind, ...]
+    """The asset kinds this matcher indexes (a logo matcher has no use for product photos)."""
 
     def encode(self, data: bytes, *, source: str | None = None) -> bytes:
         """The signal of one listing image (raises ImageError on bad input)."""

@@ -24,7 +24,7 @@ from PIL import Image
 
 from counterscan.errors import ImageDecodeError, UserError
 from counterscan.imaging import DecodeLimits, decode
-from counterscan.records import AssetSignal, Evidence
+from counterscan.records import IMAGE_ASSET_KINDS, AssetKind, AssetSignal, Evidence
 
 EMBED_SIDE = 320
 SIFT_FEATURES = 400
@@ -178,6 +178,7 @@ class EmbeddingMatcher:
     """Nearest assets by embedding cosine similarity."""
 
     name = "embedding"
+    asset_kinds: tuple[AssetKind, ...] = IMAGE_ASSET_KINDS
 
     def __init__(
         self, limits: DecodeLimits, embedder: Embedder, *, min_similarity: float, index_dir: Path | None

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from counterscan.imaging import DecodeLimits, decode
-from counterscan.records import AssetSignal, Evidence
+from counterscan.records import AssetKind, AssetSignal, Evidence
 
 ASSET_SCALES = (160, 320, 640)
 ASSET_FEATURES = 250
@@ -121,7 +121,7 @@ class KeypointMatcher:
     """Logo assets found inside listing photos, with the matched region."""
 
     name = "keypoints"
-    asset_kinds = ("logo",)
+    asset_kinds: tuple[AssetKind, ...] = ("logo",)
 
     def __init__(self, limits: DecodeLimits, options: KeypointOptions | None = None) -> None:
         self.limits = limits

@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 
 from counterscan.imaging import HASH_DRAFT_SIZE, DecodeLimits, decode
 from counterscan.matchers.index import BinaryHashIndex, as_matrix
-from counterscan.records import AssetSignal, Evidence
+from counterscan.records import IMAGE_ASSET_KINDS, AssetKind, AssetSignal, Evidence
 
 BITS = 64
 
@@ -61,6 +61,7 @@ class PHashMatcher:
     """pHash (64 bits) searched exactly in a FAISS binary index."""
 
     name = "phash"
+    asset_kinds: tuple[AssetKind, ...] = IMAGE_ASSET_KINDS
 
     def __init__(self, limits: DecodeLimits, *, max_distance: int) -> None:
         self.limits = limits
