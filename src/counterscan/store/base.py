@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -21,6 +21,14 @@ def now() -> datetime:
 def chunks(items: Sequence[T], size: int = BATCH) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def rows_in(
+    conn: sa.Connection, query: sa.Select[Any], column: sa.ColumnElement[Any], keys: Iterable[Any]
+) -> Iterator[Any]:
+    """The rows of ``query`` whose ``column`` is one of ``keys``, asked in batches (bound-parameter limits)."""
+    for chunk in chunks(list(keys)):
+        yield from conn.execute(query.where(column.in_(chunk)))
 
 
 def new_id(result: sa.CursorResult[Any]) -> int:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from counterscan.records import ImageOutcome, IngestedListing, Listing, QuarantineEntry, Rejected, UpsertCounts
 from counterscan.store import schema as t
-from counterscan.store.base import StoreBase, bulk_insert, chunks, iso, now
+from counterscan.store.base import StoreBase, bulk_insert, chunks, iso, now, rows_in
 
 
 def listing_content_hash(listing: Listing) -> str:
@@ -160,16 +160,11 @@ class ListingStore(StoreBase):
 
     def listing_hashes(self, source: str, listing_ids: Sequence[str]) -> dict[str, str]:
         """Content hashes of the listings of ``source`` already stored, by listing id."""
-        found: dict[str, str] = {}
+        query = sa.select(t.listings.c.listing_id, t.listings.c.content_hash).where(t.listings.c.source == source)
         with self.engine.connect() as conn:
-            for chunk in chunks(list(listing_ids)):
-                rows = conn.execute(
-                    sa.select(t.listings.c.listing_id, t.listings.c.content_hash).where(
-                        t.listings.c.source == source, t.listings.c.listing_id.in_(chunk)
-                    )
-                )
-                found.update({row.listing_id: row.content_hash for row in rows})
-        return found
+            return {
+                row.listing_id: row.content_hash for row in rows_in(conn, query, t.listings.c.listing_id, listing_ids)
+            }
 
     def quarantine(self, rejected: Sequence[Rejected]) -> int:
         with self.engine.begin() as conn:
@@ -291,20 +286,15 @@ class ListingStore(StoreBase):
         return sum(1 for _image, outcome in results if outcome.sha256 is not None)
 
     def cached_urls(self, urls: Sequence[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
         with self.engine.connect() as conn:
-            for chunk in chunks(list(urls)):
-                rows = conn.execute(sa.select(t.url_cache).where(t.url_cache.c.url.in_(chunk)))
-                found.update({row.url: row.sha256 for row in rows})
-        return found
+            return {row.url: row.sha256 for row in rows_in(conn, sa.select(t.url_cache), t.url_cache.c.url, urls)}
 
     def remember_urls(self, fetched: Mapping[str, str]) -> None:
         if not fetched:
             return
         with self.engine.begin() as conn:
-            known: set[str] = set()
-            for chunk in chunks(list(fetched)):
-                known.update(conn.execute(sa.select(t.url_cache.c.url).where(t.url_cache.c.url.in_(chunk))).scalars())
+            known = {row.url for row in rows_in(conn, sa.select(t.url_cache.c.url), t.url_cache.c.url, fetched)}
+
             rows = [
                 {"url": url, "sha256": sha, "fetched_at": now()} for url, sha in fetched.items() if url not in known
             ]

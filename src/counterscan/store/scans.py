@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from counterscan.errors import LockHeldError
 from counterscan.records import Evidence, Listing, ListingToScan, ScanResult
 from counterscan.store import schema as t
-from counterscan.store.base import BATCH, StoreBase, bulk_insert, chunks, iso, new_id, now
+from counterscan.store.base import BATCH, StoreBase, bulk_insert, chunks, iso, new_id, now, rows_in
 from counterscan.store.listings import listing_from_row
 
 
@@ -102,12 +102,9 @@ class ScanStore(StoreBase):
         return sorted(found, key=lambda item: item.listing_pk)
 
     def listings_by_pk(self, pks: Sequence[int]) -> dict[int, Listing]:
-        found: dict[int, Listing] = {}
         with self.engine.connect() as conn:
-            for chunk in chunks(list(pks)):
-                for row in conn.execute(sa.select(t.listings).where(t.listings.c.listing_pk.in_(chunk))):
-                    found[row.listing_pk] = listing_from_row(row)
-        return found
+            rows = rows_in(conn, sa.select(t.listings), t.listings.c.listing_pk, pks)
+            return {row.listing_pk: listing_from_row(row) for row in rows}
 
     def count_listings(self, *, unscanned: bool, source: str | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(t.listings)
@@ -235,30 +232,19 @@ class ScanStore(StoreBase):
             conn.execute(sa.delete(t.locks).where(t.locks.c.name == name, t.locks.c.holder == holder))
 
     def cached_signals(self, matcher: str, sha256s: Sequence[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
+        query = sa.select(t.image_signals.c.sha256, t.image_signals.c.signal).where(
+            t.image_signals.c.matcher == matcher
+        )
         with self.engine.connect() as conn:
-            for chunk in chunks(list(sha256s)):
-                for row in conn.execute(
-                    sa.select(t.image_signals.c.sha256, t.image_signals.c.signal).where(
-                        t.image_signals.c.matcher == matcher, t.image_signals.c.sha256.in_(chunk)
-                    )
-                ):
-                    found[row.sha256] = bytes(row.signal)
-        return found
+            return {row.sha256: bytes(row.signal) for row in rows_in(conn, query, t.image_signals.c.sha256, sha256s)}
 
     def save_signals(self, matcher: str, signals: dict[str, bytes]) -> None:
         if not signals:
             return
         with self.engine.begin() as conn:
-            known: set[str] = set()
-            for chunk in chunks(list(signals)):
-                known.update(
-                    conn.execute(
-                        sa.select(t.image_signals.c.sha256).where(
-                            t.image_signals.c.matcher == matcher, t.image_signals.c.sha256.in_(chunk)
-                        )
-                    ).scalars()
-                )
+            query = sa.select(t.image_signals.c.sha256).where(t.image_signals.c.matcher == matcher)
+            known = {row.sha256 for row in rows_in(conn, query, t.image_signals.c.sha256, signals)}
+
             rows = [
                 {"sha256": sha256, "matcher": matcher, "signal": signal}
                 for sha256, signal in signals.items()
