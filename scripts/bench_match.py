@@ -3,10 +3,12 @@
     python scripts/bench_match.py --photos ../shared/data/flickrlogos27-train/images
 
 1. Hashing throughput (images/s): counterscan's pHash encode (draft JPEG decode) against
-   ``imagehash.phash`` after a full decode, and against a draft-mode decode alone (the floor).
-   imagededup's PHash encoder is compared when imagededup imports (it needs torch and torchvision).
+   ``imagehash.phash`` after a full decode, and against a draft-mode decode alone (the floor);
+   dHash and PDQ (full resolution) beside them. imagededup's PHash encoder is compared when
+   imagededup imports (it needs torch and torchvision: see docs/matching.md for a venv that has them).
 2. Index search at ``--hashes`` 64-bit hashes: FAISS exact radius search against numpy brute force,
-   queries/s and recall of the FAISS answer against numpy's.
+   queries/s and recall of the FAISS answer against numpy's; then the persisted index: a cold
+   load, an incremental add of 1,000 hashes, and a full rebuild, timed.
 3. Logo matching cost per listing photo against 100 and 1,000 registered logos (median ms).
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +27,7 @@ from PIL import Image
 from counterscan.imaging import HASH_DRAFT_SIZE, DecodeLimits, decode
 from counterscan.matchers.index import BinaryHashIndex
 from counterscan.matchers.keypoints import KeypointMatcher
-from counterscan.matchers.phash import PHashMatcher
+from counterscan.matchers.perceptual import DHASH, PDQ, PHASH, HashMatcher
 from counterscan.records import AssetSignal
 
 LIMITS = DecodeLimits(max_bytes=50_000_000, max_pixels=100_000_000)
@@ -35,12 +38,14 @@ def rate(count: int, seconds: float) -> str:
 
 
 def hashing(datas: list[bytes]) -> None:
-    matcher = PHashMatcher(LIMITS, max_distance=10)
     timings: dict[str, float] = {}
-    started = time.perf_counter()
-    for data in datas:
-        matcher.encode(data)
-    timings["counterscan pHash (draft decode)"] = time.perf_counter() - started
+    for algorithm, label in ((PHASH, "counterscan pHash (draft decode)"), (DHASH, "counterscan dHash (draft decode)"),
+                             (PDQ, "counterscan PDQ (full resolution)")):  # fmt: skip
+        matcher = HashMatcher(algorithm, LIMITS, max_distance=10)
+        started = time.perf_counter()
+        for data in datas:
+            matcher.encode(data)
+        timings[label] = time.perf_counter() - started
     started = time.perf_counter()
     for data in datas:
         imagehash.phash(Image.open(io.BytesIO(data)).convert("L"))
@@ -71,7 +76,8 @@ def search(count: int, queries: int, radius: int) -> None:
     probes = hashes[rng.choice(count, queries, replace=False)].copy()
     probes[:, 0] ^= 0b101  # two bits away from a stored hash
     signals = [AssetSignal(i, 1, "b", row.tobytes()) for i, row in enumerate(hashes)]
-    index = BinaryHashIndex(signals, bits=64)
+    index = BinaryHashIndex(64)
+    index.sync(signals)
     started = time.perf_counter()
     found = index.within(probes, radius)
     faiss_seconds = time.perf_counter() - started
@@ -90,6 +96,24 @@ def search(count: int, queries: int, radius: int) -> None:
     print(f"  FAISS IndexBinaryFlat {faiss_rate:>10}   numpy brute force {numpy_rate:>8}")
 
     print(f"  FAISS is {numpy_seconds / faiss_seconds:.1f}x numpy; exact recall {recall:.3f}")
+    persisted(signals)
+
+
+def persisted(signals: list[AssetSignal]) -> None:
+    """What a scan pays to bring the saved index up to date, against building it afresh."""
+    with tempfile.TemporaryDirectory() as folder:
+        BinaryHashIndex(64, Path(folder), "bench").sync(signals[:-1000])
+        started = time.perf_counter()
+        report = BinaryHashIndex(64, Path(folder), "bench").sync(signals)
+        incremental = time.perf_counter() - started
+        started = time.perf_counter()
+        BinaryHashIndex(64, Path(folder), "bench").sync(signals)
+        unchanged = time.perf_counter() - started
+    started = time.perf_counter()
+    BinaryHashIndex(64).sync(signals)
+    rebuild = time.perf_counter() - started
+    print(f"persisted index of {len(signals):,} hashes: load + add {report.added:,} {incremental:.2f} s, "
+          f"load unchanged {unchanged:.2f} s, build from scratch {rebuild:.2f} s")  # fmt: skip
 
 
 def logos(datas: list[bytes], photos: list[Path], counts: tuple[int, ...]) -> None:

@@ -31,7 +31,7 @@ from counterscan.config import Settings
 from counterscan.executors import InlineExecutor, ProcessExecutor
 from counterscan.ingest import ingest, open_source
 from counterscan.matchers import decode_limits, image_matchers
-from counterscan.matchers.phash import crop_fraction
+from counterscan.matchers.perceptual import crop_fraction
 from counterscan.members import add_member
 from counterscan.scan import run_scan
 from counterscan.store import BlobStore, Store

@@ -109,7 +109,13 @@ def test_assets_add_files_folders_and_svg_dedup_by_content(
     # The blob store holds the rasterised PNG under its content hash.
     blob = brand_ready.home / "blobs" / svg_asset.sha256[:2] / svg_asset.sha256
     assert Image.open(blob).format == "PNG"
-    assert len(rows(brand_ready, t.asset_signals)) == 2 * 15
+    signals = rows(brand_ready, t.asset_signals)
+    per_matcher = {(row.asset_id, row.matcher) for row in signals}
+    # Both default hashes, each under 14 crops and 7 flips/turns (and the logo, on white, trimmed).
+    assert {matcher for _, matcher in per_matcher} == {"phash", "dhash"} and len(per_matcher) == 4
+    trimmed = {row.asset_id for row in signals if row.variant == "trimmed"}
+    assert trimmed == {svg_asset.asset_id}
+    assert len(signals) == 2 * 2 * 21 + 2 * len(trimmed)
     again = brand_ready("assets", "add", "--brand", "Acme", str(photo))
     assert "already present" in again.stdout
     assert len(rows(brand_ready, t.assets)) == 3

@@ -35,15 +35,18 @@ def test_features_table() -> None:
     )
     evidence = [
         Evidence("phash", 1, "B", 0.9, "r", image_sha256="a"),
-        Evidence("phash", 1, "B", 0.8, "r", image_sha256="b"),
+        Evidence("dhash", 1, "B", 0.8, "r", image_sha256="b"),
+        Evidence("keypoints", 1, "B", 0.7, "r", image_sha256="c"),
         Evidence("text", 1, "B", 0.6, "r", details={"signal": "counterfeit-term"}),
         Evidence("price", 2, "C", 0.5, "r", distance=0.2),
     ]
     row = dict(zip(FEATURES, feature_row(listing, evidence), strict=True))
-    assert row["phash"] == 0.9 and row["phash_images"] == 2 and row["counterfeit_terms"] == 1
+    assert row["image_copy"] == 0.9 and row["copied_images"] == 2 and row["counterfeit_terms"] == 1
+    assert row["logo"] == 0.7
     assert row["price_ratio"] == 0.2 and row["evidence_brands"] == 2 and row["has_price"] == 1
     assert 0 < row["listing_age_days"] <= 365
-    assert feature_row(Listing(source="s", listing_id="2"), []).tolist() == [0.0] * 8 + [1.0] + [0.0] * 4
+    empty = dict(zip(FEATURES, feature_row(Listing(source="s", listing_id="2"), []), strict=True))
+    assert empty == {name: 1.0 if name == "price_ratio" else 0.0 for name in FEATURES}
 
 
 def test_metrics() -> None:

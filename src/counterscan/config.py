@@ -27,12 +27,15 @@ class Settings:
     max_image_pixels: int = 60_000_000
     # Cap on one upload request or archive, expanded.
     max_upload_bytes: int = 200 * 1024 * 1024
-    # pHash Hamming distance (of 64 bits) at or under which two images are the same picture.
-    # Chosen from measured distributions, see docs/matching.md.
+    # Hamming distances at or under which two images are the same picture, per hash (pHash and
+    # dHash of 64 bits, PDQ of 256). Chosen from measured distributions, see docs/matching.md.
     phash_max_distance: int = 10
-    # Image matchers a scan runs, comma-separated: "phash", "keypoints" (logos inside photos) and
-    # "embedding". pHash costs ~0.7 ms per image, keypoints ~50 ms, embeddings ~16 ms.
-    image_matchers: str = "phash"
+    dhash_max_distance: int = 6
+    pdq_max_distance: int = 32
+    # Image matchers a scan runs, comma-separated: "phash", "dhash", "pdq" (whole-image copies),
+    # "keypoints" (logos inside photos) and "embedding". Per image: pHash and dHash ~1.5 ms each,
+    # PDQ ~7 ms, keypoints ~50 ms, embeddings ~16 ms.
+    image_matchers: str = "phash,dhash"
     # Cosine similarity at or over which embeddings match (docs/matching.md), and an optional
     # local ONNX model to embed with instead of the built-in VLAD descriptor.
     embedding_min_similarity: float = 0.45

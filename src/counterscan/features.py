@@ -2,8 +2,9 @@
 
 | feature | meaning |
 |---|---|
-| phash | best pHash confidence (0 when no copy found) |
-| phash_images | number of listing images that are near-copies of an asset |
+| image_copy | best whole-image hash confidence: pHash, dHash or PDQ (0 when no copy found) |
+| copied_images | number of listing images that are near-copies of an asset |
+| logo | best confidence of a logo found inside a listing photo (keypoints) |
 | embedding | best embedding confidence |
 | brand_mention | the brand is named (honestly) |
 | disguised | the brand name is disguised (homoglyphs, leetspeak) |
@@ -27,8 +28,9 @@ import numpy as np
 from counterscan.records import Evidence, Listing
 
 FEATURES = (
-    "phash",
-    "phash_images",
+    "image_copy",
+    "copied_images",
+    "logo",
     "embedding",
     "brand_mention",
     "disguised",
@@ -41,6 +43,7 @@ FEATURES = (
     "has_price",
     "listing_age_days",
 )
+HASH_MATCHERS = frozenset({"phash", "dhash", "pdq"})
 _SIGNAL_FEATURES = {
     "brand-mention": "brand_mention",
     "disguised-brand": "disguised",
@@ -68,10 +71,12 @@ def feature_row(listing: Listing, evidence: Sequence[Evidence], *, now: datetime
     copied_images: set[str] = set()
     for item in evidence:
         signal = str(item.details.get("signal", ""))
-        if item.matcher == "phash":
-            values["phash"] = max(values["phash"], item.score)
+        if item.matcher in HASH_MATCHERS:
+            values["image_copy"] = max(values["image_copy"], item.score)
             if item.image_sha256:
                 copied_images.add(item.image_sha256)
+        elif item.matcher == "keypoints":
+            values["logo"] = max(values["logo"], item.score)
         elif item.matcher == "embedding":
             values["embedding"] = max(values["embedding"], item.score)
         elif item.matcher == "text" and signal in _SIGNAL_FEATURES:
@@ -82,7 +87,7 @@ def feature_row(listing: Listing, evidence: Sequence[Evidence], *, now: datetime
             values["price_ratio"] = min(values["price_ratio"], float(item.distance))
         elif item.matcher == "seller":
             values["seller_confirmed"] = min(10.0, float(item.details.get("confirmed", 0)))
-    values["phash_images"] = float(len(copied_images))
+    values["copied_images"] = float(len(copied_images))
     values["evidence_brands"] = float(len({item.brand_id for item in evidence}))
     values["has_price"] = 1.0 if listing.price is not None else 0.0
     values["listing_age_days"] = _age_days(listing, now or datetime.now(UTC))

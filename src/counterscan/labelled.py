@@ -23,7 +23,7 @@ from counterscan.config import Settings
 from counterscan.demo import demo_data_dir
 from counterscan.ingest import ingest, open_source
 from counterscan.matchers import decode_limits, image_matchers
-from counterscan.matchers.phash import crop_fraction
+from counterscan.matchers.perceptual import crop_fraction
 from counterscan.members import add_member
 from counterscan.store import BlobStore, Store
 

@@ -92,6 +92,7 @@ def match_partition(
     per_image: dict[str, list[Evidence]] = {sha256: [] for sha256 in sha256s}
     new_signals: dict[str, dict[str, bytes]] = {}
     failed: set[str] = set()
+    scanned_brands = {brand.brand_id for brand in context.brands}
     for matcher, index in prepared.image:
         known = dict(cached.get(matcher.name, {}))
         fresh: dict[str, bytes] = {}
@@ -106,7 +107,7 @@ def match_partition(
         new_signals[matcher.name] = fresh
         pairs = [(sha256, known[sha256]) for sha256 in sha256s if sha256 in known]
         for (sha256, _signal), found in zip(pairs, matcher.query(index, pairs), strict=True):
-            per_image[sha256].extend(found)
+            per_image[sha256].extend(item for item in found if item.brand_id in scanned_brands)
     evidence: dict[int, tuple[Evidence, ...]] = {}
     for item in items:
         found_here: list[Evidence] = []

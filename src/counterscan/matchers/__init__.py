@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from counterscan.imaging import DecodeLimits
 from counterscan.matchers.base import ImageMatcher, ListingMatcher
 from counterscan.matchers.embedding import Embedder, EmbeddingMatcher, OnnxEmbedder, VladEmbedder
 from counterscan.matchers.keypoints import KeypointMatcher, KeypointOptions
-from counterscan.matchers.phash import PHashMatcher
+from counterscan.matchers.perceptual import DHASH, PDQ, PHASH, HashAlgorithm, HashMatcher
 from counterscan.matchers.text import TextMatcher
 from counterscan.matchers.title import ProductTitleMatcher
 
@@ -30,8 +31,24 @@ def _embedding(settings: Settings) -> ImageMatcher:
     )
 
 
+def _hashes(algorithm: HashAlgorithm, max_distance: Callable[[Settings], int]) -> Callable[[Settings], ImageMatcher]:
+    def make(settings: Settings) -> ImageMatcher:
+        if algorithm.requires and importlib.util.find_spec(algorithm.requires) is None:
+            raise UserError(
+                f"the {algorithm.name} image matcher needs the {algorithm.requires} package: "
+                f"pip install 'counterscan[{algorithm.name}]'"
+            )
+        return HashMatcher(
+            algorithm, decode_limits(settings), max_distance=max_distance(settings), index_dir=settings.home / "index"
+        )
+
+    return make
+
+
 IMAGE_MATCHERS: dict[str, Callable[[Settings], ImageMatcher]] = {
-    "phash": lambda settings: PHashMatcher(decode_limits(settings), max_distance=settings.phash_max_distance),
+    "phash": _hashes(PHASH, lambda settings: settings.phash_max_distance),
+    "dhash": _hashes(DHASH, lambda settings: settings.dhash_max_distance),
+    "pdq": _hashes(PDQ, lambda settings: settings.pdq_max_distance),
     "embedding": _embedding,
     "keypoints": lambda settings: KeypointMatcher(
         decode_limits(settings),

@@ -11,19 +11,18 @@ brought up to date with incremental adds when assets are added.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import cv2
-import faiss
 import numpy as np
 from PIL import Image
 
 from counterscan.errors import ImageDecodeError, UserError
 from counterscan.imaging import DecodeLimits, decode
+from counterscan.matchers.index import VectorIndex
 from counterscan.records import IMAGE_ASSET_KINDS, AssetKind, AssetSignal, Evidence
 
 EMBED_SIDE = 320
@@ -103,75 +102,6 @@ class OnnxEmbedder:
 
     def embed(self, image: Image.Image) -> np.ndarray:
         return _normalise(self._run(image))
-
-
-class VectorIndex:
-    """Inner-product HNSW index over asset vectors, saved beside a list of its asset signals' keys."""
-
-    def __init__(self, dim: int, folder: Path | None, name: str) -> None:
-        self.dim = dim
-        self.folder = folder
-        self.name = name
-        self.keys: list[tuple[int, str]] = []
-        self.signals: list[AssetSignal] = []
-        self._index = self._empty()
-
-    def _empty(self) -> Any:
-        return faiss.IndexHNSWFlat(self.dim, 32, faiss.METRIC_INNER_PRODUCT)
-
-    def _paths(self) -> tuple[Path, Path] | None:
-        if self.folder is None:
-            return None
-        return self.folder / f"{self.name}.faiss", self.folder / f"{self.name}.json"
-
-    def sync(self, signals: Sequence[AssetSignal]) -> int:
-        """Match ``signals``: load the saved index, add what is new, rebuild if anything left. Returns vectors added."""
-        wanted = {(signal.asset_id, signal.variant): signal for signal in signals}
-        paths = self._paths()
-        if paths is not None and paths[0].exists() and paths[1].exists():
-            try:
-                saved = [tuple(key) for key in json.loads(paths[1].read_text())]
-                index = faiss.read_index(str(paths[0]))
-                if set(saved) <= set(wanted) and index.ntotal == len(saved) and index.d == self.dim:
-                    self._index = index
-                    self.keys = [(int(a), str(v)) for a, v in saved]
-            except (OSError, ValueError, RuntimeError):
-                pass  # a damaged file is rebuilt below
-        if not set(self.keys) <= set(wanted):
-            self._index, self.keys = self._empty(), []
-        missing = [key for key in wanted if key not in set(self.keys)]
-        if missing:
-            vectors = np.stack([np.frombuffer(wanted[key].signal, np.float32) for key in missing])
-            self._index.add(np.ascontiguousarray(vectors))
-            self.keys.extend(missing)
-            self._save()
-        self.signals = [wanted[key] for key in self.keys]
-        return len(missing)
-
-    def _save(self) -> None:
-        paths = self._paths()
-        if paths is None:
-            return
-        index_path, keys_path = paths
-        index_path.parent.mkdir(parents=True, exist_ok=True)
-        # Written aside and renamed: workers reading the index never see half a file.
-        index_temporary = index_path.with_suffix(".faiss.tmp")
-        faiss.write_index(self._index, str(index_temporary))
-        keys_temporary = keys_path.with_suffix(".json.tmp")
-        keys_temporary.write_text(json.dumps(self.keys))
-        index_temporary.replace(index_path)
-        keys_temporary.replace(keys_path)
-
-    def search(self, vectors: np.ndarray, k: int) -> list[list[tuple[AssetSignal, float]]]:
-        if not self.signals or len(vectors) == 0:
-            return [[] for _ in range(len(vectors))]
-        similarities, ids = self._index.search(
-            np.ascontiguousarray(vectors, dtype=np.float32), min(k, len(self.signals))
-        )
-        return [
-            [(self.signals[int(i)], float(s)) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
-            for row_s, row_i in zip(similarities, ids, strict=True)
-        ]
 
 
 class EmbeddingMatcher:

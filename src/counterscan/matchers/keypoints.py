@@ -28,7 +28,7 @@ LISTING_SIDE = 800
 LISTING_FEATURES = 800
 RATIO = 0.8
 MIN_VOTES = 8
-NEIGHBOURS = 8
+NEIGHBOURS = 16
 
 CANDIDATES = 5
 
@@ -157,12 +157,17 @@ class KeypointMatcher:
         rival = (ids >= 0) & (other_brand | (~other_asset & moved))
         rival_distance = np.where(rival, distances, np.inf).min(axis=1)
 
-        good = (ids[:, 0] >= 0) & (distances[:, 0] < (RATIO**2) * rival_distance)
-        query_rows = np.nonzero(good)[0]
-        if len(query_rows) < MIN_VOTES:
+        # Every neighbour of the first one's brand that passes the ratio test is a match: with
+        # several crops of one logo, a photo point should count for each crop, not just the nearest.
+        passing = (ids >= 0) & ~other_brand & (distances < (RATIO**2) * rival_distance[:, None])
+        query_rows, columns = np.nonzero(passing)
+        if len(np.unique(query_rows)) < MIN_VOTES:
             return []
-        matched = ids[query_rows, 0]
+        matched = ids[query_rows, columns]
         owners = index.owner[matched]
+        # One correspondence per (photo point, logo): the nearest, as neighbours come sorted.
+        _, first_of_pair = np.unique(query_rows * len(index) + owners, return_index=True)
+        query_rows, matched, owners = query_rows[first_of_pair], matched[first_of_pair], owners[first_of_pair]
         votes = np.bincount(owners, minlength=len(index))
         found = []
         for number in np.argsort(-votes)[:CANDIDATES]:
@@ -170,6 +175,7 @@ class KeypointMatcher:
                 break
             chosen = owners == number
             verdict = self._verify(index, number, photo.points[query_rows[chosen]], index.points[matched[chosen]])
+
             if verdict is not None:
                 found.append(self._evidence(index.assets[number][0], sha256, int(votes[number]), *verdict))
         return sorted(found, key=lambda item: -item.score)
