@@ -22,8 +22,6 @@ import numpy as np
 
 from counterscan.records import AssetSignal
 
-SignalKey = tuple[int, str]
-
 
 @dataclass(frozen=True)
 class SyncReport:
@@ -41,7 +39,8 @@ class PersistedIndex(ABC):
     def __init__(self, folder: Path | None, name: str) -> None:
         self.folder = folder
         self.name = name
-        self.keys: list[SignalKey] = []
+        self._ids = np.zeros(0, np.int64)
+        self._variants = np.zeros(0, np.str_)
         self.signals: list[AssetSignal] = []
         self._index = self._empty()
 
@@ -70,24 +69,32 @@ class PersistedIndex(ABC):
 
     def sync(self, signals: Sequence[AssetSignal]) -> SyncReport:
         """Hold exactly ``signals``: load the saved index, drop what is gone, add what is new."""
-        wanted = {(signal.asset_id, signal.variant): signal for signal in signals}
+        ids = np.fromiter((signal.asset_id for signal in signals), np.int64, count=len(signals))
+        variants = np.array([signal.variant for signal in signals], dtype=np.str_).reshape(len(signals))
         rebuilt = not self._load()
-        stale = [position for position, key in enumerate(self.keys) if key not in wanted]
+        # (asset, variant) pairs as integers, so a million keys compare in numpy, not in Python sets.
+        vocabulary = np.unique(np.concatenate([variants, self._variants]))
+        wanted = ids * len(vocabulary) + np.searchsorted(vocabulary, variants)
+        held = self._ids * len(vocabulary) + np.searchsorted(vocabulary, self._variants)
+        gone = ~np.isin(held, wanted)
+        stale = int(gone.sum())
         if stale and self.removable:
-            self._index.remove_ids(faiss.IDSelectorBatch(np.array(stale, dtype=np.int64)))
-            gone = set(stale)
-            self.keys = [key for position, key in enumerate(self.keys) if position not in gone]
+            self._index.remove_ids(faiss.IDSelectorBatch(np.flatnonzero(gone).astype(np.int64)))
+            self._ids, self._variants, held = self._ids[~gone], self._variants[~gone], held[~gone]
         elif stale:
-            self._index, self.keys, rebuilt = self._empty(), [], True
-        held = set(self.keys)
-        missing = [key for key in wanted if key not in held]
-        if missing:
-            self._index.add(np.ascontiguousarray(self._rows([wanted[key] for key in missing])))
-            self.keys.extend(missing)
-        if missing or stale or (rebuilt and self.keys):
+            self._index, rebuilt = self._empty(), True
+            self._ids, self._variants, held = self._ids[:0], self._variants[:0], held[:0]
+        distinct, first = np.unique(wanted, return_index=True)
+        missing = np.sort(first[~np.isin(distinct, held)])
+        if len(missing):
+            self._index.add(np.ascontiguousarray(self._rows([signals[i] for i in missing.tolist()])))
+            self._ids = np.concatenate([self._ids, ids[missing]])
+            self._variants = np.concatenate([self._variants, variants[missing]])
+            held = np.concatenate([held, wanted[missing]])
+        if len(missing) or stale or (rebuilt and len(held)):
             self._save()
-        self.signals = [wanted[key] for key in self.keys]
-        return SyncReport(added=len(missing), removed=len(stale), rebuilt=rebuilt)
+        self.signals = [signals[i] for i in first[np.searchsorted(distinct, held)].tolist()]
+        return SyncReport(added=len(missing), removed=stale, rebuilt=rebuilt)
 
     def _load(self) -> bool:
         path = self.path
@@ -96,12 +103,12 @@ class PersistedIndex(ABC):
         try:
             with np.load(path) as saved:
                 index = self._deserialise(saved["index"])
-                keys = list(zip(saved["asset_ids"].tolist(), saved["variants"].tolist(), strict=True))
+                ids, variants = saved["asset_ids"].astype(np.int64), saved["variants"].astype(np.str_)
         except (OSError, ValueError, KeyError, RuntimeError):
             return False  # a damaged or foreign file: rebuilt from the signals
-        if index.ntotal != len(keys) or not self._fits(index):
+        if index.ntotal != len(ids) or len(ids) != len(variants) or not self._fits(index):
             return False
-        self._index, self.keys = index, keys
+        self._index, self._ids, self._variants = index, ids, variants
         return True
 
     def _save(self) -> None:
@@ -115,8 +122,8 @@ class PersistedIndex(ABC):
             np.savez(
                 handle,
                 index=self._serialise(self._index),
-                asset_ids=np.array([asset_id for asset_id, _ in self.keys], dtype=np.int64),
-                variants=np.array([variant for _, variant in self.keys], dtype=np.str_),
+                asset_ids=self._ids,
+                variants=self._variants,
             )
         aside.replace(path)
 
