@@ -17,13 +17,17 @@ from dataclasses import dataclass
 import cv2
 import faiss
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from counterscan.imaging import DecodeLimits, decode
 from counterscan.records import AssetKind, AssetSignal, Evidence
 
 ASSET_SCALES = (160, 320, 640)
 ASSET_FEATURES = 250
+# Simulated views: the logo tilted by TILT (1/cos 45 degrees) along four directions, at TILT_SIDE px.
+TILT = 2**0.5
+TILT_ANGLES = (0.0, 45.0, 90.0, 135.0)
+TILT_SIDE = 320
 LISTING_SIDE = 800
 LISTING_FEATURES = 800
 RATIO = 0.8
@@ -74,6 +78,8 @@ def _sift(gray: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def logo_features(image: Image.Image) -> Features:
+    """Features of a logo at several sizes, and of views of it tilted away from the camera (as
+    ASIFT simulates them): logos on bottles, shirts and shop fronts are rarely seen head-on."""
     gray = image.convert("L")
     points, descriptors = [], []
     for side in ASSET_SCALES:
@@ -82,7 +88,30 @@ def logo_features(image: Image.Image) -> Features:
         found, described = _sift(np.asarray(resized), ASSET_FEATURES)
         points.append(found / scale)
         descriptors.append(described)
+    pixels = np.asarray(gray)
+    for angle in TILT_ANGLES:
+        found, described = _tilted_view(pixels, angle)
+        points.append(found)
+        descriptors.append(described)
     return Features(np.concatenate(points), np.concatenate(descriptors), gray.width, gray.height)
+
+
+def _tilted_view(pixels: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """SIFT on the logo turned by ``angle`` degrees and squeezed by TILT across; points mapped back."""
+    height, width = pixels.shape
+    scale = TILT_SIDE / max(width, height)
+    warp = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+    warp[0] /= TILT
+    warp *= scale
+    corners = np.array([[0, 0, 1], [width, 0, 1], [0, height, 1], [width, height, 1]], np.float64) @ warp.T
+    warp[:, 2] -= corners.min(axis=0)
+    size = np.ceil(corners.max(axis=0) - corners.min(axis=0)).astype(int) + 1
+    view = cv2.warpAffine(pixels, warp, (int(size[0]), int(size[1])), borderMode=cv2.BORDER_REPLICATE)
+    found, described = _sift(view, ASSET_FEATURES)
+    if not len(found):
+        return found, described
+    back = cv2.invertAffineTransform(warp)
+    return (np.hstack([found, np.ones((len(found), 1), np.float32)]) @ back.T).astype(np.float32), described
 
 
 def photo_features(image: Image.Image, original_size: tuple[int, int]) -> Features:
@@ -135,7 +164,13 @@ class KeypointMatcher:
         return photo_features(image, (width, height)).to_bytes()
 
     def encode_asset(self, data: bytes, *, source: str | None = None) -> list[tuple[str, bytes]]:
-        return [("original", logo_features(decode(data, self.limits, source=source)).to_bytes())]
+        """The logo as drawn, and in negative: a dark logo on light packaging is printed light on dark
+        elsewhere, and SIFT descriptors flip with the contrast."""
+        gray = decode(data, self.limits, mode="L", source=source)
+        return [
+            ("original", logo_features(gray).to_bytes()),
+            ("negative", logo_features(ImageOps.invert(gray)).to_bytes()),
+        ]
 
     def build_index(self, signals: Sequence[AssetSignal]) -> LogoIndex:
         return LogoIndex(signals)
