@@ -39,6 +39,9 @@ def migrate(engine: sa.Engine) -> int:
         for version in range(found, LATEST_VERSION):
             STEPS[version](connection)
             _stamp(connection, version + 1)
+        # Tables that are new since the store was made need no step of their own: creating what is
+        # missing is idempotent. Changes to existing tables still need a numbered step.
+        metadata.create_all(connection, checkfirst=True)
         return found
 
 
