@@ -50,6 +50,8 @@ app.add_typer(brands_app, name="brands")
 app.add_typer(assets_app, name="assets")
 app.add_typer(review_app, name="review")
 app.add_typer(quarantine_app, name="quarantine")
+signals_app = typer.Typer(no_args_is_help=True, help="Share brands' image hashes between members, without pictures.")
+app.add_typer(signals_app, name="signals")
 
 
 @app.callback()
@@ -575,6 +577,60 @@ def quarantine_list(
     with _store(ctx) as (_, store, _blobs):
         rows = [asdict(entry) for entry in store.quarantined(source)]
     _emit(rows, fmt, ("entry_id", "source", "kind", "record", "reason", "attempts", "created_at"), {"reason": 80})
+
+
+@signals_app.command("export")
+def signals_export(
+    ctx: typer.Context,
+    brand: Annotated[list[str], typer.Option(help="A brand whose hashes to export; repeatable.")],
+    out: Annotated[Path, typer.Option(help="The file to write (.jsonl, or .jsonl.gz compressed).")],
+    acting_as: ActingAs = None,
+    key: ApiKey = None,
+) -> None:
+    """Write the brands' pHash, dHash and PDQ hashes (every variant) to a versioned signals file."""
+    from counterscan.registry import exchange
+
+    with _store(ctx) as (_, store, _blobs):
+        actor = members.authenticate(store, acting_as or store.brand(brand[0]).member, key)
+        result = exchange.export_signals(store, actor, brand, out)
+    typer.echo(f"exported {result.signals} hashes of {result.assets} assets to {out}")
+
+
+@signals_app.command("import")
+def signals_import(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A signals file written by `signals export`.")],
+    brand: Annotated[str, typer.Option(help="Your brand the imported hashes belong to.")],
+    bank: Annotated[str | None, typer.Option(help="The bank's name (default: exporter and file name).")] = None,
+    acting_as: ActingAs = None,
+    key: ApiKey = None,
+) -> None:
+    """Add another member's or a partner's hashes to a brand as a hash-only bank (re-running adds nothing)."""
+    from counterscan.registry import exchange
+
+    if not path.is_file():
+        raise UserError(f"no such file: {path}")
+    with _store(ctx) as (_, store, _blobs):
+        actor = members.authenticate(store, acting_as or store.brand(brand).member, key)
+        result = exchange.import_signals(store, actor, brand=brand, path=path, bank=bank)
+    for reason in result.rejected:
+        typer.echo(f"rejected {reason}", err=True)
+    typer.echo(
+        f"bank {result.bank}: {result.added} assets added ({result.signals} hashes), "
+        f"{result.already_present} already present, {len(result.rejected)} lines rejected"
+    )
+    if result.rejected and not (result.added or result.already_present):
+        raise typer.Exit(3)
+
+
+@signals_app.command("banks")
+def signals_banks(
+    ctx: typer.Context, fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table"
+) -> None:
+    """List imported banks of hashes."""
+    with _store(ctx) as (_, store, _blobs):
+        rows = store.banks()
+    _emit(rows, fmt, ("bank", "brand", "assets", "imported_at"))
 
 
 @app.command()

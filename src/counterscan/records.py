@@ -122,6 +122,51 @@ class AssetSignal:
     brand: str
     signal: bytes
     variant: str = "original"
+    origin: str = ""
+    """Where a hash-only asset came from (an imported bank); empty for uploaded pictures."""
+
+
+@dataclass(frozen=True)
+class SharedSignal:
+    """One hash of one variant of one asset, as members exchange them (registry/exchange.py)."""
+
+    brand: str
+    asset: str
+    kind: AssetKind
+    sha256: str
+    width: int
+    height: int
+    name: str
+    matcher: str
+    variant: str
+    signal: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "brand": self.brand,
+            "asset": self.asset,
+            "kind": self.kind,
+            "sha256": self.sha256,
+            "width": self.width,
+            "height": self.height,
+            "name": self.name,
+            "matcher": self.matcher,
+            "variant": self.variant,
+            "hash": self.signal.hex(),
+        }
+
+
+@dataclass(frozen=True)
+class BankAsset:
+    """An asset known only by its hashes, as an import writes it."""
+
+    external_id: str
+    kind: AssetKind
+    sha256: str
+    width: int
+    height: int
+    name: str
+    signals: dict[str, list[tuple[str, bytes]]]
 
 
 @dataclass(frozen=True)

@@ -233,8 +233,10 @@ class HashMatcher:
                 reason=(
                     f"image is a near-copy of {asset_signal.brand} asset #{asset_signal.asset_id} "
                     f"({self.algorithm.label} distance {distance}/{self.algorithm.bits}, {asset_signal.variant})"
+                    + (f", hash-only from {asset_signal.origin}" if asset_signal.origin else "")
                 ),
-                details={"variant": asset_signal.variant, "max_distance": self.max_distance},
+                details={"variant": asset_signal.variant, "max_distance": self.max_distance}
+                | ({"origin": asset_signal.origin} if asset_signal.origin else {}),
             )
             for asset_signal, distance in best.values()
         ]

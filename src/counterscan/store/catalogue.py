@@ -10,7 +10,18 @@ import sqlalchemy as sa
 
 from counterscan.errors import NotFoundError, UnknownBrandError, UserError
 from counterscan.imaging import ImageInfo
-from counterscan.records import Asset, AssetKind, AssetSignal, AuditEntry, Brand, Member, Product, Role
+from counterscan.records import (
+    Asset,
+    AssetKind,
+    AssetSignal,
+    AuditEntry,
+    BankAsset,
+    Brand,
+    Member,
+    Product,
+    Role,
+    SharedSignal,
+)
 from counterscan.store import schema as t
 from counterscan.store.base import StoreBase, bulk_insert, iso, name_key, new_id, now
 
@@ -303,9 +314,11 @@ class CatalogueStore(StoreBase):
                 t.asset_signals.c.signal,
                 t.brands.c.brand_id,
                 t.brands.c.name,
+                t.asset_origins.c.origin,
             )
             .join(t.assets, t.assets.c.asset_id == t.asset_signals.c.asset_id)
             .join(t.brands, t.brands.c.brand_id == t.assets.c.brand_id)
+            .outerjoin(t.asset_origins, t.asset_origins.c.asset_id == t.assets.c.asset_id)
             .where(t.asset_signals.c.matcher == matcher, t.assets.c.removed_at.is_(None))
             .order_by(t.asset_signals.c.asset_id, t.asset_signals.c.variant)
         )
@@ -317,6 +330,7 @@ class CatalogueStore(StoreBase):
                     brand=row.name,
                     signal=bytes(row.signal),
                     variant=row.variant,
+                    origin=row.origin or "",
                 )
                 for row in conn.execute(query)
             ]
@@ -324,8 +338,12 @@ class CatalogueStore(StoreBase):
     def assets_without_signals(self, matcher: str, kinds: Sequence[str]) -> list[tuple[int, str]]:
         """(asset id, sha256) of live image assets with no signals from ``matcher`` yet."""
         have = sa.select(t.asset_signals.c.asset_id).where(t.asset_signals.c.matcher == matcher)
+        hash_only = sa.select(t.asset_origins.c.asset_id)  # no picture to encode
         query = sa.select(t.assets.c.asset_id, t.assets.c.sha256).where(
-            t.assets.c.removed_at.is_(None), t.assets.c.kind.in_(list(kinds)), t.assets.c.asset_id.not_in(have)
+            t.assets.c.removed_at.is_(None),
+            t.assets.c.kind.in_(list(kinds)),
+            t.assets.c.asset_id.not_in(have),
+            t.assets.c.asset_id.not_in(hash_only),
         )
         with self.engine.connect() as conn:
             return [(row.asset_id, row.sha256) for row in conn.execute(query)]
@@ -337,6 +355,128 @@ class CatalogueStore(StoreBase):
                 t.asset_signals,
                 [{"asset_id": asset_id, "matcher": matcher, "variant": v, "signal": s} for v, s in variants],
             )
+
+    # -- banks of shared signals ----------------------------------------------------------
+
+    def shareable_signals(self, brand_ids: Sequence[int], matchers: Sequence[str]) -> list[SharedSignal]:
+        """The given matchers' signals of the brands' live image assets, uploaded or imported."""
+        query = (
+            sa.select(
+                t.assets.c.asset_id,
+                t.assets.c.kind,
+                t.assets.c.sha256,
+                t.assets.c.width,
+                t.assets.c.height,
+                t.assets.c.original_name,
+                t.brands.c.name.label("brand_name"),
+                t.asset_signals.c.matcher,
+                t.asset_signals.c.variant,
+                t.asset_signals.c.signal,
+            )
+            .join(t.assets, t.assets.c.asset_id == t.asset_signals.c.asset_id)
+            .join(t.brands, t.brands.c.brand_id == t.assets.c.brand_id)
+            .where(
+                t.assets.c.brand_id.in_(list(brand_ids)),
+                t.assets.c.removed_at.is_(None),
+                t.asset_signals.c.matcher.in_(list(matchers)),
+            )
+            .order_by(t.assets.c.asset_id, t.asset_signals.c.matcher, t.asset_signals.c.variant)
+        )
+        with self.engine.connect() as conn:
+            return [
+                SharedSignal(
+                    brand=row.brand_name,
+                    asset=str(row.asset_id),
+                    kind=row.kind,
+                    sha256=row.sha256,
+                    width=row.width,
+                    height=row.height,
+                    name=row.original_name,
+                    matcher=row.matcher,
+                    variant=row.variant,
+                    signal=bytes(row.signal),
+                )
+                for row in conn.execute(query)
+            ]
+
+    def add_bank_assets(
+        self, *, brand_id: int, bank: str, origin: str, assets: Sequence[BankAsset], actor: str
+    ) -> list[bool]:
+        """Write hash-only assets in one transaction; per asset, whether it was new (not already
+        imported from this bank, and not a picture the brand already has)."""
+        written: list[bool] = []
+        with self.engine.begin() as conn:
+            for asset in assets:
+                live_key = f"{brand_id}:{asset.sha256}"
+                known = conn.execute(
+                    sa.select(t.asset_origins.c.asset_id).where(
+                        t.asset_origins.c.bank == bank, t.asset_origins.c.external_id == asset.external_id
+                    )
+                ).first()
+                duplicate = conn.execute(sa.select(t.assets.c.asset_id).where(t.assets.c.live_key == live_key)).first()
+                if known is not None or duplicate is not None:
+                    written.append(False)
+                    continue
+                asset_id = new_id(
+                    conn.execute(
+                        sa.insert(t.assets).values(
+                            brand_id=brand_id,
+                            kind=asset.kind,
+                            sha256=asset.sha256,
+                            original_name=(asset.name or asset.external_id)[:500],
+                            width=asset.width,
+                            height=asset.height,
+                            created_at=now(),
+                            created_by=actor,
+                            live_key=live_key,
+                        )
+                    )
+                )
+                conn.execute(
+                    sa.insert(t.asset_origins).values(
+                        asset_id=asset_id, bank=bank, external_id=asset.external_id, origin=origin, imported_at=now()
+                    )
+                )
+                bulk_insert(
+                    conn,
+                    t.asset_signals,
+                    [
+                        {"asset_id": asset_id, "matcher": matcher, "variant": variant, "signal": signal}
+                        for matcher, variants in asset.signals.items()
+                        for variant, signal in variants
+                    ],
+                )
+                written.append(True)
+            if any(written):
+                self._audit(
+                    conn,
+                    actor,
+                    "bank.import",
+                    f"brand {brand_id}",
+                    {"bank": bank, "assets": sum(written), "already_present": len(written) - sum(written)},
+                )
+        return written
+
+    def banks(self) -> list[dict[str, Any]]:
+        """Imported banks: name, brand, live assets and when last imported."""
+        query = (
+            sa.select(
+                t.asset_origins.c.bank,
+                t.brands.c.name.label("brand"),
+                sa.func.count().label("assets"),
+                sa.func.max(t.asset_origins.c.imported_at).label("imported_at"),
+            )
+            .join(t.assets, t.assets.c.asset_id == t.asset_origins.c.asset_id)
+            .join(t.brands, t.brands.c.brand_id == t.assets.c.brand_id)
+            .where(t.assets.c.removed_at.is_(None))
+            .group_by(t.asset_origins.c.bank, t.brands.c.name)
+            .order_by(t.asset_origins.c.bank)
+        )
+        with self.engine.connect() as conn:
+            return [
+                {"bank": row.bank, "brand": row.brand, "assets": row.assets, "imported_at": iso(row.imported_at)}
+                for row in conn.execute(query)
+            ]
 
     # -- audit -----------------------------------------------------------------------------
 

@@ -91,6 +91,19 @@ asset_signals = sa.Table(
     sa.Column("signal", sa.LargeBinary, nullable=False),
 )
 
+asset_origins = sa.Table(
+    "asset_origins",
+    metadata,
+    # Hash-only assets imported from another member's or a partner's signal file: no picture is
+    # stored for them, only their signals (registry/exchange.py).
+    sa.Column("asset_id", sa.Integer, sa.ForeignKey("assets.asset_id"), primary_key=True),
+    sa.Column("bank", sa.String(200), nullable=False),
+    sa.Column("external_id", sa.String(420), nullable=False),
+    sa.Column("origin", sa.String(500), nullable=False),
+    sa.Column("imported_at", TS, nullable=False),
+    sa.UniqueConstraint("bank", "external_id", name="uq_asset_origins_bank_external"),
+)
+
 sources = sa.Table(
     "sources",
     metadata,

@@ -1,0 +1,1 @@
+"""Who owns what: members, brands, assets, uploads, and banks of signals shared between members."""
