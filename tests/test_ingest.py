@@ -107,11 +107,21 @@ def test_appended_csv_continues_after_committed_rows(store: Store, blobs: BlobSt
     assert (changed.read, changed.updated) == (1, 1)
 
 
-def test_not_utf8_is_a_clear_error(store: Store, blobs: BlobStore, tmp_path: Path) -> None:
+def test_not_utf8_quarantines_the_row_or_decodes_with_the_declared_encoding(
+    store: Store, blobs: BlobStore, tmp_path: Path
+) -> None:
     feed = tmp_path / "latin.csv"
-    feed.write_bytes("listing_id,title\n1,caf\xe9\n".encode("latin-1"))
-    with pytest.raises(Exception, match="not UTF-8 text"):
-        ingest(store, blobs, LIMITS, open_source(str(feed)), fetch=FAST)
+    feed.write_bytes("listing_id,title\n1,caf\xe9\n2,plain\n".encode("latin-1"))
+    summary = ingest(store, blobs, LIMITS, open_source(str(feed)), fetch=FAST)
+    assert (summary.new, summary.quarantined) == (1, 1)
+    assert "byte 0xE9 is not UTF-8" in store.quarantined()[0].reason
+    mapping = tmp_path / "latin.toml"
+    mapping.write_text('[source]\nencoding = "latin-1"\n')
+    fixed = ingest(store, blobs, LIMITS, open_source(str(feed), name="latin1", mapping=mapping), fetch=FAST)
+    assert (fixed.new, fixed.quarantined) == (2, 0)
+    with store.engine.connect() as conn:
+        titles = set(conn.execute(sa.select(t.listings.c.title).where(t.listings.c.source == "latin1")).scalars())
+    assert titles == {"café", "plain"}
 
 
 # -- the HTTP API source ----------------------------------------------------------------------

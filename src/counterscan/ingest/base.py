@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from counterscan.ingest.validate import LIMITS, listing_problem
 from counterscan.records import Listing, Rejected
+from counterscan.storable import safe_text, text_problem
 
 KNOWN_COLUMNS = (
     "listing_id",
@@ -69,8 +71,8 @@ def split_refs(value: Any) -> tuple[str, ...]:
         return ()
     if isinstance(value, float) and math.isnan(value):
         return ()
-    items = value if isinstance(value, list | tuple) else str(value).split(";")
-    return tuple(str(item).strip() for item in items if str(item).strip())
+    items = value if isinstance(value, list | tuple) else _text(value).split(";")
+    return tuple(_text(item) for item in items if _text(item))
 
 
 def _text(value: Any) -> str:
@@ -78,23 +80,35 @@ def _text(value: Any) -> str:
         return str(value).strip()
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    return str(value).strip()
+    if isinstance(value, bool | float) or (isinstance(value, int) and abs(value) < 10**18):
+        return str(value).strip()
+    # Not str() of a list, a dict or a huge integer: that can recurse or run for seconds.
+    if isinstance(value, int):
+        raise ValueError("an integer too large")
+    raise ValueError(f"a {type(value).__name__} where text was expected")
 
 
-def _optional(value: Any) -> str | None:
-    return _text(value) or None
+def _field(row: Mapping[str, Any], name: str) -> str:
+    try:
+        return _text(row.get(name))
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 def _price(value: Any) -> float | None:
-    text = _text(value)
+    try:
+        text = _text(value)
+    except ValueError as exc:
+        raise ValueError(f"price: {exc}") from None
     if not text:
         return None
+    shown = safe_text(text, 40)
     try:
         price = float(text.replace(",", "")) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"price {text!r} is not a number") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"price {shown!r} is not a number") from None
     if not math.isfinite(price) or price < 0:
-        raise ValueError(f"price {text!r} is not a non-negative number")
+        raise ValueError(f"price {shown!r} is not a non-negative number")
     return price
 
 
@@ -115,20 +129,44 @@ def parse_row(
         raw = raw_record(original if original is not None else row, base_dir)
         return Rejected(source=source, record=label, reason=reason, raw=raw)
 
-    listing_id = _text(row.get("listing_id"))
+    try:
+        listing_id = _text(row.get("listing_id"))
+    except ValueError as exc:
+        return rejected(record, f"listing_id: {exc}")
     if not listing_id:
         return rejected(record, "missing listing_id")
+    id_problem = text_problem(listing_id, LIMITS["listing_id"])
+    if id_problem:
+        return rejected(f"{record} (listing {safe_text(listing_id, 40)}...)", f"listing_id: {id_problem}")
     label = f"{record} (listing {listing_id})"
     try:
         price = _price(row.get("price"))
     except ValueError as exc:
         return rejected(label, str(exc))
-    currency = _optional(row.get("currency"))
+    try:
+        return _parsed(source, label, row, base_dir, listing_id, price, rejected)
+    except ValueError as exc:
+        return rejected(label, str(exc))
+
+
+def _parsed(
+    source: str,
+    label: str,
+    row: Mapping[str, Any],
+    base_dir: Path | None,
+    listing_id: str,
+    price: float | None,
+    rejected: Callable[[str, str], Rejected],
+) -> FeedListing | Rejected:
+    currency = _field(row, "currency") or None
     if currency is not None:
         currency = currency.upper()
         if not CURRENCY.match(currency):
-            return rejected(label, f"currency {currency!r} is not an ISO 4217 code")
-    refs = split_refs(row.get("image_paths")) + split_refs(row.get("image_urls"))
+            return rejected(label, f"currency {safe_text(currency, 40)!r} is not an ISO 4217 code")
+    try:
+        refs = split_refs(row.get("image_paths")) + split_refs(row.get("image_urls"))
+    except ValueError as exc:
+        raise ValueError(f"image references: {exc}") from None
     attributes = {
         str(key): value
         for key, value in row.items()
@@ -137,16 +175,19 @@ def parse_row(
     listing = Listing(
         source=source,
         listing_id=listing_id,
-        title=_text(row.get("title")),
-        description=_text(row.get("description")),
+        title=_field(row, "title"),
+        description=_field(row, "description"),
         price=price,
         currency=currency,
-        seller_id=_optional(row.get("seller_id")),
-        seller_name=_optional(row.get("seller_name")),
-        url=_optional(row.get("url")),
-        marketplace=_optional(row.get("marketplace")),
-        observed_at=_optional(row.get("observed_at")),
+        seller_id=_field(row, "seller_id") or None,
+        seller_name=_field(row, "seller_name") or None,
+        url=_field(row, "url") or None,
+        marketplace=_field(row, "marketplace") or None,
+        observed_at=_field(row, "observed_at") or None,
         image_refs=refs,
         attributes=attributes,
     )
+    problem = listing_problem(listing)
+    if problem:
+        return rejected(label, problem)
     return FeedListing(listing=listing, record=label, base_dir=base_dir)

@@ -106,9 +106,12 @@ class FileSource:
             raise DataError(f"{self.path}: corrupt gzip data ({exc})") from exc
 
     def _text(self) -> TextIO:
+        # Bytes that are not in the feed's encoding become lone surrogates (surrogateescape): the
+        # row holding them is quarantined with the byte named, never the whole file.
+        encoding = self.mapping.encoding or "utf-8-sig"
         if self.path.suffix.lower() == ".gz":
-            return io.TextIOWrapper(gzip.open(self.path, "rb"), encoding="utf-8-sig", newline="")
-        return self.path.open("r", encoding="utf-8-sig", newline="")
+            return io.TextIOWrapper(gzip.open(self.path, "rb"), encoding=encoding, errors="surrogateescape", newline="")
+        return self.path.open("r", encoding=encoding, errors="surrogateescape", newline="")
 
     def _csv_rows(self) -> Iterator[RowItem]:
         label = self.path.name
@@ -117,7 +120,16 @@ class FileSource:
             if not reader.fieldnames or "listing_id" not in self._our_names(reader.fieldnames):
                 raise DataError(f"{self.path}: CSV header has no listing_id column (map one in the mapping file)")
             width = len(reader.fieldnames)
-            for row in reader:
+            while True:
+                start = reader.line_num + 1
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    # The reader goes on at the next line: one bad field costs its row only.
+                    yield Rejected(self.name, f"{label} line {start}", f"CSV: {exc}", {"row": {"line": ""}})
+                    continue
                 record = f"{label} line {reader.line_num}"
                 if None in row:
                     yield Rejected(self.name, record, f"row has more fields than the header's {width}", _raw(row))
@@ -143,6 +155,12 @@ class FileSource:
                 except json.JSONDecodeError as exc:
                     reason = f"not valid JSON ({exc.msg} at column {exc.colno})"
                     yield Rejected(self.name, record, reason, {"row": {"line": line[:2000]}})
+                    continue
+                except RecursionError:
+                    yield Rejected(self.name, record, "JSON nested too deep", {"row": {"line": line[:2000]}})
+                    continue
+                except ValueError as exc:  # e.g. an integer of more digits than Python converts
+                    yield Rejected(self.name, record, f"not usable JSON ({exc})", {"row": {"line": line[:2000]}})
                     continue
                 if not isinstance(row, dict):
                     yield Rejected(self.name, record, "line is JSON but not an object", {"row": {"line": line[:2000]}})

@@ -2,6 +2,7 @@
 
 [source]
 name = "acme-market"            # default: the feed file's stem, or the URL's host
+encoding = "latin-1"            # of CSV/JSONL files (default UTF-8); bytes not in it quarantine their row
 [columns]                       # our column = the feed's column (dotted paths reach into JSON)
 listing_id = "item_id"
 price = "offer.price.amount"
@@ -25,6 +26,7 @@ country = "DE"
 
 from __future__ import annotations
 
+import codecs
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -56,6 +58,8 @@ class HttpOptions:
 @dataclass(frozen=True)
 class SourceMapping:
     name: str | None = None
+    encoding: str | None = None
+    """Text encoding of CSV and JSONL feed files (None: UTF-8, with or without a BOM)."""
     columns: Mapping[str, str] = field(default_factory=dict)
     """Our column name -> the feed's column (or dotted path)."""
     http: HttpOptions = field(default_factory=HttpOptions)
@@ -63,7 +67,8 @@ class SourceMapping:
     def as_dict(self) -> dict[str, Any]:
         """The mapping in the shape of its TOML file, as stored with the source."""
         return {
-            "source": {"name": self.name} if self.name else {},
+            "source": ({"name": self.name} if self.name else {})
+            | ({"encoding": self.encoding} if self.encoding else {}),
             "columns": dict(self.columns),
             "http": {f.name: getattr(self.http, f.name) for f in fields(HttpOptions)}
             | {"params": dict(self.http.params)},
@@ -130,4 +135,15 @@ def parse_mapping(data: Mapping[str, Any], *, origin: str = "mapping") -> Source
     if http.pagination not in ("cursor", "page", "none"):
         raise UserError(f"{origin}: [http] pagination must be cursor, page or none, not {http.pagination!r}")
     name = data.get("source", {}).get("name")
-    return SourceMapping(name=str(name) if name else None, columns=columns, http=http)
+    encoding = data.get("source", {}).get("encoding")
+    if encoding is not None:
+        try:
+            codecs.lookup(str(encoding))
+        except LookupError:
+            raise UserError(f"{origin}: [source] encoding {encoding!r} is not a known text encoding") from None
+    return SourceMapping(
+        name=str(name) if name else None,
+        encoding=str(encoding) if encoding else None,
+        columns=columns,
+        http=http,
+    )

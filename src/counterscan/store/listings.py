@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from counterscan.records import ImageOutcome, IngestedListing, Listing, QuarantineEntry, Rejected, UpsertCounts
+from counterscan.storable import MAX_REASON_CHARS, safe_raw, safe_text
 from counterscan.store import schema as t
 from counterscan.store.base import StoreBase, bulk_insert, chunks, iso, now, rows_in
 
@@ -56,17 +57,61 @@ class ListingStore(StoreBase):
 
         A crash (even kill -9) either keeps the whole batch with the checkpoint that covers it,
         or none of it, so the next run resumes exactly where the last acknowledged batch ended.
+
+        Rows are validated before they come here; should the database still refuse one, the
+        batch is written again row by row and the refused rows are quarantined with the
+        database's reason, so one bad row never costs its batch nor blocks the next run.
         """
-        with self.engine.begin() as conn:
-            counts = self._upsert_chunk(conn, items) if items else UpsertCounts()
-            self._quarantine(conn, rejected)
-            if checkpoint is not None:
-                conn.execute(
-                    sa.update(t.sources)
-                    .where(t.sources.c.name == source)
-                    .values(checkpoint=dict(checkpoint), updated_at=now())
+        try:
+            with self.engine.begin() as conn:
+                counts = self._upsert_chunk(conn, items) if items else UpsertCounts()
+                self._quarantine(conn, rejected)
+                self._save_checkpoint(conn, source, checkpoint)
+            return counts
+        except _ROW_ERRORS as exc:
+            if _connection_lost(exc):
+                raise
+        return self._commit_row_by_row(source, items, rejected, checkpoint)
+
+    def _commit_row_by_row(
+        self,
+        source: str,
+        items: Sequence[IngestedListing],
+        rejected: Sequence[Rejected],
+        checkpoint: Mapping[str, Any] | None,
+    ) -> UpsertCounts:
+        new = updated = unchanged = 0
+        refused = list(rejected)
+        for item in items:
+            try:
+                with self.engine.begin() as conn:
+                    one = self._upsert_chunk(conn, [item])
+            except _ROW_ERRORS as exc:
+                if _connection_lost(exc):
+                    raise
+                refused.append(
+                    Rejected(
+                        source,
+                        f"listing {item.listing.listing_id}",
+                        f"the database refused the row: {_first_line(exc)}",
+                        {"row": {"line": f"listing {item.listing.listing_id}"}},
+                    )
                 )
-        return counts
+                continue
+            new, updated, unchanged = new + one.new, updated + one.updated, unchanged + one.unchanged
+        with self.engine.begin() as conn:
+            self._quarantine(conn, refused)
+            self._save_checkpoint(conn, source, checkpoint)
+        return UpsertCounts(new=new, updated=updated, unchanged=unchanged)
+
+    @staticmethod
+    def _save_checkpoint(conn: sa.Connection, source: str, checkpoint: Mapping[str, Any] | None) -> None:
+        if checkpoint is not None:
+            conn.execute(
+                sa.update(t.sources)
+                .where(t.sources.c.name == source)
+                .values(checkpoint=dict(checkpoint), updated_at=now())
+            )
 
     def _upsert_chunk(self, conn: sa.Connection, chunk: Sequence[IngestedListing]) -> UpsertCounts:
         moment = now()
@@ -173,13 +218,14 @@ class ListingStore(StoreBase):
     @staticmethod
     def _quarantine(conn: sa.Connection, rejected: Sequence[Rejected]) -> int:
         moment = now()
+        # The quarantine takes what the listings could not: its text is made storable first.
         rows = [
             {
-                "source": entry.source,
+                "source": safe_text(entry.source, 200),
                 "kind": entry.kind,
-                "record": entry.record[:500],
-                "reason": entry.reason,
-                "raw": json.loads(json.dumps(dict(entry.raw), default=str)),
+                "record": safe_text(entry.record, 500),
+                "reason": safe_text(entry.reason, MAX_REASON_CHARS),
+                "raw": json.loads(json.dumps(safe_raw(entry.raw), default=str)),
                 "created_at": moment,
             }
             for entry in rejected
@@ -300,6 +346,21 @@ class ListingStore(StoreBase):
             ]
             if rows:
                 conn.execute(sa.insert(t.url_cache), rows)
+
+
+_ROW_ERRORS = (sa.exc.StatementError, ValueError, TypeError, RecursionError)
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether the database itself failed (down, locked), as opposed to refusing a row."""
+    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or bool(
+        getattr(exc, "connection_invalidated", False)
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return safe_text(text.strip().splitlines()[0] if text.strip() else type(exc).__name__, 300)
 
 
 def _ids_by_source(items: Sequence[IngestedListing]) -> dict[str, list[str]]:
