@@ -24,13 +24,16 @@ from counterscan.imaging import DecodeLimits
 from counterscan.ingest import FetchOptions, ingest, open_source, retry_quarantine
 from counterscan.ingest.http_client import FetchError, PoliteClient, RetryPolicy, retry_after_seconds
 from counterscan.ingest.images import ImageCollector
+from counterscan.ingest.netpolicy import NetPolicy
 from counterscan.store import BlobStore, Store
 from counterscan.store import schema as t
 from tests.conftest import jpeg_bytes
 from tests.feedserver import FeedServer, Reply, feed_server
 
 LIMITS = DecodeLimits(max_bytes=5_000_000, max_pixels=40_000_000)
-FAST = FetchOptions(workers=4, per_host=2, timeout_seconds=2.0, max_retries=2)
+# The feed server listens on loopback, which the outbound policy refuses unless allow-listed.
+LOOPBACK = NetPolicy.from_cidrs(["127.0.0.0/8"])
+FAST = FetchOptions(workers=4, per_host=2, timeout_seconds=2.0, max_retries=2, network=LOOPBACK)
 
 
 @pytest.fixture
@@ -149,7 +152,7 @@ def test_page_pagination_and_incremental_runs(
     ]
     page_api(server, pages)
     mapping = mapping_file(tmp_path, 'items = "data.items"\npagination = "page"\npage_size_param = "per_page"\n')
-    source = open_source(f"{server.url}/listings", mapping=mapping)
+    source = open_source(f"{server.url}/listings", mapping=mapping, network=LOOPBACK)
     first = ingest(store, blobs, LIMITS, source, fetch=FAST)
     assert first.source == server.url.split("//")[1]
     assert (first.read, first.new) == (6, 6)
@@ -157,7 +160,9 @@ def test_page_pagination_and_incremental_runs(
     assert server.hits_for("/listings")[0].query["per_page"] == "100"
     pages[1].append({"listing_id": "late"})  # appended to the last page we saw as empty: page 3
     pages.append([{"listing_id": "a6"}])
-    second = ingest(store, blobs, LIMITS, open_source(f"{server.url}/listings", mapping=mapping), fetch=FAST)
+    second = ingest(
+        store, blobs, LIMITS, open_source(f"{server.url}/listings", mapping=mapping, network=LOOPBACK), fetch=FAST
+    )
     assert [hit.query["page"] for hit in server.hits_for("/listings")][3:] == ["3", "4"]
     assert second.new == 1 and "a6" in listing_ids(store)
 
@@ -176,16 +181,19 @@ def test_cursor_pagination_with_bearer_token(
     server.json("/cursor", body)
     monkeypatch.setenv("MARKET_TOKEN", "s3cret")
     mapping = mapping_file(tmp_path, 'pagination = "cursor"\nnext_cursor = "next"\ntoken_env = "MARKET_TOKEN"\n')
-    summary = ingest(store, blobs, LIMITS, open_source(f"{server.url}/cursor", mapping=mapping), fetch=FAST)
+    summary = ingest(
+        store, blobs, LIMITS, open_source(f"{server.url}/cursor", mapping=mapping, network=LOOPBACK), fetch=FAST
+    )
     assert summary.new == 2
     assert all(hit.headers["authorization"] == "Bearer s3cret" for hit in server.hits_for("/cursor"))
     monkeypatch.delenv("MARKET_TOKEN")
     with pytest.raises(UserError, match="MARKET_TOKEN"):
-        ingest(store, blobs, LIMITS, open_source(f"{server.url}/cursor", mapping=mapping), fetch=FAST)
+        ingest(store, blobs, LIMITS, open_source(f"{server.url}/cursor", mapping=mapping, network=LOOPBACK), fetch=FAST)
 
 
 def _client(**policy: float) -> PoliteClient:
-    return PoliteClient(RetryPolicy(**{"base_delay": 0.01, "timeout_seconds": 1.0, **policy}))  # type: ignore[arg-type]
+    retry = RetryPolicy(**{"base_delay": 0.01, "timeout_seconds": 1.0, **policy})  # type: ignore[arg-type]
+    return PoliteClient(retry, network=LOOPBACK)
 
 
 def test_429_then_success_honours_retry_after(server: FeedServer) -> None:
@@ -238,7 +246,7 @@ def test_retry_after_parsing() -> None:
 
 def test_rate_cap_spaces_requests(server: FeedServer) -> None:
     server.json("/tick", [Reply(200, b"ok")])
-    with PoliteClient(RetryPolicy(), requests_per_second=10) as client:
+    with PoliteClient(RetryPolicy(), requests_per_second=10, network=LOOPBACK) as client:
         for _ in range(5):
             client.get(f"{server.url}/tick", max_bytes=100)
     times = [hit.at for hit in server.hits_for("/tick")]
@@ -259,7 +267,7 @@ def test_api_failure_is_an_external_error_and_keeps_earlier_pages(
     )
     mapping = mapping_file(tmp_path, 'pagination = "page"\nmax_retries = 1\n')
     with pytest.raises(ExternalError, match="page 2: HTTP 500"):
-        ingest(store, blobs, LIMITS, open_source(f"{server.url}/half", mapping=mapping), fetch=FAST)
+        ingest(store, blobs, LIMITS, open_source(f"{server.url}/half", mapping=mapping, network=LOOPBACK), fetch=FAST)
     assert listing_ids(store) == ["ok1"]
     state = store.source_state(server.url.split("//")[1])
     assert state is not None and state[3] == {"next_page": 2}
@@ -308,7 +316,7 @@ def test_per_host_limit(server: FeedServer, store: Store, blobs: BlobStore, phot
     picture = jpeg_bytes(photos["moon"])
     for index in range(12):
         server.json(f"/slowimg/{index}.jpg", [Reply(200, picture + bytes([index]), delay=0.1)])
-    options = FetchOptions(workers=8, per_host=3, timeout_seconds=5)
+    options = FetchOptions(workers=8, per_host=3, timeout_seconds=5, network=LOOPBACK)
     with ImageCollector(store, blobs, LIMITS, options) as collector:
         outcomes = collector.collect([f"{server.url}/slowimg/{index}.jpg" for index in range(12)])
     assert all(outcome.sha256 for outcome in outcomes.values())
@@ -354,6 +362,7 @@ def test_kill_9_mid_run_then_resume_gives_exactly_the_feed(tmp_path: Path, serve
     command = [sys.executable, "-m", "counterscan", "--home", str(home), "ingest", f"{server.url}/slowfeed"]
     command += ["--mapping", str(mapping), "--name", "slow"]
     env = {key: value for key, value in os.environ.items() if not key.startswith("COUNTERSCAN_")}
+    env["COUNTERSCAN_ALLOWED_PRIVATE_NETWORKS"] = "127.0.0.0/8"
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     database = home / "counterscan.db"
     deadline = time.monotonic() + 60

@@ -21,6 +21,7 @@ from counterscan.errors import CounterscanError, PermissionDeniedError, UserErro
 from counterscan.executors import make_executor
 from counterscan.ingest import FetchOptions, open_source, retry_quarantine
 from counterscan.ingest import ingest as run_ingest
+from counterscan.ingest.netpolicy import NetPolicy
 from counterscan.matchers import decode_limits, image_matchers
 from counterscan.records import ASSET_KINDS, Suspect
 from counterscan.report_html import write_html
@@ -406,10 +407,15 @@ def ingest_command(
 ) -> None:
     """Ingest listings; bad records go to the quarantine, the rest land. Re-runs continue from the checkpoint."""
     with _store(ctx) as (settings, store, blobs):
-        feed = open_source(source, name=name, mapping=mapping)
+        feed = open_source(source, name=name, mapping=mapping, network=NetPolicy.from_settings(settings))
         with _progress_bar(f"ingest {feed.name}", unit="rows") as advance:
             summary = run_ingest(
-                store, blobs, decode_limits(settings), feed, fetch=FetchOptions(workers=workers), progress=advance
+                store,
+                blobs,
+                decode_limits(settings),
+                feed,
+                fetch=FetchOptions.from_settings(settings, workers=workers),
+                progress=advance,
             )
     for problem in summary.problems:
         typer.echo(f"quarantined {problem.source}: {problem.record}: {problem.reason}", err=True)
@@ -563,7 +569,9 @@ def quarantine_retry(
 ) -> None:
     """Parse quarantined records again (with the source's current mapping) and fetch failed images again."""
     with _store(ctx) as (settings, store, blobs):
-        summary = retry_quarantine(store, blobs, decode_limits(settings), source=source)
+        summary = retry_quarantine(
+            store, blobs, decode_limits(settings), source=source, fetch=FetchOptions.from_settings(settings)
+        )
     typer.echo(summary.line())
 
 

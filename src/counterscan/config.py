@@ -44,6 +44,14 @@ class Settings:
     keypoint_min_inliers: int = 8
     keypoint_min_inlier_ratio: float = 0.05
 
+    # Outbound fetches (feed images, HTTP sources, webhooks) refuse loopback, private, link-local,
+    # multicast and reserved addresses unless they fall in one of these networks (CIDR list,
+    # comma-separated in the environment), e.g. "10.20.0.0/16". Costs one DNS lookup per connection.
+    allowed_private_networks: tuple[str, ...] = ()
+    # Folders besides a feed's own folder from which a feed's absolute image_paths may be read
+    # (comma-separated in the environment). Empty: only paths inside the feed's folder.
+    local_image_roots: tuple[str, ...] = ()
+
     # Exchange rates for price evidence: each currency's value in one common unit, e.g.
     # {"USD": 1.0, "EUR": 1.08}. Never fetched: prices in a currency missing here are not compared.
     rates: Mapping[str, float] = field(default_factory=dict)
@@ -91,6 +99,10 @@ class Settings:
                 raise UserError(f"{origin}: unknown setting {key!r}")
             current = getattr(self, key)
             try:
+                if isinstance(current, tuple):
+                    items = value.split(",") if isinstance(value, str) else list(value)
+                    changes[key] = tuple(str(item).strip() for item in items if str(item).strip())
+                    continue
                 if isinstance(current, Mapping):
                     source = json.loads(value) if isinstance(value, str) else value
                     changes[key] = {str(code).upper(): float(rate) for code, rate in dict(source).items()}

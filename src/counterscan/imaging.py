@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,19 +53,33 @@ def sha256_hex(data: bytes) -> str:
 
 
 def read_capped(path: Path, max_bytes: int) -> bytes:
-    """Read a file, refusing one larger than ``max_bytes`` without reading it all."""
+    """Read a regular file, refusing one larger than ``max_bytes`` without reading it all.
+
+    Opened without blocking and checked on the open handle: a FIFO or a device (which could
+    hang the reader or never end) is refused, even if it replaced a file after a check by name.
+    """
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ImageTooLargeError(f"file is {size} bytes, over the cap of {max_bytes}", source=str(path))
-        with path.open("rb") as handle:
-            data = handle.read(max_bytes + 1)
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError as exc:
         raise ImageDecodeError("file not found", source=str(path)) from exc
     except IsADirectoryError as exc:
         raise ImageDecodeError("is a folder, not an image file", source=str(path)) from exc
     except PermissionError as exc:
         raise ImageDecodeError("permission denied", source=str(path)) from exc
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot be opened ({exc.strerror})", source=str(path)) from exc
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageDecodeError("is a folder, not an image file", source=str(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageDecodeError("not a regular file (a pipe, socket or device): refused", source=str(path))
+        if info.st_size > max_bytes:
+            raise ImageTooLargeError(f"file is {info.st_size} bytes, over the cap of {max_bytes}", source=str(path))
+        try:
+            data = handle.read(max_bytes + 1)
+        except OSError as exc:
+            raise ImageDecodeError(f"unreadable ({exc.strerror})", source=str(path)) from exc
     if len(data) > max_bytes:
         raise ImageTooLargeError(f"file is over the cap of {max_bytes} bytes", source=str(path))
     return data

@@ -18,8 +18,9 @@ from counterscan.imaging import DecodeLimits
 from counterscan.ingest.base import Checkpoint, FeedListing, Source, parse_row
 from counterscan.ingest.files import FileSource, FolderSource
 from counterscan.ingest.http_source import HttpJsonSource, default_name
-from counterscan.ingest.images import FetchOptions, ImageCollector, resolve_ref
+from counterscan.ingest.images import FetchOptions, ImageCollector, feed_folder, resolve_ref
 from counterscan.ingest.mapping import SourceMapping, apply_columns, load_mapping, parse_mapping
+from counterscan.ingest.netpolicy import NetPolicy
 from counterscan.records import ImageOutcome, IngestedListing, Rejected
 from counterscan.store import BlobStore, Store
 from counterscan.store.listings import listing_content_hash
@@ -54,11 +55,19 @@ class IngestSummary:
         )
 
 
-def open_source(location: str, *, name: str | None = None, mapping: SourceMapping | Path | None = None) -> Source:
-    """A source for a feed file, a folder of feed files, or an http(s) URL."""
+def open_source(
+    location: str,
+    *,
+    name: str | None = None,
+    mapping: SourceMapping | Path | None = None,
+    network: NetPolicy | None = None,
+) -> Source:
+    """A source for a feed file, a folder of feed files, or an http(s) URL (fetched under ``network``)."""
     resolved = mapping if isinstance(mapping, SourceMapping) else load_mapping(mapping)
     if urlparse(location).scheme.lower() in ("http", "https"):
-        return HttpJsonSource(location, name=name or resolved.name or default_name(location), mapping=resolved)
+        return HttpJsonSource(
+            location, name=name or resolved.name or default_name(location), mapping=resolved, network=network
+        )
     path = Path(location)
     if not path.exists():
         raise UserError(f"{location}: no such file or folder")
@@ -89,6 +98,7 @@ class _Job:
         self.batch: list[FeedListing] = []
         self.rejected: list[Rejected] = []
         self.seen: dict[str, str] = {}
+        self.folder = feed_folder(source.kind, source.location)
 
     def take(self, item: FeedListing | Rejected) -> None:
         self.counts["read"] += 1
@@ -123,7 +133,7 @@ class _Job:
         changed = [(item, digest) for item, digest in hashed if known.get(item.listing.listing_id) != digest]
         self.counts["unchanged"] += len(self.batch) - len(changed)
         refs = [resolve_ref(ref, item.base_dir) for item, _digest in changed for ref in item.listing.image_refs]
-        outcomes = self.collector.collect(refs)
+        outcomes = self.collector.collect(refs, folder=self.folder)
         ingested = [self._with_images(item, digest, outcomes) for item, digest in changed]
 
         counts = self.store.commit_ingest_batch(
@@ -175,7 +185,7 @@ def ingest(
     state = store.source_state(source.name)
     checkpoint = state[3] if state else None
     with ImageCollector(store, blobs, limits, fetch or FetchOptions()) as collector:
-        retried_ok = _retry_images(store, collector, source.name)
+        retried_ok = _retry_images(store, collector, source.name, feed_folder(source.kind, source.location))
         job = _Job(store, collector, source, progress, keep_problems)
         covered: Checkpoint | None = None
         reading = True
@@ -200,11 +210,13 @@ def ingest(
     return job.summary(retried_ok)
 
 
-def _retry_images(store: Store, collector: ImageCollector, source: str, max_attempts: int = MAX_IMAGE_ATTEMPTS) -> int:
+def _retry_images(
+    store: Store, collector: ImageCollector, source: str, folder: Path | None, max_attempts: int = MAX_IMAGE_ATTEMPTS
+) -> int:
     failed = store.failed_images(source, max_attempts=max_attempts)
     if not failed:
         return 0
-    outcomes = collector.collect([image.ref for image in failed])
+    outcomes = collector.collect([image.ref for image in failed], folder=folder)
     return store.update_images([(image, outcomes[image.ref]) for image in failed])
 
 
@@ -230,8 +242,9 @@ def retry_quarantine(
     failing = 0
     with ImageCollector(store, blobs, limits, fetch or FetchOptions()) as collector:
         for name in sorted({entry.source for entry, _raw in store.quarantine_records(source)}):
-            _retry_images(store, collector, name, max_attempts=UNLIMITED)
             state = store.source_state(name)
+            folder = feed_folder(state[0], state[1]) if state else None
+            _retry_images(store, collector, name, folder, max_attempts=UNLIMITED)
             mapping = parse_mapping(state[2]) if state and state[2] else SourceMapping()
             still_failing = {image.ref for image in store.failed_images(name, max_attempts=UNLIMITED)}
             for entry, raw in store.quarantine_records(name):
@@ -248,7 +261,7 @@ def retry_quarantine(
                     store.bump_quarantine(entry.entry_id, outcome.reason)
                     continue
                 refs = [resolve_ref(ref, outcome.base_dir) for ref in outcome.listing.image_refs]
-                images = collector.collect(refs)
+                images = collector.collect(refs, folder=folder)
                 listing = IngestedListing(outcome.listing, tuple(images[ref] for ref in refs))
                 store.commit_ingest_batch(name, [listing], [], None)
                 resolved.append(entry.entry_id)

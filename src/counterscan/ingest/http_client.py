@@ -1,5 +1,6 @@
 """HTTP with manners: a rate cap, timeouts, retries with exponential backoff honouring Retry-After,
-a cap on redirects and on response size, http and https only."""
+a cap on redirects and on response size, http and https only, every connection checked by the
+outbound address policy (netpolicy), and credentials kept from any other origin a redirect names."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from urllib.parse import urljoin, urlparse
 
 import httpx
 
+from counterscan.ingest.netpolicy import AddressRefusedError, NetPolicy
+
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Headers that carry credentials: sent only to the origin the caller asked for, never to another
+# origin a redirect points at (a feed host could otherwise collect the API token).
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 
 
 class FetchError(Exception):
@@ -23,6 +29,10 @@ class FetchError(Exception):
 
 class TooLargeError(FetchError):
     pass
+
+
+class RefusedAddressError(FetchError):
+    """The outbound address policy refused the host (or a host a redirect named)."""
 
 
 @dataclass(frozen=True)
@@ -86,14 +96,20 @@ class PoliteClient:
         requests_per_second: float = 0.0,
         headers: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        network: NetPolicy | None = None,
     ) -> None:
         self.policy = policy
         self.limiter = RateLimiter(requests_per_second)
         self._sleep = sleep
-        self._client = httpx.Client(
+        given = dict(headers or {})
+        self._credentials = {key: value for key, value in given.items() if key.lower() in CREDENTIAL_HEADERS}
+        self._client = (network or NetPolicy()).client(
             timeout=httpx.Timeout(policy.timeout_seconds),
             follow_redirects=False,
-            headers={"User-Agent": "counterscan", **(headers or {})},
+            headers={
+                "User-Agent": "counterscan",
+                **{key: value for key, value in given.items() if key.lower() not in CREDENTIAL_HEADERS},
+            },
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
         )
 
@@ -125,18 +141,21 @@ class PoliteClient:
     def _get_once(
         self, url: str, *, params: Mapping[str, str] | None, max_bytes: int
     ) -> tuple[bytes, httpx.Headers, str]:
-        current = url
-        query = params
+        check_scheme(url)
+        # Merged into the URL's own query string, which httpx's params= would replace.
+        current = str(httpx.URL(url).copy_merge_params(params)) if params else url
+        origin = _origin(current)
         for _hop in range(self.policy.max_redirects + 1):
             check_scheme(current)
             self.limiter.wait()
+            headers = self._credentials if _origin(current) == origin else None
             try:
-                with self._client.stream("GET", current, params=query) as response:
+                with self._client.stream("GET", current, headers=headers) as response:
                     if response.is_redirect:
                         location = response.headers.get("location")
                         if not location:
                             raise FetchError(f"HTTP {response.status_code} redirect without a Location")
-                        current, query = urljoin(current, location), None
+                        current = urljoin(current, location)
                         continue
                     if response.status_code in RETRY_STATUSES:
                         wait = retry_after_seconds(response.headers.get("retry-after"))
@@ -144,11 +163,18 @@ class PoliteClient:
                     if response.status_code >= 400:
                         raise FetchError(f"HTTP {response.status_code}")
                     return _read_capped(response, max_bytes), response.headers, str(response.url)
+            except AddressRefusedError as exc:
+                raise RefusedAddressError(str(exc)) from None
             except httpx.TimeoutException:
                 raise _RetryableError(f"timed out after {self.policy.timeout_seconds:g}s", None) from None
             except httpx.TransportError as exc:
                 raise _RetryableError(f"connection failed ({type(exc).__name__})", None) from None
         raise FetchError(f"more than {self.policy.max_redirects} redirects")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parsed = httpx.URL(url)
+    return parsed.scheme, parsed.host, parsed.port
 
 
 class _RetryableError(Exception):

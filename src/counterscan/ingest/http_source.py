@@ -10,20 +10,22 @@ from urllib.parse import urlparse
 
 from counterscan.errors import ExternalError, UserError
 from counterscan.ingest.base import Checkpoint, SourceItem, parse_row, raw_record
-from counterscan.ingest.http_client import FetchError, PoliteClient, RetryPolicy
+from counterscan.ingest.http_client import FetchError, PoliteClient, RefusedAddressError, RetryPolicy
 from counterscan.ingest.mapping import SourceMapping, apply_columns, get_path
+from counterscan.ingest.netpolicy import NetPolicy
 from counterscan.records import Rejected
 
 
 class HttpJsonSource:
     """Pages of JSON; the checkpoint is the next cursor or page, so a later run fetches only what is new."""
 
-    def __init__(self, url: str, *, name: str, mapping: SourceMapping) -> None:
+    def __init__(self, url: str, *, name: str, mapping: SourceMapping, network: NetPolicy | None = None) -> None:
         self.url = url
         self.name = name
         self.kind = "http"
         self.location = url
         self.mapping = mapping
+        self.network = network or NetPolicy()
 
     def _client(self) -> PoliteClient:
         options = self.mapping.http
@@ -34,7 +36,9 @@ class HttpJsonSource:
                 raise UserError(f"{self.name}: environment variable {options.token_env} (the API token) is not set")
             headers["Authorization"] = f"Bearer {token}"
         policy = RetryPolicy(max_retries=options.max_retries, timeout_seconds=options.timeout_seconds)
-        return PoliteClient(policy, requests_per_second=options.requests_per_second, headers=headers)
+        return PoliteClient(
+            policy, requests_per_second=options.requests_per_second, headers=headers, network=self.network
+        )
 
     def read(self, checkpoint: Mapping[str, Any] | None) -> Iterator[SourceItem]:
         options = self.mapping.http
@@ -86,6 +90,8 @@ class HttpJsonSource:
             data, _headers, _final = client.get(
                 self.url, params={**options.params, **params}, max_bytes=options.max_page_bytes
             )
+        except RefusedAddressError as exc:
+            raise UserError(f"{self.name}: {self.url} {label}: {exc}") from None
         except FetchError as exc:
             raise ExternalError(f"{self.name}: {self.url} {label}: {exc}") from None
         try:

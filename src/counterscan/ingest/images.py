@@ -1,7 +1,9 @@
 """Listing images: read or download concurrently, validate by decoding, cache by content hash.
 
 Downloads share one polite client (rate cap, retries, timeouts, redirect and size caps, http and
-https only) with at most ``per_host`` requests in flight to any one host. A URL fetched once is
+https only, the outbound address policy) with at most ``per_host`` requests in flight to any one
+host. Local paths are read only inside the feed's folder or a folder named in the setting
+``local_image_roots``, and only when they are regular files. A URL fetched once is
 remembered with its content hash, and an image whose bytes are already in the blob store is not
 decoded again: listings that share a picture share one copy.
 """
@@ -13,15 +15,20 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from counterscan.errors import ImageError
 from counterscan.imaging import DecodeLimits, inspect, read_capped, sha256_hex
-from counterscan.ingest.http_client import FetchError, PoliteClient, RetryPolicy
+from counterscan.ingest.http_client import FetchError, PoliteClient, RefusedAddressError, RetryPolicy
+from counterscan.ingest.netpolicy import NetPolicy
 from counterscan.records import ImageOutcome
 from counterscan.store import BlobStore, Store
+
+if TYPE_CHECKING:
+    from counterscan.config import Settings
 
 HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body")
 
@@ -34,6 +41,45 @@ class FetchOptions:
     max_retries: int = 2
     max_redirects: int = 5
     requests_per_second: float = 0.0
+    network: NetPolicy = field(default_factory=NetPolicy)
+    local_roots: tuple[Path, ...] = ()
+    """Folders besides the feed's own from which local image paths may be read."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> FetchOptions:
+        options = cls(
+            network=NetPolicy.from_settings(settings),
+            local_roots=tuple(Path(root) for root in settings.local_image_roots),
+        )
+        return replace(options, **overrides)
+
+
+LOCAL_ROOTS_HINT = "allow its folder with the setting local_image_roots (env COUNTERSCAN_LOCAL_IMAGE_ROOTS)"
+
+
+def feed_folder(kind: str, location: str) -> Path | None:
+    """The folder a file or folder source's relative image paths live in; None for HTTP sources."""
+    if kind == "http" or not location:
+        return None
+    path = Path(location)
+    return path if kind == "folder" else path.parent
+
+
+def local_image_path(ref: str, folder: Path | None, roots: Sequence[Path]) -> Path:
+    """The real path of a local image reference, if policy allows reading it; raises ImageError.
+
+    Inside the feed's folder or one of ``roots``, judged after symlinks are resolved; a path
+    with a ``..`` component is refused outright, wherever it would land.
+    """
+    path = Path(ref)
+    if ".." in path.parts:
+        raise ImageError("image path contains '..': refused (image paths stay inside the feed's folder)")
+    real = path.resolve()
+    allowed = ([folder] if folder is not None else []) + list(roots)
+    if any(real.is_relative_to(root.resolve()) for root in allowed):
+        return real
+    where = "outside the feed's folder" if folder is not None else "a local path named by a remote feed"
+    raise ImageError(f"image path is {where}: refused ({LOCAL_ROOTS_HINT})")
 
 
 def resolve_ref(ref: str, base_dir: Path | None) -> str:
@@ -69,8 +115,9 @@ class ImageCollector:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def collect(self, refs: Sequence[str]) -> dict[str, ImageOutcome]:
-        """Outcome per distinct resolved reference (local path or URL)."""
+    def collect(self, refs: Sequence[str], *, folder: Path | None = None) -> dict[str, ImageOutcome]:
+        """Outcome per distinct resolved reference (local path or URL); local paths are read only
+        inside ``folder`` (the feed's) or the configured local roots."""
         distinct = list(dict.fromkeys(refs))
         urls = [ref for ref in distinct if _is_url(ref)]
         remembered = {url: sha for url, sha in self.store.cached_urls(urls).items() if sha in self.blobs}
@@ -78,15 +125,15 @@ class ImageCollector:
         todo = [ref for ref in distinct if ref not in outcomes]
         if todo:
             with ThreadPoolExecutor(max_workers=max(1, self.options.workers)) as pool:
-                outcomes.update(zip(todo, pool.map(self._one, todo), strict=True))
+                outcomes.update(zip(todo, pool.map(lambda ref: self._one(ref, folder), todo), strict=True))
         self.store.remember_urls(
             {ref: outcome.sha256 for ref, outcome in outcomes.items() if _is_url(ref) and outcome.sha256}
         )
         return outcomes
 
-    def _one(self, ref: str) -> ImageOutcome:
+    def _one(self, ref: str, folder: Path | None) -> ImageOutcome:
         try:
-            data = self._download(ref) if _is_url(ref) else self._read_local(ref)
+            data = self._download(ref) if _is_url(ref) else self._read_local(ref, folder)
             sha256 = sha256_hex(data)
             if sha256 not in self.blobs:
                 inspect(data, self.limits)
@@ -95,16 +142,18 @@ class ImageCollector:
         except ImageError as exc:
             return ImageOutcome(ref=ref, error=exc.reason)
 
-    def _read_local(self, ref: str) -> bytes:
+    def _read_local(self, ref: str, folder: Path | None) -> bytes:
         scheme = urlparse(ref).scheme.lower()
         if scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
             raise ImageError(f"unsupported URL scheme {scheme!r} (only http, https and local paths)")
-        return read_capped(Path(ref), self.limits.max_bytes)
+        return read_capped(local_image_path(ref, folder, self.options.local_roots), self.limits.max_bytes)
 
     def _download(self, url: str) -> bytes:
         with self._slot(url):
             try:
                 data, headers, _final = self._http().get(url, max_bytes=self.limits.max_bytes)
+            except RefusedAddressError as exc:
+                raise ImageError(f"address refused: {exc}") from None
             except FetchError as exc:
                 raise ImageError(f"download failed: {exc}") from None
         head = data[:64].lstrip().lower()
@@ -129,7 +178,9 @@ class ImageCollector:
                     timeout_seconds=self.options.timeout_seconds,
                     max_redirects=self.options.max_redirects,
                 )
-                self._client = PoliteClient(policy, requests_per_second=self.options.requests_per_second)
+                self._client = PoliteClient(
+                    policy, requests_per_second=self.options.requests_per_second, network=self.options.network
+                )
             return self._client
 
 
