@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUpload
@@ -28,8 +28,11 @@ from counterscan.errors import (
     PermissionDeniedError,
 )
 from counterscan.matchers import image_matchers
-from counterscan.members import authenticate_key, require_owner, require_reader
+from counterscan.members import require_owner, require_reader
 from counterscan.records import Brand, Member
+from counterscan.service.auth import Actor
+from counterscan.service.ops import Metrics
+from counterscan.service.routes import install_ops, install_webhooks
 from counterscan.store import BlobStore, Store
 from counterscan.uploads import UploadFile
 
@@ -49,33 +52,12 @@ def _status(error: CounterscanError) -> int:
     return next(status for kind, status in STATUS_BY_ERROR if isinstance(error, kind))
 
 
-def _key(authorization: str | None, x_api_key: str | None) -> str | None:
-    if x_api_key:
-        return x_api_key
-    if authorization and authorization.lower().startswith("bearer "):
-        return authorization[7:].strip()
-    return None
-
-
 def _report(report: UploadReport) -> dict[str, Any]:
     return {
         "added": [asdict(asset) for asset in report.added],
         "already_present": [asdict(asset) for asset in report.already_present],
         "rejected": [asdict(item) for item in report.rejected],
     }
-
-
-def current_member(
-    request: Request,
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
-) -> Member:
-    """The member whose key came as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``."""
-    store: Store = request.app.state.store
-    return authenticate_key(store, _key(authorization, x_api_key))
-
-
-Actor = Annotated[Member, Depends(current_member)]
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -85,6 +67,10 @@ def create_app(settings: Settings) -> FastAPI:
     limits = upload_limits(settings)
     app = FastAPI(title="counterscan members' API", version=__version__, description=__doc__)
     app.state.store = store
+    metrics = Metrics(store)
+    app.state.metrics = metrics
+    install_ops(app, settings, metrics)
+    install_webhooks(app, store, settings)
 
     @app.exception_handler(CounterscanError)
     async def counterscan_error(_request: Request, exc: CounterscanError) -> JSONResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -665,3 +665,83 @@ def demo(ctx: typer.Context) -> None:
             failed = True
     if failed:
         raise typer.Exit(1)
+
+
+webhooks_app = typer.Typer(no_args_is_help=True, help="Members' webhook endpoints and their deliveries.")
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("add")
+def webhooks_add(
+    ctx: typer.Context,
+    url: str,
+    member: Annotated[str, typer.Option(help="The member whose brands' events are sent.")],
+    event: Annotated[
+        list[str] | None, typer.Option(help="suspect.new, verdict.recorded or case.status; repeatable.")
+    ] = None,
+    min_score: Annotated[float, typer.Option(help="suspect.new only for scores at or over this.")] = 0.5,
+    acting_as: ActingAs = None,
+    key: ApiKey = None,
+) -> None:
+    """Register an endpoint and print its signing secret (shown only this once)."""
+    from counterscan.service.webhooks import add_webhook
+
+    with _store(ctx) as (settings, store, _blobs):
+        actor = members.authenticate(store, acting_as or member, key)
+        if actor.name != member:
+            raise PermissionDeniedError(f"{actor.name!r} may not register webhooks for {member!r}")
+        hook, secret = add_webhook(
+            store, settings, actor, url=url, events=event or ["suspect.new"], min_score=min_score
+        )
+    typer.echo(f"webhook {hook.webhook_id} added for {hook.member}: {', '.join(hook.events)} -> {hook.url}")
+    typer.echo(secret)
+
+
+@webhooks_app.command("list")
+def webhooks_list(
+    ctx: typer.Context, fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table"
+) -> None:
+    """Registered endpoints (secrets are never shown again)."""
+    with _store(ctx) as (_, store, _blobs):
+        rows = [asdict(hook) for hook in store.webhooks()]
+    _emit(rows, fmt, ("webhook_id", "member", "url", "events", "min_score"))
+
+
+@webhooks_app.command("log")
+def webhooks_log(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="pending, delivered or failed.")] = None,
+    limit: Annotated[int, typer.Option(help="Newest deliveries shown.")] = 50,
+    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """The delivery log, newest first."""
+    with _store(ctx) as (_, store, _blobs):
+        rows = [asdict(item) for item in store.deliveries(status=status, limit=limit)]
+    _emit(rows, fmt, ("delivery_id", "webhook_id", "event", "status", "attempts", "next_attempt_at", "last_error"))
+
+
+@webhooks_app.command("deliver")
+def webhooks_deliver(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option(help="Send what is due now, then stop.")] = False,
+    idle_seconds: Annotated[float, typer.Option(help="Pause between looks at an empty outbox.")] = 1.0,
+) -> None:
+    """Send due webhook deliveries until stopped (SIGTERM or Ctrl-C); several workers may run at once."""
+    import signal
+    import threading
+
+    from counterscan.service.webhooks import Deliverer
+
+    with _store(ctx) as (settings, store, _blobs):
+        deliverer = Deliverer(store, settings)
+        try:
+            if once:
+                outcome = deliverer.send_due(limit=10_000)
+                typer.echo(f"delivered {outcome.delivered}, retrying {outcome.retrying}, failed {outcome.failed}")
+                return
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_args: stop.set())
+            with suppress(KeyboardInterrupt):
+                deliverer.run(stop, idle_seconds=idle_seconds)
+        finally:
+            deliverer.close()

@@ -56,6 +56,26 @@ class Settings:
     # {"USD": 1.0, "EUR": 1.08}. Never fetched: prices in a currency missing here are not compared.
     rates: Mapping[str, float] = field(default_factory=dict)
 
+    # -- the service (counterscan serve): real-time checks, webhooks, metrics --
+    # Seconds between the server's looks for changed assets, brands or models (one cheap query);
+    # a change is picked up and indexes rebuilt within this time plus the rebuild.
+    check_refresh_seconds: float = 10.0
+    # Most images one check may carry (files or URLs); each costs a decode and every image matcher.
+    check_max_images: int = 10
+    # Who may read /metrics: "" everyone, "off" nobody, else comma-separated client addresses or
+    # networks (e.g. "127.0.0.1,10.0.0.0/8"). Behind a proxy the client is the proxy.
+    metrics_allow: str = ""
+    # Webhook destinations that are loopback, private or link-local are refused unless listed here
+    # (comma-separated addresses or networks, e.g. "127.0.0.1" for tests).
+    webhook_allow_hosts: str = ""
+    # Webhook delivery: attempts before a delivery is marked failed, first retry delay (doubling
+    # each time, capped at an hour), request timeout, and how long a worker's claim on a delivery
+    # lasts before another worker may take it over (a worker killed mid-delivery).
+    webhook_max_attempts: int = 12
+    webhook_retry_seconds: float = 5.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_lease_seconds: float = 60.0
+
     @property
     def database_url(self) -> str:
         if self.db_url:

@@ -10,8 +10,9 @@ AssetKind = Literal["logo", "product", "text"]
 ASSET_KINDS: tuple[AssetKind, ...] = ("logo", "product", "text")
 IMAGE_ASSET_KINDS: tuple[AssetKind, ...] = ("logo", "product")
 
-Role = Literal["member", "analyst"]
-ROLES: tuple[Role, ...] = ("member", "analyst")
+# A "marketplace" key may check listings (POST /v1/check) and sees brand names and scores, no evidence.
+Role = Literal["member", "analyst", "marketplace"]
+ROLES: tuple[Role, ...] = ("member", "analyst", "marketplace")
 
 VerdictLabel = Literal["counterfeit", "legit", "unsure"]
 VERDICTS: tuple[VerdictLabel, ...] = ("counterfeit", "legit", "unsure")
@@ -56,6 +57,10 @@ class Member:
     @property
     def is_analyst(self) -> bool:
         return self.role == "analyst"
+
+    @property
+    def is_marketplace(self) -> bool:
+        return self.role == "marketplace"
 
 
 @dataclass(frozen=True)
@@ -261,3 +266,44 @@ class ScanResult:
     evidence: tuple[Evidence, ...]
     best: int | None
     """Index into ``evidence`` of the strongest finding, shown first in the queue."""
+
+
+WebhookEvent = Literal["suspect.new", "verdict.recorded", "case.status"]
+WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("suspect.new", "verdict.recorded", "case.status")
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A member's endpoint for events about its brands."""
+
+    webhook_id: int
+    member: str
+    url: str
+    events: tuple[str, ...]
+    min_score: float
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One event on its way to one endpoint (a row of the outbox)."""
+
+    delivery_id: int
+    webhook_id: int
+    event: str
+    payload: Mapping[str, Any]
+    status: str
+    attempts: int
+    created_at: str
+    next_attempt_at: str
+    delivered_at: str | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    delivery_id: int
+    at: str
+    status_code: int | None
+    error: str | None
+    duration_ms: float

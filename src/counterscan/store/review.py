@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from counterscan.errors import NotFoundError, UserError
 from counterscan.records import Listing, Suspect, VerdictLabel
 from counterscan.store import schema as t
+from counterscan.store import webhooks
 from counterscan.store.base import StoreBase, iso, new_id, now
 from counterscan.store.listings import listing_from_row
 
@@ -249,6 +250,13 @@ class ReviewStore(StoreBase):
                 )
             )
             self._audit(conn, analyst, "verdict", f"listing {listing_pk}", {"verdict": verdict, "note": note})
+            webhooks.enqueue_event(
+                conn,
+                "verdict.recorded",
+                listing_pk=listing_pk,
+                brand_ids=webhooks.listing_brands(conn, listing_pk),
+                details={"verdict": verdict, "analyst": analyst},
+            )
 
     def verdicts(self, listing_pk: int) -> list[tuple[str, str | None, str]]:
         with self.engine.connect() as conn:

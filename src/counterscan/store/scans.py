@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from counterscan.errors import LockHeldError
 from counterscan.records import Evidence, Listing, ListingToScan, ScanResult
 from counterscan.store import schema as t
+from counterscan.store import webhooks
 from counterscan.store.base import BATCH, StoreBase, bulk_insert, chunks, iso, new_id, now, rows_in
 from counterscan.store.listings import listing_from_row
 
@@ -267,6 +268,7 @@ class ScanStore(StoreBase):
         with self.engine.begin() as conn:
             for chunk in chunks(list(results)):
                 pks = [result.listing_pk for result in chunk]
+                before = webhooks.suspect_state(conn, pks)
                 conn.execute(sa.delete(t.scores).where(t.scores.c.listing_pk.in_(pks)))
                 conn.execute(sa.delete(t.evidence).where(t.evidence.c.listing_pk.in_(pks)))
                 bulk_insert(
@@ -305,6 +307,10 @@ class ScanStore(StoreBase):
                         }
                         for result in chunk
                     ],
+                )
+                # New suspects go to the webhook outbox in this same transaction: never lost, never early.
+                webhooks.enqueue_new_suspects(
+                    conn, before, [(r.listing_pk, r.brand_id, r.score) for r in chunk], scan_id=scan_id
                 )
                 if mark_scanned:
                     conn.execute(

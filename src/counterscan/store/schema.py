@@ -288,6 +288,52 @@ models = sa.Table(
     sa.Column("active", sa.Boolean, nullable=False),
 )
 
+# -- webhooks: members' endpoints, the outbox written with each event, and every delivery attempt --
+
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("webhook_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("member_id", sa.Integer, sa.ForeignKey("members.member_id"), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secret", sa.String(200), nullable=False),
+    sa.Column("events", sa.JSON, nullable=False),
+    # "suspect.new" fires only for suspects scored at or over this.
+    sa.Column("min_score", sa.Float, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+webhook_outbox = sa.Table(
+    "webhook_outbox",
+    metadata,
+    sa.Column("delivery_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("webhook_id", sa.Integer, sa.ForeignKey("webhooks.webhook_id"), nullable=False),
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    # pending -> delivered, or failed once the attempts are spent.
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", TS, nullable=False, index=True),
+    # A worker's claim on a delivery; a claim that outlives its lease (the worker died) lapses.
+    sa.Column("claimed_by", sa.String(250), nullable=True),
+    sa.Column("claimed_until", TS, nullable=True),
+    sa.Column("delivered_at", TS, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("attempt_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.Integer, sa.ForeignKey("webhook_outbox.delivery_id"), nullable=False, index=True),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+)
+
 LATEST_VERSION = 1
 
 """Version 1 creates every table above. A later change adds a step to ``migrations.py``."""

@@ -14,9 +14,10 @@ from counterscan.store.listings import ListingStore
 from counterscan.store.migrations import migrate
 from counterscan.store.review import ReviewStore
 from counterscan.store.scans import ScanStore
+from counterscan.store.webhooks import WebhookStore
 
 
-class Store(CatalogueStore, ListingStore, ScanStore, ReviewStore):
+class Store(CatalogueStore, ListingStore, ScanStore, ReviewStore, WebhookStore):
     """All persistent state. Open with :meth:`open`; close when done."""
 
     def __init__(self, engine: sa.Engine) -> None:

@@ -1,0 +1,1 @@
+"""The real-time check, webhooks (outbox and delivery), health and metrics."""
