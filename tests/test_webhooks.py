@@ -35,7 +35,7 @@ def _catalogue(store: Store, settings: Settings, tmp_path: Path, titles: list[st
 
 
 def _local(settings: Settings, **changes: object) -> Settings:
-    return replace(settings, webhook_allow_hosts="127.0.0.1", webhook_retry_seconds=0.2, **changes)  # type: ignore[arg-type]
+    return replace(settings, allowed_private_networks=("127.0.0.1/32",), webhook_retry_seconds=0.2, **changes)  # type: ignore[arg-type]
 
 
 def test_new_suspects_and_verdicts_are_delivered_signed(store: Store, settings: Settings, tmp_path: Path) -> None:
@@ -92,7 +92,7 @@ def test_a_500_is_retried_with_backoff_and_logged(store: Store, settings: Settin
 def test_private_destinations_are_refused_unless_allow_listed(store: Store, settings: Settings) -> None:
     owner = add_member(store, "acme-group")
     for url in ("http://127.0.0.1:9/hook", "http://169.254.169.254/latest", "http://10.1.2.3/x", "http://[::1]/x"):
-        with pytest.raises(UserError, match="not allow-listed"):
+        with pytest.raises(UserError, match="refused"):
             add_webhook(store, settings, owner.member, url=url, events=["suspect.new"])
     with pytest.raises(UserError, match="unknown webhook event"):
         add_webhook(store, _local(settings), owner.member, url="http://127.0.0.1:9/", events=["everything"])
@@ -127,7 +127,7 @@ def test_kill_9_of_the_delivery_worker_loses_nothing(tmp_path: Path, db_url: str
             assert len(expected) == 12
             env = {
                 **os.environ,
-                "COUNTERSCAN_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
+                "COUNTERSCAN_ALLOWED_PRIVATE_NETWORKS": "127.0.0.1/32",
                 "COUNTERSCAN_WEBHOOK_LEASE_SECONDS": "2",
                 "COUNTERSCAN_WEBHOOK_RETRY_SECONDS": "0.2",
             }

@@ -65,12 +65,10 @@ class Settings:
     # Who may read /metrics: "" everyone, "off" nobody, else comma-separated client addresses or
     # networks (e.g. "127.0.0.1,10.0.0.0/8"). Behind a proxy the client is the proxy.
     metrics_allow: str = ""
-    # Webhook destinations that are loopback, private or link-local are refused unless listed here
-    # (comma-separated addresses or networks, e.g. "127.0.0.1" for tests).
-    webhook_allow_hosts: str = ""
-    # Webhook delivery: attempts before a delivery is marked failed, first retry delay (doubling
-    # each time, capped at an hour), request timeout, and how long a worker's claim on a delivery
-    # lasts before another worker may take it over (a worker killed mid-delivery).
+    # Webhook delivery (destinations limited as allowed_private_networks says): attempts before a
+    # delivery is marked failed, first retry delay (doubling each time, capped at an hour), request
+    # timeout, and how long a worker's claim on a delivery lasts before another worker may take it
+    # over (a worker killed mid-delivery).
     webhook_max_attempts: int = 12
     webhook_retry_seconds: float = 5.0
     webhook_timeout_seconds: float = 10.0

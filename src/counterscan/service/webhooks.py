@@ -26,14 +26,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import urlparse
 
 import httpx
 
 from counterscan.config import Settings
 from counterscan.errors import UserError
+from counterscan.ingest.netpolicy import AddressRefusedError, NetPolicy
 from counterscan.records import WEBHOOK_EVENTS, Member, Webhook
-from counterscan.service.netguard import AddressPolicy, DestinationRefused
 from counterscan.store import Store
 from counterscan.store.base import now
 from counterscan.store.webhooks import ClaimedDelivery
@@ -61,8 +60,9 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, *, tolerance: i
     return hmac.compare_digest(given, signature(secret, timestamp, body))
 
 
-def policy(settings: Settings) -> AddressPolicy:
-    return AddressPolicy.parse(settings.webhook_allow_hosts)
+def policy(settings: Settings) -> NetPolicy:
+    """Where deliveries may go: public addresses, and the ``allowed_private_networks``."""
+    return NetPolicy.from_settings(settings)
 
 
 def add_webhook(
@@ -85,12 +85,9 @@ def add_webhook(
         raise UserError(f"min score {min_score} is not between 0 and 1")
     if member.is_marketplace:
         raise UserError(f"{member.name!r} is a marketplace key; webhooks are for brand owners and analysts")
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise UserError(f"webhook URL {url!r} is not an http(s) URL")
     try:
-        policy(settings).check_host(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80))
-    except DestinationRefused as exc:
+        policy(settings).check_url(url)
+    except AddressRefusedError as exc:
         raise UserError(f"webhook URL {url!r}: {exc}") from None
     secret = secret or "whsec_" + secrets.token_urlsafe(32)
     hook = store.add_webhook(
@@ -137,9 +134,10 @@ class Deliverer:
         self.observe = observe
         self.client = httpx.Client(
             timeout=settings.webhook_timeout_seconds,
-            follow_redirects=False,  # a redirect could lead past the address policy
+            follow_redirects=False,  # a receiver answers; it does not send us elsewhere
             headers={"User-Agent": "counterscan-webhooks"},
             transport=self.policy.transport(),
+            trust_env=False,  # an environment proxy would connect for us, past the policy
         )
 
     def close(self) -> None:
@@ -180,7 +178,7 @@ class Deliverer:
             status_code = response.status_code
             if not 200 <= status_code < 300:
                 error = f"HTTP {status_code}"
-        except DestinationRefused as exc:
+        except AddressRefusedError as exc:
             error, permanent = str(exc), True
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
