@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-.PHONY: install demo test lint browser
+.PHONY: install demo test lint browser fonts
 install: $(BIN)/.installed
 
 # The HTML report test renders in Debian's chromium; install it when we may (root with apt-get),
@@ -20,6 +20,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) \
 		>/dev/null 2>&1 || echo "chromium not installed: the browser test will skip"; }
+
+# The OCR tests render Chinese counterfeit words ("高仿") with Debian's WenQuanYi Zen Hei font;
+# installed the same way, otherwise those tests skip with their reason.
+fonts:
+	@[ -f /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		fonts-wqy-zenhei fonts-dejavu-core) >/dev/null 2>&1 || echo "no CJK font installed: the OCR rendering tests will skip"; }
 
 demo: $(BIN)/.installed
 	rm -rf .counterscan-demo
@@ -30,5 +37,5 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check src tests scripts
 	$(BIN)/mypy
 
-test: lint browser
+test: lint browser fonts
 	$(BIN)/pytest -q

@@ -43,6 +43,13 @@ class Settings:
     # Logos inside photos (the "keypoints" image matcher): RANSAC inliers and inlier share needed.
     keypoint_min_inliers: int = 8
     keypoint_min_inlier_ratio: float = 0.05
+    # Words read in listing photos (the "ocr" image matcher, PP-OCRv4 through rapidocr-onnxruntime):
+    # the detector's input size (longest side, px), how many text boxes are recognised at most (the
+    # tallest first), and the recognition confidence a line needs. Cost per photo grows with the
+    # square of ocr_det_side and about linearly with the boxes read; see docs/matching.md.
+    ocr_det_side: int = 480
+    ocr_max_lines: int = 16
+    ocr_min_confidence: float = 0.5
 
     # Outbound fetches (feed images, HTTP sources, webhooks) refuse loopback, private, link-local,
     # multicast and reserved addresses unless they fall in one of these networks (CIDR list,

@@ -16,6 +16,9 @@
 | evidence_brands | number of brands with evidence (several at once is a spam pattern) |
 | has_price | the listing states a price |
 | listing_age_days | days since the listing was observed (capped at 365; 0 when unknown) |
+| photo_words | best confidence of the brand name (honest, disguised, look-alike) read in a photo (OCR) |
+| photo_counterfeit_terms | counterfeit vocabulary read in a photo that also names the brand (OCR) |
+| logo_and_words | logo seen (keypoints, shapes) and name read (OCR) in one photo: noisy-OR of both; else 0 |
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from counterscan.matchers.ocr import PHOTO_SCORES
 from counterscan.records import Evidence, Listing
 
 FEATURES = (
@@ -42,8 +46,13 @@ FEATURES = (
     "evidence_brands",
     "has_price",
     "listing_age_days",
+    "photo_words",
+    "photo_counterfeit_terms",
+    "logo_and_words",
 )
 HASH_MATCHERS = frozenset({"phash", "dhash", "pdq"})
+LOGO_MATCHERS = frozenset({"keypoints", "shapes"})
+"""Matchers that see a brand's logo inside a photo."""
 _SIGNAL_FEATURES = {
     "brand-mention": "brand_mention",
     "disguised-brand": "disguised",
@@ -62,6 +71,22 @@ def _age_days(listing: Listing, now: datetime) -> float:
     if observed.tzinfo is None:
         observed = observed.replace(tzinfo=UTC)
     return float(min(365.0, max(0.0, (now - observed).total_seconds() / 86400)))
+
+
+def same_photo(evidence: Sequence[Evidence]) -> dict[tuple[int, str], float]:
+    """Per (brand, photo) where the brand's logo is seen and its name read in that same photo:
+    the noisy-OR of the best logo and the best word confidence, which exceeds either alone."""
+    logos: dict[tuple[int, str], float] = {}
+    words: dict[tuple[int, str], float] = {}
+    for item in evidence:
+        if item.image_sha256 is None:
+            continue
+        key = (item.brand_id, item.image_sha256)
+        if item.matcher in LOGO_MATCHERS:
+            logos[key] = max(logos.get(key, 0.0), item.score)
+        elif item.matcher == "ocr" and item.details.get("signal") != "counterfeit-term":
+            words[key] = max(words.get(key, 0.0), item.score)
+    return {key: 1.0 - (1.0 - logos[key]) * (1.0 - words[key]) for key in logos.keys() & words.keys()}
 
 
 def feature_row(listing: Listing, evidence: Sequence[Evidence], *, now: datetime | None = None) -> np.ndarray:
@@ -85,8 +110,13 @@ def feature_row(listing: Listing, evidence: Sequence[Evidence], *, now: datetime
             values["product_title"] = max(values["product_title"], float(item.details.get("similarity", 0.0)))
         elif item.matcher == "price" and item.distance is not None:
             values["price_ratio"] = min(values["price_ratio"], float(item.distance))
+        elif item.matcher == "ocr" and signal == "counterfeit-term":
+            values["photo_counterfeit_terms"] = 1.0
+        elif item.matcher == "ocr":
+            values["photo_words"] = max(values["photo_words"], item.score / PHOTO_SCORES.get(signal, 1.0))
         elif item.matcher == "seller":
             values["seller_confirmed"] = min(10.0, float(item.details.get("confirmed", 0)))
+    values["logo_and_words"] = max((both for both in same_photo(evidence).values()), default=0.0)
     values["copied_images"] = float(len(copied_images))
     values["evidence_brands"] = float(len({item.brand_id for item in evidence}))
     values["has_price"] = 1.0 if listing.price is not None else 0.0

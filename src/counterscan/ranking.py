@@ -15,7 +15,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from counterscan.features import same_photo
 from counterscan.records import Evidence
+
+SAME_PHOTO_BONUS = 0.5
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,9 @@ def cold_start_score(evidence: Sequence[Evidence]) -> Score:
     """Noisy-OR of each matcher's best confidence, per brand; the most likely brand wins.
 
     Taking only the best finding per matcher and signal keeps a listing with ten copies of
-    the same photo from outranking one with a single copy and a matching brand name.
+    the same photo from outranking one with a single copy and a matching brand name. A logo seen
+    and the brand's name read in the *same* photo corroborate each other beyond two independent
+    findings: the brand's miss probability is halved once more (``SAME_PHOTO_BONUS``).
     """
     best_per_brand: dict[int, dict[str, int]] = {}
     for position, item in enumerate(evidence):
@@ -42,11 +47,14 @@ def cold_start_score(evidence: Sequence[Evidence]) -> Score:
         key = _signal(item)
         if key not in signals or item.score > evidence[signals[key]].score:
             signals[key] = position
+    corroborated = {brand_id for brand_id, _photo in same_photo(evidence)}
     winner = Score(score=0.0, brand_id=None, best=None)
     for brand_id, signals in best_per_brand.items():
         miss = 1.0
         for position in signals.values():
             miss *= 1.0 - min(max(evidence[position].score, 0.0), 1.0)
+        if brand_id in corroborated:
+            miss *= 1.0 - SAME_PHOTO_BONUS
         score = round(1.0 - miss, 6)
         if score > winner.score:
             strongest = max(signals.values(), key=lambda position: evidence[position].score)

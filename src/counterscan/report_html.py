@@ -1,7 +1,8 @@
 """A self-contained HTML evidence report: one folder, thumbnails beside it, no network.
 
 Per suspect: the listing's photo beside the matched asset (the matched region drawn when a
-matcher gave one), every reason, and the price against the brand's MSRP.
+matcher gave one, in red; the boxes of words read in the photo, in blue), every reason, and the
+price against the brand's MSRP.
 """
 
 from __future__ import annotations
@@ -28,15 +29,33 @@ table{border-collapse:collapse;font-size:.85rem} td,th{border-bottom:1px solid #
 """
 
 
-def _thumbnail(blobs: BlobStore, sha256: str, target: Path, region: Any = None) -> str | None:
+LOGO_COLOUR = (255, 0, 0)
+WORD_COLOUR = (0, 90, 255)
+
+
+def _outlines(evidence: Sequence[dict[str, Any]], sha256: str, best: dict[str, Any] | None) -> list[tuple[Any, Any]]:
+    """Shapes to draw on a listing photo: the best evidence's matched region, and the boxes of
+    every word read in this photo (OCR), each with its colour."""
+    shapes: list[tuple[Any, Any]] = []
+    region = (best or {}).get("details", {}).get("region")
+    if region and (best or {}).get("image_sha256") in (None, sha256):
+        shapes.append((region, LOGO_COLOUR))
+    for item in evidence:
+        if item.get("image_sha256") == sha256:
+            shapes.extend((box, WORD_COLOUR) for box in item.get("details", {}).get("regions", []))
+    return shapes
+
+
+def _thumbnail(blobs: BlobStore, sha256: str, target: Path, shapes: Sequence[tuple[Any, Any]] = ()) -> str | None:
     try:
         image = Image.open(io.BytesIO(blobs.get(sha256))).convert("RGB")
     except (OSError, ValueError):
         return None
-    if region:
-        draw = ImageDraw.Draw(image)
+    draw = ImageDraw.Draw(image)
+    for region, colour in shapes:
         points = [(float(x), float(y)) for x, y in region]
-        draw.line([*points, points[0]], fill=(255, 0, 0), width=max(2, image.width // 150))
+        if len(points) >= 2:
+            draw.line([*points, points[0]], fill=colour, width=max(2, image.width // 150))
     image.thumbnail((THUMB, THUMB))
     target.parent.mkdir(parents=True, exist_ok=True)
     image.save(target, "JPEG", quality=85)
@@ -64,10 +83,10 @@ def write_html(store: Store, blobs: BlobStore, suspects: Sequence[Suspect], out:
         listing_sha = (best or {}).get("image_sha256") or next(
             (image["sha256"] for image in detail["images"] if image["sha256"]), None
         )
-        region = (best or {}).get("details", {}).get("region")
         figures = []
         if listing_sha:
-            path = _thumbnail(blobs, listing_sha, thumbs / f"listing-{suspect.listing_pk}.jpg", region)
+            shapes = _outlines(detail["evidence"], listing_sha, best)
+            path = _thumbnail(blobs, listing_sha, thumbs / f"listing-{suspect.listing_pk}.jpg", shapes)
             figures.append(_figure(path, f"listing {suspect.listing_id}"))
         if best and best.get("asset_sha256"):
             path = _thumbnail(blobs, best["asset_sha256"], thumbs / f"asset-{best['asset_id']}.jpg")

@@ -17,6 +17,7 @@ from counterscan.config import Settings
 from counterscan.errors import ImageError
 from counterscan.matchers import ImageMatcher, ListingMatcher, image_matchers, listing_matchers
 from counterscan.matchers.context import PriceMatcher, SellerHistory, SellerMatcher
+from counterscan.matchers.ocr import OcrMatcher
 from counterscan.matchers.title import ProductTitleMatcher
 from counterscan.records import AssetSignal, Brand, Evidence, ListingToScan
 from counterscan.store.blobs import BlobStore
@@ -51,6 +52,13 @@ class _Prepared:
     seller: SellerMatcher
 
 
+def _index(matcher: ImageMatcher, context: MatchContext) -> Any:
+    # Words read in photos are matched against the brands themselves (names, aliases), not assets.
+    if isinstance(matcher, OcrMatcher):
+        return matcher.index_brands(context.brands)
+    return matcher.build_index(context.asset_signals.get(matcher.name, ()))
+
+
 class _PreparedCache:
     """Per-process cache of built indexes: one entry, replaced when the context key changes."""
 
@@ -62,10 +70,7 @@ class _PreparedCache:
     def get(self, context: MatchContext) -> _Prepared:
         with self._lock:
             if self._key != context.key or self._value is None:
-                image = [
-                    (matcher, matcher.build_index(context.asset_signals.get(matcher.name, ())))
-                    for matcher in image_matchers(context.settings)
-                ]
+                image = [(matcher, _index(matcher, context)) for matcher in image_matchers(context.settings)]
                 listing = listing_matchers(context.settings)
                 titles = next((m for m in listing if isinstance(m, ProductTitleMatcher)), None)
                 self._value = _Prepared(

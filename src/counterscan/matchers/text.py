@@ -107,6 +107,18 @@ def _terms(brand: Brand) -> _BrandTerms:
     )
 
 
+@dataclass(frozen=True)
+class TextHit:
+    """One signal a text gives about one brand, before it becomes a matcher's evidence."""
+
+    brand: Brand
+    signal: str
+    score: float
+    reason: str
+    details: dict[str, object]
+    """The words that gave the signal: ``words`` (brand names as found) or ``terms`` (counterfeit vocabulary)."""
+
+
 class TextMatcher:
     """Brand words in their honest, disguised and misspelt forms, and counterfeit vocabulary."""
 
@@ -129,21 +141,40 @@ class TextMatcher:
         return [term for term, pattern in self._terms if pattern.search(folded)]
 
     def match(self, listing: Listing, brands: Sequence[Brand]) -> list[Evidence]:
-        text = f"{listing.title}\n{listing.description}"
+        return [
+            Evidence(
+                matcher=self.name,
+                brand_id=hit.brand.brand_id,
+                brand=hit.brand.name,
+                score=hit.score,
+                reason=hit.reason,
+                details={"signal": hit.signal, **hit.details},
+            )
+            for hit in self.hits(f"{listing.title}\n{listing.description}", brands)
+        ]
+
+    def hits(self, text: str, brands: Sequence[Brand]) -> list[TextHit]:
+        """What ``text`` says about each brand: the one logic for titles and words read in photos."""
         words = plain_tokens(text)
         shapes = skeleton_tokens(text)
         word_set = set(words)
         fakes = self.counterfeit_terms(text)
-        found: list[Evidence] = []
+        found: list[TextHit] = []
         for brand in brands:
             terms = self._brand_terms(brand)
             mentioned = [" ".join(name) for name in terms.names if _phrase_in(name, words)]
             confirmed = bool(fakes) or bool(terms.context & word_set)
             mentioned = [word for word in mentioned if word not in terms.everyday or confirmed]
-            signals: list[tuple[str, float, str, dict[str, object]]] = []
+            signals: list[TextHit] = []
             if mentioned:
                 signals.append(
-                    ("brand-mention", BRAND_MENTION_SCORE, "mentions " + _quoted(mentioned), {"words": mentioned})
+                    TextHit(
+                        brand,
+                        "brand-mention",
+                        BRAND_MENTION_SCORE,
+                        "mentions " + _quoted(mentioned),
+                        {"words": mentioned},
+                    )
                 )
             else:
                 disguised = [
@@ -153,7 +184,8 @@ class TextMatcher:
                 ]
                 if disguised:
                     signals.append(
-                        (
+                        TextHit(
+                            brand,
                             "disguised-brand",
                             DISGUISED_SCORE,
                             "disguised brand name " + _quoted(disguised),
@@ -163,28 +195,25 @@ class TextMatcher:
             lookalikes = self._lookalikes(terms, shapes)
             if lookalikes:
                 signals.append(
-                    ("lookalike", LOOKALIKE_SCORE, "look-alike spelling " + _quoted(lookalikes), {"words": lookalikes})
+                    TextHit(
+                        brand,
+                        "lookalike",
+                        LOOKALIKE_SCORE,
+                        "look-alike spelling " + _quoted(lookalikes),
+                        {"words": lookalikes},
+                    )
                 )
             if signals and fakes:
                 signals.append(
-                    (
+                    TextHit(
+                        brand,
                         "counterfeit-term",
                         COUNTERFEIT_TERM_SCORE,
                         f"{brand.name} listing uses counterfeit vocabulary: {_quoted(fakes)}",
                         {"terms": fakes},
                     )
                 )
-            found.extend(
-                Evidence(
-                    matcher=self.name,
-                    brand_id=brand.brand_id,
-                    brand=brand.name,
-                    score=score,
-                    reason=reason,
-                    details={"signal": signal, **details},
-                )
-                for signal, score, reason, details in signals
-            )
+            found.extend(signals)
         return found
 
     def _lookalikes(self, terms: _BrandTerms, shapes: Sequence[str]) -> list[str]:

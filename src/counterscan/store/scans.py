@@ -17,6 +17,9 @@ from counterscan.store import webhooks
 from counterscan.store.base import BATCH, StoreBase, bulk_insert, chunks, iso, new_id, now, rows_in
 from counterscan.store.listings import listing_from_row
 
+IMAGE_TEXT_MATCHER = "ocr"
+"""The image matcher whose signal is text read in the image: kept in ``image_text``, readable."""
+
 
 class ScanStore(StoreBase):
     # -- scanning --------------------------------------------------------------------------
@@ -233,6 +236,8 @@ class ScanStore(StoreBase):
             conn.execute(sa.delete(t.locks).where(t.locks.c.name == name, t.locks.c.holder == holder))
 
     def cached_signals(self, matcher: str, sha256s: Sequence[str]) -> dict[str, bytes]:
+        if matcher == IMAGE_TEXT_MATCHER:
+            return self._cached_text(sha256s)
         query = sa.select(t.image_signals.c.sha256, t.image_signals.c.signal).where(
             t.image_signals.c.matcher == matcher
         )
@@ -241,6 +246,9 @@ class ScanStore(StoreBase):
 
     def save_signals(self, matcher: str, signals: dict[str, bytes]) -> None:
         if not signals:
+            return
+        if matcher == IMAGE_TEXT_MATCHER:
+            self._save_text(signals)
             return
         with self.engine.begin() as conn:
             query = sa.select(t.image_signals.c.sha256).where(t.image_signals.c.matcher == matcher)
@@ -253,6 +261,48 @@ class ScanStore(StoreBase):
             ]
             if rows:
                 conn.execute(sa.insert(t.image_signals), rows)
+
+    def _cached_text(self, sha256s: Sequence[str]) -> dict[str, bytes]:
+        table = t.image_text
+        query = sa.select(table.c.sha256, table.c.reader, table.c.lines, table.c.width, table.c.height)
+        with self.engine.connect() as conn:
+            return {
+                row.sha256: json.dumps(
+                    {"reader": row.reader, "size": [row.width, row.height], "lines": row.lines},
+                    ensure_ascii=False,
+                    separators=(",", ":"),
+                ).encode()
+                for row in rows_in(conn, query, table.c.sha256, sha256s)
+            }
+
+    def _save_text(self, signals: dict[str, bytes]) -> None:
+        with self.engine.begin() as conn:
+            query = sa.select(t.image_text.c.sha256)
+            known = {row.sha256 for row in rows_in(conn, query, t.image_text.c.sha256, signals)}
+            rows = []
+            for sha256, signal in signals.items():
+                if sha256 in known:
+                    continue
+                read = json.loads(signal)
+                rows.append(
+                    {
+                        "sha256": sha256,
+                        "reader": read["reader"],
+                        "text": "\n".join(str(line["text"]) for line in read["lines"]),
+                        "lines": read["lines"],
+                        "width": int(read["size"][0]),
+                        "height": int(read["size"][1]),
+                        "read_at": now(),
+                    }
+                )
+            if rows:
+                conn.execute(sa.insert(t.image_text), rows)
+
+    def image_text(self, sha256: str) -> str | None:
+        """The text read in an image, one line per line of text (None when it was never read)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(t.image_text.c.text).where(t.image_text.c.sha256 == sha256)).scalar()
+        return None if value is None else str(value)
 
     def write_results(
         self,

@@ -179,6 +179,22 @@ image_signals = sa.Table(
     sa.Column("signal", sa.LargeBinary, nullable=False),
 )
 
+image_text = sa.Table(
+    "image_text",
+    metadata,
+    # Text read in an image (the "ocr" image matcher's signal), per content hash: a picture shared
+    # by many listings is read once, and brands registered later are matched against it unread.
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    # The reader and its settings (``ReaderOptions.key()``).
+    sa.Column("reader", sa.String(250), nullable=False),
+    # The lines read, one per line: for people and SQL searches; ``lines`` adds confidences and boxes.
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("lines", sa.JSON, nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("read_at", TS, nullable=False),
+)
+
 scans = sa.Table(
     "scans",
     metadata,

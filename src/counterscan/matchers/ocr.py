@@ -1,0 +1,210 @@
+"""Words read in listing photos, matched with the same logic as titles.
+
+Every listing photo is read once (``ocr_engine.TextReader``); the signal stored for it is the text
+itself: each recognised line with its confidence and its box in the photo. Matching happens at
+query time against the brands in scope, through :meth:`TextMatcher.hits` (brand names and aliases,
+disguised and look-alike spellings, trademark words, the multilingual counterfeit vocabulary), so
+a brand registered later is matched against text read before, without reading the photo again.
+
+Evidence names the words that gave each signal, the confidence of their reading and their boxes
+(``details["read"]``, ``details["regions"]``) for the report. A word read in a photo weighs more
+than the same word in a title: printed on the product or the picture, it is a wordmark.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from counterscan.matchers.ocr_engine import Quad, ReaderOptions, TextLine, TextReader
+from counterscan.matchers.text import TextHit, TextMatcher
+from counterscan.records import AssetKind, AssetSignal, Brand, Evidence
+from counterscan.textnorm import plain, skeleton, skeleton_tokens
+
+READ_SIDE = 800
+"""The decoded size text is read from: the keypoint matcher's, so the two share one decode."""
+
+# A signal read in a photo, scaled by how sure the reading is (mean confidence of its lines).
+PHOTO_SCORES = {"brand-mention": 0.45, "disguised-brand": 0.5, "lookalike": 0.5, "counterfeit-term": 0.65}
+PHOTO_REASONS = {
+    "brand-mention": "photo reads the brand name",
+    "disguised-brand": "photo reads a disguised brand name",
+    "lookalike": "photo reads a look-alike spelling",
+    "counterfeit-term": "photo reads counterfeit vocabulary",
+}
+
+
+class _Picture(Protocol):
+    """What the reader needs of a decoded picture (``imaging.Picture``)."""
+
+    @property
+    def size(self) -> tuple[int, int]: ...
+
+    def reduced(self, side: int) -> Image.Image: ...
+
+
+@dataclass(frozen=True)
+class ReadText:
+    """What was read in one photo: the stored signal."""
+
+    reader: str
+    size: tuple[int, int]
+    lines: tuple[TextLine, ...]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(line.text for line in self.lines)
+
+    def to_bytes(self) -> bytes:
+        lines = [{"text": line.text, "confidence": line.confidence, "box": line.box} for line in self.lines]
+        payload = {"reader": self.reader, "size": list(self.size), "lines": lines}
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ReadText:
+        payload = json.loads(data)
+        lines = tuple(
+            TextLine(str(line["text"]), float(line["confidence"]), tuple(tuple(point) for point in line["box"]))  # type: ignore[arg-type]
+            for line in payload["lines"]
+        )
+        width, height = payload["size"]
+        return cls(str(payload["reader"]), (int(width), int(height)), lines)
+
+
+def read_picture(reader: TextReader, image: Image.Image, full_size: tuple[int, int]) -> ReadText:
+    """Read ``image`` (a possibly reduced decode of a picture ``full_size`` px big)."""
+    rgb = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
+    lines = reader.read(rgb, scale=full_size[0] / max(1, image.width))
+    return ReadText(reader.options.key(), full_size, tuple(lines))
+
+
+@dataclass(frozen=True)
+class BrandWords:
+    """The OCR matcher's index: the brands in scope (their words are compiled by the text logic)."""
+
+    brands: tuple[Brand, ...]
+
+
+def _span(haystack: str, needle: str) -> tuple[int, int] | None:
+    start = haystack.find(needle)
+    return None if start < 0 or not needle else (start, start + len(needle))
+
+
+def word_box(line: TextLine, word: str) -> Quad:
+    """The part of a line's box that holds ``word``, by its place among the line's characters
+    (the whole line when the word is not found as such, e.g. a disguised spelling)."""
+    text = line.text
+    span = _span(plain(text), plain(word)) or _span(skeleton(text), " ".join(skeleton_tokens(word)))
+    if span is None or len(text) == 0 or len(plain(text)) != len(text):
+        return line.box
+    start, end = span[0] / len(text), span[1] / len(text)
+    top_left, top_right, bottom_right, bottom_left = (np.array(point, np.float64) for point in line.box)
+
+    def along(a: np.ndarray, b: np.ndarray, t: float) -> tuple[float, float]:
+        point = a + (b - a) * t
+        return round(float(point[0]), 1), round(float(point[1]), 1)
+
+    return (
+        along(top_left, top_right, start),
+        along(top_left, top_right, end),
+        along(bottom_left, bottom_right, end),
+        along(bottom_left, bottom_right, start),
+    )
+
+
+class OcrMatcher:
+    """Brand names and counterfeit vocabulary read in listing photos."""
+
+    name = "ocr"
+    asset_kinds: tuple[AssetKind, ...] = ()
+    """No assets: brands' names, aliases and trademark words are what it looks for."""
+
+    def __init__(self, reader: TextReader | None = None, words: TextMatcher | None = None) -> None:
+        self.reader = reader or TextReader(ReaderOptions())
+        self.words = words or TextMatcher()
+
+    def encode(self, picture: _Picture) -> bytes:
+        return read_picture(self.reader, picture.reduced(READ_SIDE), picture.size).to_bytes()
+
+    def encode_asset(self, picture: _Picture) -> list[tuple[str, bytes]]:
+        return []
+
+    def build_index(self, signals: Sequence[AssetSignal]) -> BrandWords:
+        return BrandWords(())
+
+    def index_brands(self, brands: Sequence[Brand]) -> BrandWords:
+        return BrandWords(tuple(brands))
+
+    def query(self, index: BrandWords, signals: Sequence[tuple[str, bytes]]) -> list[list[Evidence]]:
+        return [self.match_text(index.brands, sha256, ReadText.from_bytes(signal)) for sha256, signal in signals]
+
+    def match_text(self, brands: Sequence[Brand], sha256: str | None, read: ReadText) -> list[Evidence]:
+        if not read.lines or not brands:
+            return []
+        found = []
+        for hit in self.words.hits(read.text, brands):
+            lines = self._lines_of(hit, read.lines)
+            if not lines:
+                continue
+            confidence = float(np.mean([line.confidence for line, _words in lines]))
+            shown = [
+                {"text": word, "line": line.text, "confidence": line.confidence, "box": word_box(line, word)}
+                for line, words in lines
+                for word in words
+            ]
+            quoted = ", ".join(repr(item["text"]) for item in shown)
+            found.append(
+                Evidence(
+                    matcher=self.name,
+                    brand_id=hit.brand.brand_id,
+                    brand=hit.brand.name,
+                    score=round(PHOTO_SCORES[hit.signal] * confidence, 4),
+                    reason=f"{PHOTO_REASONS[hit.signal]} {quoted} ({hit.brand.name}; reading confidence "
+                    f"{confidence:.2f})",
+                    image_sha256=sha256,
+                    details={
+                        "signal": hit.signal,
+                        **hit.details,
+                        "read": shown,
+                        "regions": [item["box"] for item in shown],
+                    },
+                )
+            )
+        return sorted(found, key=lambda item: -item.score)
+
+    def _lines_of(self, hit: TextHit, lines: Sequence[TextLine]) -> list[tuple[TextLine, list[str]]]:
+        """The lines that carry a hit's words, each with the words it carries."""
+        wanted = [str(word) for word in hit.details.get("words", hit.details.get("terms", []))]  # type: ignore[attr-defined]
+        found: list[tuple[TextLine, list[str]]] = []
+        for line in lines:
+            if hit.signal == "counterfeit-term":
+                words = self.words.counterfeit_terms(line.text)
+            else:
+                alone = self.words.hits(line.text, [hit.brand])
+                words = [
+                    str(word)
+                    for other in alone
+                    if other.signal == hit.signal
+                    for word in other.details.get("words", [])  # type: ignore[attr-defined]
+                ]
+            if words:
+                found.append((line, words))
+        if found:
+            return found
+        # A name split over two lines ("coca" / "cola"): the lines holding any of its words.
+        tokens = {token for word in wanted for token in skeleton_tokens(word)}
+        return [
+            (line, [token for token in skeleton_tokens(line.text) if token in tokens])
+            for line in lines
+            if tokens & set(skeleton_tokens(line.text))
+        ]
+
+
+def lines_of(evidence: Evidence) -> list[dict[str, Any]]:
+    """The words an OCR evidence read, as stored in its details."""
+    return list(evidence.details.get("read", []))
