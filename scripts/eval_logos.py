@@ -34,7 +34,7 @@ from skimage import data as skdata
 from sklearn.datasets import load_sample_images
 
 from counterscan.evaluate import average_precision
-from counterscan.imaging import DecodeLimits, decode
+from counterscan.imaging import DecodeLimits, Picture, decode
 from counterscan.matchers.keypoints import KeypointMatcher
 from counterscan.matchers.ocr import READ_SIDE, OcrMatcher, read_picture
 from counterscan.matchers.ocr_engine import ReaderOptions, TextReader
@@ -44,6 +44,10 @@ from counterscan.uploads import rasterise_svg
 LIMITS = DecodeLimits(max_bytes=50_000_000, max_pixels=100_000_000)
 NEGATIVES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina", "camera", "moon", "coins",
              "gravel", "brick", "page", "grass", "immunohistochemistry", "horse", "clock")  # fmt: skip
+
+
+def as_picture(data: bytes) -> Picture:
+    return Picture.open(data, LIMITS)
 
 
 def png(image: Image.Image) -> bytes:
@@ -111,14 +115,14 @@ def main() -> None:
                 boxes[brand].append((name, (x1, y1, x2, y2)))
             brand_of[name] = brand
     rng = random.Random(args.seed)
-    matcher = KeypointMatcher(LIMITS)
+    matcher = KeypointMatcher()
     signals: list[AssetSignal] = []
     asset_images: set[str] = set()
     official = 0
 
     def register(brand_id: int, brand: str, picture: bytes) -> None:
         asset_id = len({signal.asset_id for signal in signals}) + 1
-        for variant, signal in matcher.encode_asset(picture):
+        for variant, signal in matcher.encode_asset(as_picture(picture)):
             signals.append(AssetSignal(asset_id, brand_id, brand, signal, variant))
 
     for brand_id, brand in enumerate(sorted(boxes), start=1):
@@ -142,7 +146,7 @@ def main() -> None:
     for name in photos:
         data = (args.data / "images" / name).read_bytes()
         started = time.perf_counter()
-        [found] = matcher.query(index, [(name, matcher.encode(data))])
+        [found] = matcher.query(index, [(name, matcher.encode(as_picture(data)))])
         elapsed.append(time.perf_counter() - started)
         truth.append(brand_of[name])
         predicted.append(found[0].brand if found else None)
@@ -151,7 +155,7 @@ def main() -> None:
     negative_predicted: list[str | None] = []
     negative_scores: list[float] = []
     for name, image in negatives():
-        [found] = matcher.query(index, [(name, matcher.encode(png(image)))])
+        [found] = matcher.query(index, [(name, matcher.encode(as_picture(png(image))))])
         negative_truth.append(None)
         negative_predicted.append(found[0].brand if found else None)
         negative_scores.append(found[0].score if found else 0.0)

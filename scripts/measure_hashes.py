@@ -21,11 +21,15 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from counterscan.config import Settings
-from counterscan.imaging import DecodeLimits, decode
+from counterscan.imaging import DecodeLimits, Picture, decode
 from counterscan.matchers.perceptual import DHASH, PDQ, PHASH, HashAlgorithm, HashMatcher, crop_fraction
 
 LIMITS = DecodeLimits(max_bytes=50_000_000, max_pixels=100_000_000)
 ALGORITHMS = (PHASH, DHASH, PDQ)
+
+
+def as_picture(data: bytes) -> Picture:
+    return Picture.open(data, LIMITS)
 
 
 def jpeg(image: Image.Image, quality: int = 90) -> bytes:
@@ -108,20 +112,20 @@ def report(
     algorithm: HashAlgorithm, files: list[Path], edited: dict[str, list[bytes]]
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Prints one hash's tables; returns the unrelated pairs' distances and each edit's nearest distances."""
-    matcher = HashMatcher(algorithm, LIMITS, max_distance=0)
+    matcher = HashMatcher(algorithm, max_distance=0)
     width = algorithm.bits // 8
     datas = [path.read_bytes() for path in files]
     started = time.perf_counter()
-    queries = [matcher.encode(data) for data in datas]
+    queries = [matcher.encode(as_picture(data)) for data in datas]
     per_image_ms = (time.perf_counter() - started) * 1000 / len(datas)
-    variants = [np.frombuffer(b"".join(s for _, s in matcher.encode_asset(data)), np.uint8).reshape(-1, width)
-                for data in datas]  # fmt: skip
+    variants = [np.frombuffer(b"".join(s for _, s in matcher.encode_asset(as_picture(data))), np.uint8)
+                .reshape(-1, width) for data in datas]  # fmt: skip
     print(f"\n{algorithm.label} ({algorithm.bits} bits): {per_image_ms:.1f} ms per listing image")
     print(f"  {'edit':26} {'nearest variant mean/p95/p99/max':>34}  {'share within 10%/15%/20% of bits':>34}")
     by_edit: dict[str, np.ndarray] = {}
     for name, copies in edited.items():
         nearest = by_edit[name] = np.array(
-            [distances(matcher.encode(copy), variants[i]).min() for i, copy in enumerate(copies)]
+            [distances(matcher.encode(as_picture(copy)), variants[i]).min() for i, copy in enumerate(copies)]
         )
         shares = [np.mean(nearest <= round(algorithm.bits * part)) for part in (0.10, 0.15, 0.20)]
         print(

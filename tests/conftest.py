@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from counterscan.cli import app
 from counterscan.config import Settings
-from counterscan.imaging import DecodeLimits
+from counterscan.imaging import DecodeLimits, Picture
 from counterscan.store import BlobStore, Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,9 +67,17 @@ def photos() -> dict[str, Image.Image]:
     return {name: load_photo(name) for name in PHOTO_NAMES}
 
 
+LIMITS = DecodeLimits(max_bytes=25 * 1024 * 1024, max_pixels=60_000_000)
+
+
+def as_picture(data: bytes) -> Picture:
+    """Image bytes opened as a scan opens them, to hand to a matcher."""
+    return Picture.open(data, LIMITS)
+
+
 @pytest.fixture
 def limits() -> DecodeLimits:
-    return DecodeLimits(max_bytes=25 * 1024 * 1024, max_pixels=60_000_000)
+    return LIMITS
 
 
 def _postgres_reachable() -> str | None:

@@ -227,7 +227,7 @@ def test_uploader_survives_random_bytes_and_malformed_archives(
 ) -> None:
     store, blobs, owner = registry
     limits = UploadLimits(image=DecodeLimits(max_bytes=100_000, max_pixels=4_000_000), max_archive_bytes=1_000_000)
-    matcher = HashMatcher(PHASH, limits.image, max_distance=10)
+    matcher = HashMatcher(PHASH, max_distance=10)
     files = [io_file(index, payload) for index, payload in enumerate(payloads)]
     report = add_upload_bytes(store, blobs, limits, [matcher], owner, brand="Fuzzed", kind="logo", files=files)
     assert not report.added  # none of these is a valid picture
@@ -245,7 +245,7 @@ def test_library_refuses_other_members_and_text_files(
     store, blobs, owner = registry
     rival = add_member(store, "rival").member
     limits = UploadLimits(image=DecodeLimits(max_bytes=10_000_000, max_pixels=40_000_000), max_archive_bytes=10_000_000)
-    matcher = HashMatcher(PHASH, limits.image, max_distance=10)
+    matcher = HashMatcher(PHASH, max_distance=10)
     with pytest.raises(PermissionDeniedError):
         add_upload_bytes(store, blobs, limits, [matcher], rival, brand="Fuzzed", kind="logo", files=[])
     with pytest.raises(UserError, match="text assets are words"):

@@ -19,7 +19,7 @@ from counterscan.matchers.embedding import EmbeddingMatcher, OnnxEmbedder, VladE
 from counterscan.matchers.index import SyncReport, VectorIndex
 from counterscan.matchers.perceptual import PHASH, HashMatcher, crop_fraction
 from counterscan.records import AssetSignal
-from tests.conftest import PHOTO_NAMES, Cli, jpeg_bytes
+from tests.conftest import PHOTO_NAMES, Cli, as_picture, jpeg_bytes
 
 THRESHOLD = Settings().embedding_min_similarity
 
@@ -35,7 +35,7 @@ def relabelled(image: Image.Image) -> Image.Image:
 
 @pytest.fixture
 def matcher(limits: DecodeLimits, tmp_path: Path) -> EmbeddingMatcher:
-    return EmbeddingMatcher(limits, VladEmbedder(), min_similarity=THRESHOLD, index_dir=tmp_path / "index")
+    return EmbeddingMatcher(VladEmbedder(), min_similarity=THRESHOLD, index_dir=tmp_path / "index")
 
 
 def cosine(a: bytes, b: bytes) -> float:
@@ -46,15 +46,16 @@ def test_vlad_catches_framed_copies_that_phash_misses(
     photos: dict[str, Image.Image], matcher: EmbeddingMatcher, limits: DecodeLimits
 ) -> None:
     names = ["astronaut", "coffee", "rocket", "chelsea", "hubble_deep_field", "coins", "camera"]
-    phash = HashMatcher(PHASH, limits, max_distance=10)
+    phash = HashMatcher(PHASH, max_distance=10)
     by_embedding = by_phash = 0
     for name in names:
         original = jpeg_bytes(photos[name], 95)
         edited = jpeg_bytes(relabelled(photos[name]), 70)
-        by_embedding += cosine(matcher.encode(original), matcher.encode(edited)) >= THRESHOLD
-        query = np.frombuffer(phash.encode(edited), np.uint8)
+        by_embedding += cosine(matcher.encode(as_picture(original)), matcher.encode(as_picture(edited))) >= THRESHOLD
+        query = np.frombuffer(phash.encode(as_picture(edited)), np.uint8)
         nearest = min(
-            int(np.unpackbits(np.frombuffer(v, np.uint8) ^ query).sum()) for _, v in phash.encode_asset(original)
+            int(np.unpackbits(np.frombuffer(v, np.uint8) ^ query).sum())
+            for _, v in phash.encode_asset(as_picture(original))
         )
         by_phash += nearest <= phash.max_distance
     # Measured: 4 of 7 for VLAD, 1 for pHash (docs/matching.md has the FlickrLogos numbers).
@@ -65,20 +66,25 @@ def test_vlad_catches_framed_copies_that_phash_misses(
 def test_vlad_survives_crops_and_recolouring(
     name: str, photos: dict[str, Image.Image], matcher: EmbeddingMatcher
 ) -> None:
-    original = matcher.encode(jpeg_bytes(photos[name], 95))
+    original = matcher.encode(as_picture(jpeg_bytes(photos[name], 95)))
     for edited in (crop_fraction(photos[name], (0.05, 0.05, 0.05, 0.05)), ImageOps.grayscale(photos[name])):
-        assert cosine(original, matcher.encode(jpeg_bytes(edited.convert("RGB"), 70))) >= THRESHOLD
+        assert cosine(original, matcher.encode(as_picture(jpeg_bytes(edited.convert("RGB"), 70)))) >= THRESHOLD
 
 
 def test_vlad_keeps_unrelated_photos_apart(photos: dict[str, Image.Image], matcher: EmbeddingMatcher) -> None:
-    vectors = {name: matcher.encode(jpeg_bytes(photos[name])) for name in PHOTO_NAMES}
+    vectors = {name: matcher.encode(as_picture(jpeg_bytes(photos[name]))) for name in PHOTO_NAMES}
     for a, b in itertools.combinations(PHOTO_NAMES, 2):
         assert cosine(vectors[a], vectors[b]) < THRESHOLD, (a, b)
 
 
 def _signals(matcher: EmbeddingMatcher, photos: dict[str, Image.Image], names: list[str]) -> list[AssetSignal]:
     return [
-        AssetSignal(asset_id=index, brand_id=1, brand="B", signal=matcher.encode_asset(jpeg_bytes(photos[name]))[0][1])
+        AssetSignal(
+            asset_id=index,
+            brand_id=1,
+            brand="B",
+            signal=matcher.encode_asset(as_picture(jpeg_bytes(photos[name])))[0][1],
+        )
         for index, name in enumerate(names, start=1)
     ]
 
@@ -95,7 +101,9 @@ def test_index_is_persisted_and_grows_incrementally(photos: dict[str, Image.Imag
     removed = VectorIndex(matcher.embedder.dim, matcher.index_dir, "t")
     assert removed.sync(signals[1:]) == SyncReport(added=2, removed=1, rebuilt=True)  # HNSW cannot remove
     index = matcher.build_index(signals)
-    [hits] = matcher.query(index, [("s" * 64, matcher.encode(jpeg_bytes(ImageOps.grayscale(photos["rocket"]))))])
+    [hits] = matcher.query(
+        index, [("s" * 64, matcher.encode(as_picture(jpeg_bytes(ImageOps.grayscale(photos["rocket"])))))]
+    )
     assert [hit.asset_id for hit in hits] == [2]
     assert "cosine similarity" in hits[0].reason and hits[0].score >= 0.5
 
@@ -117,12 +125,12 @@ def _average_colour_model(path: Path) -> Path:
 def test_onnx_embedder_from_a_local_model(tmp_path: Path, limits: DecodeLimits) -> None:
     embedder = OnnxEmbedder(_average_colour_model(tmp_path / "colour.onnx"))
     assert embedder.dim == 3
-    matcher = EmbeddingMatcher(limits, embedder, min_similarity=0.99, index_dir=None)
+    matcher = EmbeddingMatcher(embedder, min_similarity=0.99, index_dir=None)
     red = jpeg_bytes(Image.new("RGB", (300, 200), (200, 20, 20)))
     red_small = jpeg_bytes(Image.new("RGB", (90, 60), (205, 25, 15)))
     blue = jpeg_bytes(Image.new("RGB", (300, 200), (20, 20, 200)))
-    assert cosine(matcher.encode(red), matcher.encode(red_small)) > 0.99
-    assert cosine(matcher.encode(red), matcher.encode(blue)) < 0.5
+    assert cosine(matcher.encode(as_picture(red)), matcher.encode(as_picture(red_small))) > 0.99
+    assert cosine(matcher.encode(as_picture(red)), matcher.encode(as_picture(blue))) < 0.5
 
 
 def test_onnx_model_missing_is_a_user_error(tmp_path: Path, settings: Settings) -> None:

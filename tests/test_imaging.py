@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from counterscan.errors import ImageDecodeError, ImageError, ImageTooLargeError
-from counterscan.imaging import HASH_DRAFT_SIZE, DecodeLimits, decode, inspect, read_capped
+from counterscan.imaging import HASH_DRAFT_SIDE, HASH_DRAFT_SIZE, DecodeLimits, Picture, decode, inspect, read_capped
+from counterscan.matchers.perceptual import DHASH, PHASH, HashMatcher
 from tests.conftest import jpeg_bytes, png_bytes
 
 
@@ -162,3 +163,76 @@ def test_mangled_jpegs_raise_only_image_errors(cut: int, data: st.DataObject) ->
     mangled[min(position, len(mangled) - 1)] ^= 0xFF
     with contextlib.suppress(ImageError):
         decode(bytes(mangled), DecodeLimits(max_bytes=1_000_000, max_pixels=1_000_000))
+
+
+def _exif_rotated(image: Image.Image) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways, shown turned 90 degrees
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif)
+    return buffer.getvalue()
+
+
+def _sample_images(photos: dict[str, Image.Image]) -> dict[str, bytes]:
+    photo = photos["astronaut"]
+    return {
+        "jpeg": jpeg_bytes(photo),
+        "jpeg-2000px": jpeg_bytes(photo.resize((2000, 2000))),
+        "jpeg-small": jpeg_bytes(photo.resize((90, 60))),
+        "jpeg-grey": jpeg_bytes(photo.convert("L")),
+        "jpeg-exif-rotated": _exif_rotated(photo.resize((640, 400))),
+        "png-alpha": png_bytes(photo.convert("RGBA")),
+    }
+
+
+def test_picture_forms_are_the_decodes_they_stand_for(photos: dict[str, Image.Image], limits: DecodeLimits) -> None:
+    """Each form of a picture is pixel for pixel what decode() gives for the same request, so signals
+    computed from a shared picture are the ones computed before pictures were shared."""
+    for name, data in _sample_images(photos).items():
+        picture = Picture.open(data, limits, source=name)
+        expected = decode(data, limits)
+        assert picture.size == expected.size, name
+        for side in (HASH_DRAFT_SIDE, 320, 800):
+            for mode in ("RGB", "L"):
+                form = picture.reduced(side, mode)
+                reference = decode(data, limits, draft_size=(side, side), mode=mode)
+                assert (form.mode, form.size) == (reference.mode, reference.size), (name, side, mode)
+                assert form.tobytes() == reference.tobytes(), (name, side, mode)
+            grey = picture.grey(side)
+            assert grey.tobytes() == decode(data, limits, draft_size=(side, side)).convert("L").tobytes()
+        assert picture.full("L").tobytes() == decode(data, limits, mode="L").tobytes()
+        assert picture.full().tobytes() == expected.tobytes()
+
+
+def test_hashes_share_one_decode_and_stay_identical(photos: dict[str, Image.Image], limits: DecodeLimits) -> None:
+    """pHash and dHash of one picture: one decoded form between them, the same hashes as apart."""
+    matchers = [HashMatcher(PHASH, max_distance=10), HashMatcher(DHASH, max_distance=6)]
+    for name, data in _sample_images(photos).items():
+        shared = Picture.open(data, limits)
+        together = [matcher.encode(shared) for matcher in matchers]
+        apart = [matcher.encode(Picture.open(data, limits)) for matcher in matchers]
+        assert together == apart, name
+        decoded = [key for key in shared._forms if key[0] in ("draft", "full")]
+        assert len(decoded) == 1, (name, decoded)
+
+
+def test_picture_requests_on_the_same_jpeg_scale_share_a_decode(
+    photos: dict[str, Image.Image], limits: DecodeLimits
+) -> None:
+    picture = Picture.open(jpeg_bytes(photos["astronaut"].resize((1000, 1000))), limits)
+    assert picture.reduced(300) is picture.reduced(260)  # both decode at 1/2 scale (500 px)
+    assert picture.reduced(800) is picture.full()  # scale 1: a full decode
+    assert picture.reduced(100) is not picture.reduced(300)
+
+
+def test_picture_checks_the_header_on_open_and_the_pixels_on_decode(
+    photos: dict[str, Image.Image], limits: DecodeLimits
+) -> None:
+    with pytest.raises(ImageTooLargeError, match="decompression bomb"):
+        Picture.open(_png_header_only(100_000, 100_000), limits, source="bomb.png")
+    with pytest.raises(ImageDecodeError, match="not a recognised image"):
+        Picture.open(b"plain text", limits)
+    data = jpeg_bytes(photos["coffee"])
+    truncated = Picture.open(data[: len(data) // 2], limits, source="half.jpg")
+    with pytest.raises(ImageDecodeError, match=r"half\.jpg"):
+        truncated.reduced(HASH_DRAFT_SIDE, "L")

@@ -14,7 +14,7 @@ from PIL import Image
 from counterscan.imaging import DecodeLimits
 from counterscan.matchers.keypoints import KeypointMatcher, LogoIndex
 from counterscan.records import AssetSignal
-from tests.conftest import REPO, Cli, jpeg_bytes, png_bytes
+from tests.conftest import REPO, Cli, as_picture, jpeg_bytes, png_bytes
 
 LOGOS = REPO / "data" / "demo" / "assets"
 
@@ -38,13 +38,13 @@ def stamped(photo: Image.Image, mark: Image.Image, at: tuple[int, int], width: i
 
 @pytest.fixture
 def matcher(limits: DecodeLimits) -> KeypointMatcher:
-    return KeypointMatcher(limits)
+    return KeypointMatcher()
 
 
 @pytest.fixture
 def index(matcher: KeypointMatcher) -> LogoIndex:
     signals = [
-        AssetSignal(asset_id, asset_id, brand, matcher.encode_asset(png_bytes(logo(slug)))[0][1])
+        AssetSignal(asset_id, asset_id, brand, matcher.encode_asset(as_picture(png_bytes(logo(slug))))[0][1])
         for asset_id, (slug, brand) in enumerate((("adidas", "Adidas"), ("puma", "Puma")), start=1)
     ]
     return matcher.build_index(signals)
@@ -62,7 +62,7 @@ def test_finds_a_logo_printed_in_a_photo_with_its_region(
     angle: float,
 ) -> None:
     picture = stamped(photos[photo], logo("puma"), (40, 30), width, angle)
-    [found] = matcher.query(index, [("x" * 64, matcher.encode(jpeg_bytes(picture, 80)))])
+    [found] = matcher.query(index, [("x" * 64, matcher.encode(as_picture(jpeg_bytes(picture, 80))))])
     assert found and found[0].brand == "Puma" and found[0].asset_id == 2
     region = np.array(found[0].details["region"])
     centre = region.mean(axis=0)
@@ -74,7 +74,7 @@ def test_finds_a_logo_printed_in_a_photo_with_its_region(
 def test_photos_without_the_logos_find_nothing(
     matcher: KeypointMatcher, index: LogoIndex, photos: dict[str, Image.Image]
 ) -> None:
-    queries = [(name, matcher.encode(jpeg_bytes(image))) for name, image in photos.items()]
+    queries = [(name, matcher.encode(as_picture(jpeg_bytes(image)))) for name, image in photos.items()]
     assert all(found == [] for found in matcher.query(index, queries))
 
 

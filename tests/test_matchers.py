@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageOps
 
 from counterscan.config import Settings
+from counterscan.errors import ImageError
 from counterscan.imaging import DecodeLimits
-from counterscan.matchers import IMAGE_MATCHERS, image_matchers
+from counterscan.matchers import IMAGE_MATCHERS, ImageMatcher, image_matchers
 from counterscan.matchers.index import BinaryHashIndex, SyncReport
 from counterscan.matchers.perceptual import (
     DHASH,
@@ -27,7 +28,7 @@ from counterscan.matchers.perceptual import (
     trim_border,
 )
 from counterscan.records import AssetSignal
-from tests.conftest import PHOTO_NAMES, jpeg_bytes
+from tests.conftest import PHOTO_NAMES, as_picture, jpeg_bytes
 
 ROBUST_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "camera", "coins", "brick")
 
@@ -39,9 +40,9 @@ def hamming(a: bytes, b: bytes) -> int:
 def hash_matchers(limits: DecodeLimits) -> dict[str, HashMatcher]:
     defaults = Settings()
     return {
-        "phash": HashMatcher(PHASH, limits, max_distance=defaults.phash_max_distance),
-        "dhash": HashMatcher(DHASH, limits, max_distance=defaults.dhash_max_distance),
-        "pdq": HashMatcher(PDQ, limits, max_distance=defaults.pdq_max_distance),
+        "phash": HashMatcher(PHASH, max_distance=defaults.phash_max_distance),
+        "dhash": HashMatcher(DHASH, max_distance=defaults.dhash_max_distance),
+        "pdq": HashMatcher(PDQ, max_distance=defaults.pdq_max_distance),
     }
 
 
@@ -52,7 +53,9 @@ def matcher(limits: DecodeLimits) -> HashMatcher:
 
 def nearest_variant(matcher: HashMatcher, asset: Image.Image, listing: bytes) -> int:
     """The distance from any of the listing's hashes (two when it had a frame) to the nearest asset variant."""
-    return nearest(matcher, matcher.encode(listing), matcher.encode_asset(jpeg_bytes(asset, 95)))
+    return nearest(
+        matcher, matcher.encode(as_picture(listing)), matcher.encode_asset(as_picture(jpeg_bytes(asset, 95)))
+    )
 
 
 def nearest(matcher: HashMatcher, query: bytes, variants: list[tuple[str, bytes]]) -> int:
@@ -127,8 +130,8 @@ def test_unrelated_photos_stay_outside_the_threshold(
     photos: dict[str, Image.Image], limits: DecodeLimits, algorithm: str
 ) -> None:
     matcher = hash_matchers(limits)[algorithm]
-    assets = {name: matcher.encode_asset(jpeg_bytes(photos[name], 95)) for name in PHOTO_NAMES}
-    listings = {name: matcher.encode(jpeg_bytes(framed(photos[name]), 80)) for name in PHOTO_NAMES}
+    assets = {name: matcher.encode_asset(as_picture(jpeg_bytes(photos[name], 95))) for name in PHOTO_NAMES}
+    listings = {name: matcher.encode(as_picture(jpeg_bytes(framed(photos[name]), 80))) for name in PHOTO_NAMES}
     for listing_name in PHOTO_NAMES:
         for asset_name in PHOTO_NAMES:
             if asset_name == listing_name:
@@ -149,11 +152,11 @@ def test_query_returns_best_variant_per_asset_with_reason(photos: dict[str, Imag
     signals = [
         AssetSignal(asset_id=asset_id, brand_id=7, brand="Acme", signal=signal, variant=variant)
         for asset_id, name in enumerate(("coffee", "rocket"), start=1)
-        for variant, signal in matcher.encode_asset(jpeg_bytes(photos[name], 95))
+        for variant, signal in matcher.encode_asset(as_picture(jpeg_bytes(photos[name], 95)))
     ]
     index = matcher.build_index(signals)
-    listing = matcher.encode(jpeg_bytes(photos["coffee"].resize((300, 200)), 60))
-    unrelated = matcher.encode(jpeg_bytes(photos["moon"]))
+    listing = matcher.encode(as_picture(jpeg_bytes(photos["coffee"].resize((300, 200)), 60)))
+    unrelated = matcher.encode(as_picture(jpeg_bytes(photos["moon"])))
     found, nothing = matcher.query(index, [("a" * 64, listing), ("b" * 64, unrelated)])
     assert nothing == []
     assert [evidence.asset_id for evidence in found] == [1]
@@ -191,23 +194,48 @@ def test_empty_index_finds_nothing() -> None:
     assert index.within(np.zeros((2, 8), np.uint8), 10) == [[], []]
 
 
+def _every_matcher(settings: Settings) -> dict[str, ImageMatcher]:
+    return {m.name: m for m in image_matchers(replace(settings, image_matchers=",".join(IMAGE_MATCHERS)))}
+
+
 @pytest.mark.parametrize("name", sorted(IMAGE_MATCHERS))
 def test_every_image_matcher_keeps_the_contract(name: str, photos: dict[str, Image.Image], settings: Settings) -> None:
-    """Encode is deterministic and serialisable; an asset matches its own re-encode and not an unrelated photo."""
-    everything = replace(settings, image_matchers=",".join(IMAGE_MATCHERS))
-    matcher = next(m for m in image_matchers(everything) if m.name == name)
+    """Encode is deterministic and serialisable; an asset matches its own re-encode and not an unrelated
+    photo; the matcher takes a shared picture without changing it (what every other matcher of the scan
+    sees stays the same); a corrupt image fails as ImageError."""
+    everything = _every_matcher(settings)
+    matcher = everything[name]
 
     asset = jpeg_bytes(photos["astronaut"], 95)
-    variants = matcher.encode_asset(asset)
+    variants = matcher.encode_asset(as_picture(asset))
     assert variants[0][0] == "original" and all(isinstance(signal, bytes) for _, signal in variants)
-    assert matcher.encode(asset) == matcher.encode(asset)
+    assert matcher.encode(as_picture(asset)) == matcher.encode(as_picture(asset))
     index = matcher.build_index([AssetSignal(1, 1, "Brand", signal, variant) for variant, signal in variants])
-    copy = matcher.encode(jpeg_bytes(photos["astronaut"], 60))
-    other = matcher.encode(jpeg_bytes(photos["coins"], 60))
+    copy = matcher.encode(as_picture(jpeg_bytes(photos["astronaut"], 60)))
+    other = matcher.encode(as_picture(jpeg_bytes(photos["coins"], 60)))
     hits_copy, hits_other = matcher.query(index, [("c" * 64, copy), ("d" * 64, other)])
     assert [hit.asset_id for hit in hits_copy] == [1]
     assert hits_other == []
     assert all(hit.matcher == name and hit.reason for hit in hits_copy)
+
+    # Shared: every other matcher encodes the same picture first, as a scan does; the signal is the
+    # one this matcher computes alone, and the forms the others left are unchanged by it.
+    listing = jpeg_bytes(photos["coffee"].resize((700, 460)), 85)
+    shared = as_picture(listing)
+    for other_name, other_matcher in everything.items():
+        if other_name != name:
+            other_matcher.encode(shared)
+    before = {key: _form_bytes(form) for key, form in shared._forms.items()}
+    assert matcher.encode(shared) == matcher.encode(as_picture(listing))
+    assert all(_form_bytes(shared._forms[key]) == value for key, value in before.items())
+
+    corrupt = as_picture(listing[: len(listing) // 3])  # the header is whole, the pixels are not
+    with pytest.raises(ImageError):
+        matcher.encode(corrupt)
+
+
+def _form_bytes(form: object) -> object:
+    return form.tobytes() if isinstance(form, Image.Image) else form
 
 
 def _hash_signals(count: int, *, seed: int = 3) -> list[AssetSignal]:
@@ -253,7 +281,7 @@ def test_damaged_index_file_is_rebuilt(tmp_path: Path) -> None:
 def test_scans_sync_the_saved_hash_index(settings: Settings, photos: dict[str, Image.Image]) -> None:
     """The matcher keeps its index under HOME/index, one file per hash."""
     matcher = next(m for m in image_matchers(settings) if m.name == "phash")
-    variants = matcher.encode_asset(jpeg_bytes(photos["coffee"], 95))
+    variants = matcher.encode_asset(as_picture(jpeg_bytes(photos["coffee"], 95)))
     matcher.build_index([AssetSignal(1, 1, "B", signal, variant) for variant, signal in variants])
     assert (settings.home / "index" / "phash.npz").exists()
 

@@ -20,7 +20,7 @@ from counterscan.assets import add_asset_files, remove_asset, upload_limits
 from counterscan.brands import add_brand
 from counterscan.config import Settings
 from counterscan.errors import LockHeldError
-from counterscan.executors import DaskExecutor, ProcessExecutor
+from counterscan.executors import DaskExecutor, ProcessExecutor, native_threads
 from counterscan.ingest import ingest, open_source
 from counterscan.matchers import decode_limits, image_matchers
 from counterscan.members import add_member
@@ -357,3 +357,13 @@ def test_print_cron(tmp_path: Path) -> None:
     out = Cli(tmp_path / "home")("schedule", "print-cron", "--at", "5 3 * * *", "--feed", "/feeds/a.csv").stdout
     line = out.strip().splitlines()[-1]
     assert line.startswith("5 3 * * * (") and "ingest /feeds/a.csv" in line and "scan --max-minutes 240" in line
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_scan_worker_processes_run_the_native_thread_count_asked_for(threads: int) -> None:
+    """Each worker's FAISS (OpenMP) and OpenCV pools are sized deliberately, whatever the core count."""
+    executor = ProcessExecutor(1, threads=threads)
+    try:
+        assert executor.pool().submit(native_threads).result() == {"faiss": threads, "opencv": threads}
+    finally:
+        executor.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from counterscan.config import Settings
 from counterscan.errors import ImageError, UserError
-from counterscan.imaging import DecodeLimits, ImageInfo, sha256_hex
+from counterscan.imaging import DecodeLimits, ImageInfo, Picture, sha256_hex
 from counterscan.matchers import ImageMatcher, decode_limits
 from counterscan.members import require_owner
 from counterscan.records import ASSET_KINDS, IMAGE_ASSET_KINDS, Asset, AssetKind, Member
@@ -112,10 +112,9 @@ def add_uploads(
             continue
         try:
             image = clean_image(upload, limits.image)
+            picture = Picture.open(image.png, limits.image, source=upload.name)
             signals = {
-                matcher.name: matcher.encode_asset(image.png, source=upload.name)
-                for matcher in matchers
-                if asset_kind in matcher.asset_kinds
+                matcher.name: matcher.encode_asset(picture) for matcher in matchers if asset_kind in matcher.asset_kinds
             }
         except ImageError as exc:
             rejected.append(rejection(upload.name, exc))

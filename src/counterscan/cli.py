@@ -455,7 +455,7 @@ def scan(
     Exit codes: 0 done, 10 nothing to do, 11 partial (time budget reached; run again), 12 another scan holds the lock.
     """
     with _store(ctx) as (settings, store, _blobs):
-        pool = make_executor(executor, workers=workers, scheduler=scheduler)
+        pool = make_executor(executor, workers=workers, scheduler=scheduler, threads=settings.scan_worker_threads)
         try:
             with _progress_bar("scan", unit="listings") as advance:
                 summary = run_scan(

@@ -1,11 +1,15 @@
 """The one safe decode path shared by assets and listings.
 
-Every image the product looks at comes through :func:`decode`: byte and pixel caps are
+Every image the product looks at comes through here: byte and pixel caps are
 checked from the header before any pixel is decoded (decompression bombs), JPEGs are
 decoded at reduced scale when the caller needs only a small picture (draft mode is the
 single biggest speed-up for hashing), EXIF orientation is applied, and alpha is
 flattened onto white so that a transparent logo and the same logo on a white product
 page look alike.
+
+A scan decodes each image once into a :class:`Picture` and hands it to every matcher: the
+picture keeps each form a matcher asked for (a reduced JPEG decode, grey, full resolution),
+so two matchers wanting the same form share one decode.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import io
 import os
 import stat
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -26,10 +31,16 @@ from counterscan.errors import ImageDecodeError, ImageTooLargeError
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 OutputMode = Literal["RGB", "L"]
+T = TypeVar("T")
 
 # pHash works on a 32x32 thumbnail; a JPEG drafted to at least 128 px keeps it within about
 # one bit of a full decode (measured, see DESIGN.md) at about twice the speed.
-HASH_DRAFT_SIZE = (128, 128)
+HASH_DRAFT_SIDE = 128
+HASH_DRAFT_SIZE = (HASH_DRAFT_SIDE, HASH_DRAFT_SIDE)
+
+_EXIF_ORIENTATION = 0x0112
+_TURNED = (5, 6, 7, 8)
+"""EXIF orientations that turn the picture a quarter (transpose, 90, transverse, 270)."""
 
 
 @dataclass(frozen=True)
@@ -175,3 +186,86 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     low, high = float(values.min()), float(values.max())
     span = high - low or 1.0
     return Image.fromarray(((values - low) * (255.0 / span)).astype(np.uint8), mode="L")
+
+
+FormKey = tuple[Any, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Picture:
+    """One image, its header checked, decoded lazily into the forms matchers ask for, each once.
+
+    The forms are shared between matchers: a caller must never modify an image it gets from a
+    picture (PIL's ``convert``, ``resize``, ``crop`` and ``transpose`` return new images; ``thumbnail``
+    and ``paste`` do not, so copy first). A picture is meant for one image's matching and then
+    dropped: it holds every decoded form until then.
+    """
+
+    data: bytes
+    limits: DecodeLimits
+    source: str | None
+    format: str
+    size: tuple[int, int]
+    """Width and height at full resolution, upright (after EXIF orientation)."""
+    stored_size: tuple[int, int] = field(repr=False)
+    """Width and height as stored, before orientation."""
+    _forms: dict[FormKey, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, data: bytes, limits: DecodeLimits, *, source: str | None = None) -> Picture:
+        """Check the header and the caps (raises ImageError); no pixel is decoded yet."""
+        header = _open_header(data, limits, source)
+        width, height = header.size
+        try:
+            orientation = header.getexif().get(_EXIF_ORIENTATION)
+        except (OSError, ValueError, SyntaxError, EOFError):
+            orientation = None  # unreadable EXIF: decoding ignores it as well
+        size = (height, width) if orientation in _TURNED else (width, height)
+        return cls(data, limits, source, str(header.format), size, (width, height))
+
+    def full(self, mode: OutputMode = "RGB") -> Image.Image:
+        """The whole picture at full resolution (what PDQ and the logo assets need)."""
+        return self._image(("full", mode), lambda: decode(self.data, self.limits, mode=mode, source=self.source))
+
+    def reduced(self, side: int, mode: OutputMode = "RGB") -> Image.Image:
+        """The picture at least ``side`` px on both axes (or its full size if smaller), decoded as
+        :func:`decode` with ``draft_size=(side, side)`` does: a JPEG is decoded at a reduced scale.
+        Requests that land on the same JPEG scale share one decode."""
+        return self._image(
+            self._draft_key(side, mode),
+            lambda: decode(self.data, self.limits, draft_size=(side, side), mode=mode, source=self.source),
+        )
+
+    def grey(self, side: int | None = None) -> Image.Image:
+        """The colour decode (:meth:`reduced`, or :meth:`full` without ``side``) converted to grey:
+        the luminance that keypoint, embedding and text readers share. Not :meth:`reduced` with
+        mode "L", where the JPEG decoder itself gives the grey (what the hashes are defined on)."""
+        colour_key = ("full", "RGB") if side is None else self._draft_key(side, "RGB")
+        colour = self.full() if side is None else self.reduced(side)
+        return self._image(("grey", *colour_key), lambda: colour.convert("L"))
+
+    def derived(self, key: FormKey, make: Callable[[], T]) -> T:
+        """A form a matcher derives and wants to share with others: ``make()`` runs once per key."""
+        if key not in self._forms:
+            self._forms[key] = make()
+        value: T = self._forms[key]
+        return value
+
+    def _image(self, key: FormKey, make: Callable[[], Image.Image]) -> Image.Image:
+        return self.derived(key, make)
+
+    def _draft_key(self, side: int, mode: OutputMode) -> FormKey:
+        return self.derived(("draft-key", side, mode), lambda: self._scale_of(side, mode))
+
+    def _scale_of(self, side: int, mode: OutputMode) -> FormKey:
+        if self.format != "JPEG":
+            return ("full", mode)  # only JPEG decoders reduce while decoding
+        # Ask Pillow which scale it would pick (reading the header only), so that the key is
+        # exactly the decode that would happen.
+        header = Image.open(io.BytesIO(self.data), formats=("JPEG",))
+        header.draft(mode, (side, side))
+        if mode == "RGB" and header.mode == "RGB" and header.size == self.stored_size:
+            return ("full", mode)  # a colour draft at scale 1 decodes exactly as a full decode
+        # A grey draft has the JPEG decoder output grey directly: not the same pixels as a colour
+        # decode converted, so it is keyed apart from "full" even at scale 1.
+        return ("draft", header.size, header.mode, mode)

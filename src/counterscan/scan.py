@@ -27,7 +27,8 @@ from typing import Any
 from counterscan.config import Settings
 from counterscan.errors import ImageError
 from counterscan.executors import Executor, InlineExecutor, Partition
-from counterscan.matchers import image_matchers
+from counterscan.imaging import Picture
+from counterscan.matchers import ImageMatcher, decode_limits, image_matchers
 from counterscan.matchers.context import SellerHistory
 from counterscan.ranking import cold_start_score
 from counterscan.records import Brand, Evidence, ListingToScan, ScanResult
@@ -92,16 +93,22 @@ def _context_key(settings: Settings, fingerprints: dict[int, str]) -> str:
 def backfill_asset_signals(store: Store, settings: Settings) -> int:
     """Signals for assets uploaded before a matcher was turned on; returns how many assets gained some."""
     blobs = BlobStore(settings.blob_dir)
-    filled = 0
+    limits = decode_limits(settings)
+    missing: dict[int, tuple[str, list[ImageMatcher]]] = {}
     for matcher in image_matchers(settings):
-        kinds = matcher.asset_kinds
-        for asset_id, sha256 in store.assets_without_signals(matcher.name, kinds):
-            try:
-                variants = matcher.encode_asset(blobs.get(sha256), source=f"asset {asset_id}")
-            except (ImageError, FileNotFoundError):
-                continue  # validated at upload; a missing blob stays unmatched rather than stopping scans
-            store.add_asset_signals(asset_id, matcher.name, variants)
-            filled += 1
+        for asset_id, sha256 in store.assets_without_signals(matcher.name, matcher.asset_kinds):
+            missing.setdefault(asset_id, (sha256, []))[1].append(matcher)
+    filled = 0
+    for asset_id, (sha256, matchers) in sorted(missing.items()):
+        # Assets go through the same one-decode path as listing images.
+        try:
+            picture = Picture.open(blobs.get(sha256), limits, source=f"asset {asset_id}")
+            signals = {matcher.name: matcher.encode_asset(picture) for matcher in matchers}
+        except (ImageError, FileNotFoundError):
+            continue  # validated at upload; a missing blob stays unmatched rather than stopping scans
+        for name, variants in signals.items():
+            store.add_asset_signals(asset_id, name, variants)
+        filled += 1
     return filled
 
 

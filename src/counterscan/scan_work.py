@@ -15,7 +15,8 @@ from typing import Any
 
 from counterscan.config import Settings
 from counterscan.errors import ImageError
-from counterscan.matchers import ImageMatcher, ListingMatcher, image_matchers, listing_matchers
+from counterscan.imaging import Picture
+from counterscan.matchers import ImageMatcher, ListingMatcher, decode_limits, image_matchers, listing_matchers
 from counterscan.matchers.context import PriceMatcher, SellerHistory, SellerMatcher
 from counterscan.matchers.ocr import OcrMatcher
 from counterscan.matchers.title import ProductTitleMatcher
@@ -95,22 +96,26 @@ def match_partition(
     prepared = _PREPARED.get(context)
     sha256s = sorted({sha256 for item in items for sha256 in item.image_sha256s})
     per_image: dict[str, list[Evidence]] = {sha256: [] for sha256 in sha256s}
-    new_signals: dict[str, dict[str, bytes]] = {}
+    known = {matcher.name: dict(cached.get(matcher.name, {})) for matcher, _index in prepared.image}
+    new_signals: dict[str, dict[str, bytes]] = {matcher.name: {} for matcher, _index in prepared.image}
     failed: set[str] = set()
+    limits = decode_limits(context.settings)
+    for sha256 in sha256s:
+        wanting = [matcher for matcher, _index in prepared.image if sha256 not in known[matcher.name]]
+        if not wanting:
+            continue
+        # One decode per image, whatever the number of matchers: they share the picture's forms.
+        try:
+            picture = Picture.open(prepared.blobs.get(sha256), limits, source=sha256)
+            for matcher in wanting:
+                signal = matcher.encode(picture)
+                known[matcher.name][sha256] = new_signals[matcher.name][sha256] = signal
+        except (ImageError, FileNotFoundError):
+            failed.add(sha256)
     scanned_brands = {brand.brand_id for brand in context.brands}
     for matcher, index in prepared.image:
-        known = dict(cached.get(matcher.name, {}))
-        fresh: dict[str, bytes] = {}
-        for sha256 in sha256s:
-            if sha256 in known or sha256 in failed:
-                continue
-            try:
-                fresh[sha256] = matcher.encode(prepared.blobs.get(sha256), source=sha256)
-            except (ImageError, FileNotFoundError):
-                failed.add(sha256)
-        known.update(fresh)
-        new_signals[matcher.name] = fresh
-        pairs = [(sha256, known[sha256]) for sha256 in sha256s if sha256 in known]
+        signals = known[matcher.name]
+        pairs = [(sha256, signals[sha256]) for sha256 in sha256s if sha256 in signals]
         for (sha256, _signal), found in zip(pairs, matcher.query(index, pairs), strict=True):
             per_image[sha256].extend(item for item in found if item.brand_id in scanned_brands)
     evidence: dict[int, tuple[Evidence, ...]] = {}

@@ -24,7 +24,6 @@ def decode_limits(settings: Settings) -> DecodeLimits:
 def _embedding(settings: Settings) -> ImageMatcher:
     embedder: Embedder = OnnxEmbedder(Path(settings.embedding_model)) if settings.embedding_model else VladEmbedder()
     return EmbeddingMatcher(
-        decode_limits(settings),
         embedder,
         min_similarity=settings.embedding_min_similarity,
         index_dir=settings.home / "index",
@@ -38,9 +37,7 @@ def _hashes(algorithm: HashAlgorithm, max_distance: Callable[[Settings], int]) -
                 f"the {algorithm.name} image matcher needs the {algorithm.requires} package: "
                 f"pip install 'counterscan[{algorithm.name}]'"
             )
-        return HashMatcher(
-            algorithm, decode_limits(settings), max_distance=max_distance(settings), index_dir=settings.home / "index"
-        )
+        return HashMatcher(algorithm, max_distance=max_distance(settings), index_dir=settings.home / "index")
 
     return make
 
@@ -51,7 +48,6 @@ IMAGE_MATCHERS: dict[str, Callable[[Settings], ImageMatcher]] = {
     "pdq": _hashes(PDQ, lambda settings: settings.pdq_max_distance),
     "embedding": _embedding,
     "keypoints": lambda settings: KeypointMatcher(
-        decode_limits(settings),
         KeypointOptions(min_inliers=settings.keypoint_min_inliers, min_inlier_ratio=settings.keypoint_min_inlier_ratio),
     ),
 }

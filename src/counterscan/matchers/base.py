@@ -1,10 +1,17 @@
-"""The matcher interfaces (after python-threatexchange's SignalType)."""
+"""The matcher interfaces (after python-threatexchange's SignalType).
+
+An image matcher never decodes bytes itself: it is handed a :class:`~counterscan.imaging.Picture`
+that the scan (or the asset upload) opened once and shares with every other matcher, and asks it
+for the forms it needs (a reduced decode, grey, full resolution). Decode errors surface as
+ImageError from the picture, the first time a form is asked for.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from counterscan.imaging import Picture
 from counterscan.records import AssetKind, AssetSignal, Brand, Evidence, Listing
 
 
@@ -15,11 +22,11 @@ class ImageMatcher(Protocol):
     asset_kinds: tuple[AssetKind, ...]
     """The asset kinds this matcher indexes (a logo matcher has no use for product photos)."""
 
-    def encode(self, data: bytes, *, source: str | None = None) -> bytes:
+    def encode(self, picture: Picture) -> bytes:
         """The signal of one listing image (raises ImageError on bad input)."""
         ...
 
-    def encode_asset(self, data: bytes, *, source: str | None = None) -> list[tuple[str, bytes]]:
+    def encode_asset(self, picture: Picture) -> list[tuple[str, bytes]]:
         """Signals of an asset: (variant name, signal) pairs, the original first."""
         ...
 

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from counterscan.errors import ImageDecodeError, UserError
-from counterscan.imaging import DecodeLimits, decode
+from counterscan.imaging import Picture
 from counterscan.matchers.index import VectorIndex
 from counterscan.records import IMAGE_ASSET_KINDS, AssetKind, AssetSignal, Evidence
 
@@ -110,26 +110,22 @@ class EmbeddingMatcher:
     name = "embedding"
     asset_kinds: tuple[AssetKind, ...] = IMAGE_ASSET_KINDS
 
-    def __init__(
-        self, limits: DecodeLimits, embedder: Embedder, *, min_similarity: float, index_dir: Path | None
-    ) -> None:
-        self.limits = limits
+    def __init__(self, embedder: Embedder, *, min_similarity: float, index_dir: Path | None) -> None:
         self.embedder = embedder
         self.min_similarity = min_similarity
         self.index_dir = index_dir
 
-    def _vector(self, data: bytes, source: str | None) -> bytes:
-        image = decode(data, self.limits, draft_size=(EMBED_SIDE, EMBED_SIDE), source=source)
-        vector = self.embedder.embed(image)
+    def _vector(self, picture: Picture) -> bytes:
+        vector = self.embedder.embed(picture.reduced(EMBED_SIDE))
         if not np.isfinite(vector).all():
-            raise ImageDecodeError("embedding is not finite", source=source)
+            raise ImageDecodeError("embedding is not finite", source=picture.source)
         return vector.astype(np.float32).tobytes()
 
-    def encode(self, data: bytes, *, source: str | None = None) -> bytes:
-        return self._vector(data, source)
+    def encode(self, picture: Picture) -> bytes:
+        return self._vector(picture)
 
-    def encode_asset(self, data: bytes, *, source: str | None = None) -> list[tuple[str, bytes]]:
-        return [("original", self._vector(data, source))]
+    def encode_asset(self, picture: Picture) -> list[tuple[str, bytes]]:
+        return [("original", self._vector(picture))]
 
     def build_index(self, signals: Sequence[AssetSignal]) -> VectorIndex:
         index = VectorIndex(self.embedder.dim, self.index_dir, f"{self.name}-{self.embedder.name}")

@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 from PIL import Image, ImageOps
 
-from counterscan.imaging import DecodeLimits, decode
+from counterscan.imaging import Picture
 from counterscan.records import AssetKind, AssetSignal, Evidence
 
 ASSET_SCALES = (160, 320, 640)
@@ -152,21 +152,16 @@ class KeypointMatcher:
     name = "keypoints"
     asset_kinds: tuple[AssetKind, ...] = ("logo",)
 
-    def __init__(self, limits: DecodeLimits, options: KeypointOptions | None = None) -> None:
-        self.limits = limits
+    def __init__(self, options: KeypointOptions | None = None) -> None:
         self.options = options or KeypointOptions()
 
-    def encode(self, data: bytes, *, source: str | None = None) -> bytes:
-        image = decode(data, self.limits, draft_size=(LISTING_SIDE, LISTING_SIDE), source=source)
-        width, height = Image.open(io.BytesIO(data)).size  # the header again: draft decoding shrank the picture
-        if (width > height) != (image.width > image.height):
-            width, height = height, width  # EXIF orientation turned it
-        return photo_features(image, (width, height)).to_bytes()
+    def encode(self, picture: Picture) -> bytes:
+        return photo_features(picture.grey(LISTING_SIDE), picture.size).to_bytes()
 
-    def encode_asset(self, data: bytes, *, source: str | None = None) -> list[tuple[str, bytes]]:
+    def encode_asset(self, picture: Picture) -> list[tuple[str, bytes]]:
         """The logo as drawn, and in negative: a dark logo on light packaging is printed light on dark
         elsewhere, and SIFT descriptors flip with the contrast."""
-        gray = decode(data, self.limits, mode="L", source=source)
+        gray = picture.full("L")
         return [
             ("original", logo_features(gray).to_bytes()),
             ("negative", logo_features(ImageOps.invert(gray)).to_bytes()),

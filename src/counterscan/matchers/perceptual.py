@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from counterscan.imaging import HASH_DRAFT_SIZE, DecodeLimits, decode
+from counterscan.imaging import HASH_DRAFT_SIDE, Picture
 from counterscan.matchers.index import BinaryHashIndex, as_matrix
 from counterscan.records import IMAGE_ASSET_KINDS, AssetKind, AssetSignal, Evidence
 
@@ -163,33 +163,34 @@ class HashMatcher:
 
     asset_kinds: tuple[AssetKind, ...] = IMAGE_ASSET_KINDS
 
-    def __init__(
-        self, algorithm: HashAlgorithm, limits: DecodeLimits, *, max_distance: int, index_dir: Path | None = None
-    ) -> None:
+    def __init__(self, algorithm: HashAlgorithm, *, max_distance: int, index_dir: Path | None = None) -> None:
         self.algorithm = algorithm
         self.name = algorithm.name
-        self.limits = limits
         self.max_distance = max_distance
         self.index_dir = index_dir
 
-    def _decode(self, data: bytes, source: str | None) -> Image.Image:
+    def _image(self, picture: Picture) -> Image.Image:
         if self.algorithm.full_resolution:
-            return decode(data, self.limits, source=source)
-        return decode(data, self.limits, draft_size=HASH_DRAFT_SIZE, mode="L", source=source)
+            return picture.full()
+        # pHash and dHash share this one grey draft decode.
+        return picture.reduced(HASH_DRAFT_SIDE, "L")
 
-    def encode(self, data: bytes, *, source: str | None = None) -> bytes:
+    def _trimmed(self, picture: Picture, image: Image.Image) -> Image.Image:
+        return picture.derived(("trimmed", self.algorithm.full_resolution), lambda: trim_border(image))
+
+    def encode(self, picture: Picture) -> bytes:
         """The picture's hash, followed by the hash of the picture without its frame if it has one."""
-        image = self._decode(data, source)
-        trimmed = trim_border(image)
+        image = self._image(picture)
+        trimmed = self._trimmed(picture, image)
         hashes = [self.algorithm.compute(image)]
         if trimmed is not image:
             hashes.append(self.algorithm.compute(trimmed))
         return b"".join(hashes)
 
-    def encode_asset(self, data: bytes, *, source: str | None = None) -> list[tuple[str, bytes]]:
-        image = self._decode(data, source)
+    def encode_asset(self, picture: Picture) -> list[tuple[str, bytes]]:
+        image = self._image(picture)
         variants = asset_variants(image, self.algorithm.compute)
-        trimmed = trim_border(image)
+        trimmed = self._trimmed(picture, image)
         if trimmed is not image:
             variants.append(("trimmed", self.algorithm.compute(trimmed)))
         return variants
