@@ -37,6 +37,7 @@ from counterscan.store import BlobStore, Store
 from counterscan.uploads import UploadFile
 
 MAX_FILES_PER_REQUEST = 1000
+MAX_ID = 2**63 - 1
 
 STATUS_BY_ERROR: tuple[tuple[type[CounterscanError], int], ...] = (
     (AuthenticationError, 401),
@@ -130,6 +131,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.delete("/v1/assets/{asset_id}")
     def delete_asset(asset_id: int, member: Actor) -> dict[str, Any]:
+        if not 0 < asset_id <= MAX_ID:  # the store's ids are 64-bit: anything past them cannot exist
+            raise NotFoundError(f"no asset {asset_id}")
         return asdict(remove_asset(store, member, asset_id))
 
     @app.get("/v1/results")

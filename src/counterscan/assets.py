@@ -119,18 +119,38 @@ def add_uploads(
         except ImageError as exc:
             rejected.append(rejection(upload.name, exc))
             continue
+        new_blob = image.info.sha256 not in blobs
         blobs.put(image.png)
-        asset, created = store.add_asset(
-            brand_id=target.brand_id,
-            kind=asset_kind,
-            info=image.info,
-            original_name=Path(upload.name.rsplit(":", 1)[-1]).name,
-            signals=signals,
-            actor=actor.name,
-            replaces=replaces if replaces is not None and not added else None,
-        )
+        try:
+            asset, created = store.add_asset(
+                brand_id=target.brand_id,
+                kind=asset_kind,
+                info=image.info,
+                original_name=stored_name(upload.name),
+                signals=signals,
+                actor=actor.name,
+                replaces=replaces if replaces is not None and not added else None,
+            )
+        except BaseException:
+            if new_blob:  # no row will ever point at it
+                blobs.path(image.info.sha256).unlink(missing_ok=True)
+            raise
         (added if created else present).append(asset)
     return UploadReport(added=tuple(added), already_present=tuple(present), rejected=tuple(rejected))
+
+
+MAX_NAME_CHARS = 500
+"""The store's limit on an asset's original file name."""
+
+
+def stored_name(upload_name: str) -> str:
+    """The file name kept with an asset: the last path part, control characters dropped, and
+    shortened in the middle (keeping the extension) to fit the store's column."""
+    name = Path(upload_name.rsplit(":", 1)[-1]).name
+    name = "".join(char for char in name if char.isprintable()) or "upload"
+    if len(name) > MAX_NAME_CHARS:
+        name = name[: MAX_NAME_CHARS - 101] + "…" + name[-100:]
+    return name
 
 
 def add_text_assets(store: Store, actor: Member, *, brand: str, words: Sequence[str]) -> UploadReport:

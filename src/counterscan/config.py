@@ -24,7 +24,12 @@ class Settings:
     db_url: str | None = None
     # Guards on every decoded image: bytes read and pixels decoded.
     max_image_bytes: int = 25 * 1024 * 1024
-    max_image_pixels: int = 60_000_000
+    # 40 MP: beyond any marketplace photo; a 59 MP PNG took 7.6 s to take in (decode and re-encode).
+    max_image_pixels: int = 40_000_000
+    # Refused before decoding too: any side over this, and long side / short side over this ratio
+    # (a 1 x 59,000,000 PNG costs 24 s to decode: decoders pay per row as well as per pixel).
+    max_image_side: int = 16_384
+    max_image_aspect: float = 50.0
     # Cap on one upload request or archive, expanded.
     max_upload_bytes: int = 200 * 1024 * 1024
     # Hamming distances at or under which two images are the same picture, per hash (pHash and

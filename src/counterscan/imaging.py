@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from counterscan.errors import ImageDecodeError, ImageTooLargeError
+from counterscan.imageguard import DEFAULT_MAX_ASPECT, DEFAULT_MAX_SIDE, check_size
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 OutputMode = Literal["RGB", "L"]
@@ -47,6 +48,8 @@ _TURNED = (5, 6, 7, 8)
 class DecodeLimits:
     max_bytes: int
     max_pixels: int
+    max_side: int = DEFAULT_MAX_SIDE
+    max_aspect: float = DEFAULT_MAX_ASPECT
 
 
 @dataclass(frozen=True)
@@ -116,11 +119,14 @@ def _open_header(data: bytes, limits: DecodeLimits, source: str | None) -> Image
     width, height = image.size
     if width <= 0 or height <= 0:
         raise ImageDecodeError(f"invalid dimensions {width}x{height}", source=source)
-    if width * height > limits.max_pixels:
-        raise ImageTooLargeError(
-            f"{width}x{height} pixels, over the cap of {limits.max_pixels} (decompression bomb guard)",
-            source=source,
-        )
+    check_size(
+        width,
+        height,
+        max_pixels=limits.max_pixels,
+        max_side=limits.max_side,
+        max_aspect=limits.max_aspect,
+        source=source,
+    )
     return image
 
 

@@ -14,11 +14,12 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
-import cairosvg
+from cairosvg.surface import PNGSurface
 
 from counterscan.errors import ImageDecodeError, ImageError, ImageTooLargeError
+from counterscan.imageguard import RenderBudget, check_svg
 from counterscan.imaging import DecodeLimits, ImageInfo, decode, read_capped, sha256_hex
 
 # Logos drawn as SVG are rasterised at this width: enough detail for hashing and keypoints.
@@ -56,10 +57,22 @@ def is_svg(data: bytes) -> bool:
     return head.startswith(b"<svg") or (head.startswith((b"<?xml", b"<!--", b"<!doctype svg")) and b"<svg" in head)
 
 
-def rasterise_svg(data: bytes, *, source: str) -> bytes:
-    """Render an SVG logo to PNG. External files and entities stay off (cairosvg's safe mode)."""
+def rasterise_svg(data: bytes, *, source: str, limits: DecodeLimits | None = None) -> bytes:
+    """Render an SVG logo to PNG. External files and entities stay off (cairosvg's safe mode); the
+    markup is checked for expansion bombs and oversized embedded pictures first, and rendering
+    runs under an element count, canvas size and time budget (imageguard)."""
+    budget = RenderBudget(max_pixels=(limits or DecodeLimits(len(data), 40_000_000)).max_pixels, source=source)
     try:
-        png = cairosvg.svg2png(bytestring=data, output_width=SVG_RASTER_WIDTH, unsafe=False)
+        check_svg(data, budget)
+    except ImageError:
+        raise
+    except Exception as exc:  # the XML parser's errors, entities refused by defusedxml
+        raise ImageDecodeError(f"SVG could not be read ({type(exc).__name__})", source=source) from exc
+    budget.start()
+    try:
+        png = _guarded_png_surface(budget).convert(bytestring=data, output_width=SVG_RASTER_WIDTH, unsafe=False)
+    except ImageError:
+        raise
     except Exception as exc:  # cairosvg raises many unrelated types for bad input
         raise ImageDecodeError(f"SVG could not be rendered ({type(exc).__name__})", source=source) from exc
     if not png:
@@ -67,9 +80,24 @@ def rasterise_svg(data: bytes, *, source: str) -> bytes:
     return bytes(png)
 
 
+def _guarded_png_surface(budget: RenderBudget) -> type[PNGSurface]:
+    """cairosvg's PNG surface, drawing under ``budget``: one class per call, so no state is shared."""
+
+    class GuardedPNGSurface(PNGSurface):  # type: ignore[misc]
+        def _create_surface(self, width: float, height: float) -> Any:
+            budget.canvas(width, height)
+            return super()._create_surface(width, height)
+
+        def draw(self, node: Any) -> None:
+            budget.element()
+            super().draw(node)
+
+    return GuardedPNGSurface
+
+
 def clean_image(upload: UploadFile, limits: DecodeLimits) -> CleanImage:
     """Validate by content and re-encode as metadata-free PNG; raises ImageError."""
-    data = rasterise_svg(upload.data, source=upload.name) if is_svg(upload.data) else upload.data
+    data = rasterise_svg(upload.data, source=upload.name, limits=limits) if is_svg(upload.data) else upload.data
     image = decode(data, limits, source=upload.name)
     buffer = io.BytesIO()
     image.save(buffer, "PNG", optimize=False)
@@ -133,6 +161,10 @@ def _zip_entries(upload: UploadFile, limits: DecodeLimits, max_archive_bytes: in
         )
         return
     expanded = 0
+    if all(entry.is_dir() for entry in entries):
+        what = "only folders" if entries else "nothing"
+        yield Rejection(upload.name, f"archive holds no files ({what})", "invalid")
+        return
     with archive:
         for entry in entries:
             label = f"{upload.name}:{entry.filename}"

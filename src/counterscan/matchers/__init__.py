@@ -18,7 +18,12 @@ from counterscan.matchers.title import ProductTitleMatcher
 
 
 def decode_limits(settings: Settings) -> DecodeLimits:
-    return DecodeLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+    return DecodeLimits(
+        max_bytes=settings.max_image_bytes,
+        max_pixels=settings.max_image_pixels,
+        max_side=settings.max_image_side,
+        max_aspect=settings.max_image_aspect,
+    )
 
 
 def _embedding(settings: Settings) -> ImageMatcher:
