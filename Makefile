@@ -14,12 +14,14 @@ $(BIN)/.installed: pyproject.toml
 .PHONY: install demo test lint browser fonts
 install: $(BIN)/.installed
 
-# The HTML report test renders in Debian's chromium; install it when we may (root with apt-get),
-# otherwise that one test skips with its reason.
+# The HTML report test and the review UI's browser tests run in Debian's chromium (the UI tests
+# through Debian's chromedriver); install both when we may (root with apt-get), otherwise those
+# tests skip with their reason.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) \
-		>/dev/null 2>&1 || echo "chromium not installed: the browser test will skip"; }
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+		command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium chromium-driver) >/dev/null 2>&1 || \
+		echo "chromium/chromedriver not installed: the browser tests will skip"; }
 
 # The OCR tests render Chinese counterfeit words ("高仿") with Debian's WenQuanYi Zen Hei font;
 # installed the same way, otherwise those tests skip with their reason.
@@ -28,9 +30,18 @@ fonts:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		fonts-wqy-zenhei fonts-dejavu-core) >/dev/null 2>&1 || echo "no CJK font installed: the OCR rendering tests will skip"; }
 
+DEMO_HOME = .counterscan-demo
 demo: $(BIN)/.installed
-	rm -rf .counterscan-demo
-	$(BIN)/counterscan --home .counterscan-demo demo
+	rm -rf $(DEMO_HOME)
+	$(BIN)/counterscan --home $(DEMO_HOME) demo
+	$(BIN)/counterscan --home $(DEMO_HOME) export --format html --out $(DEMO_HOME)/report >/dev/null
+	@key=$$($(BIN)/counterscan --home $(DEMO_HOME) members add demo-analyst --role analyst | tail -n 1); \
+	echo; echo "Next:"; \
+	echo "  HTML evidence report:  open file://$(CURDIR)/$(DEMO_HOME)/report/index.html in a browser"; \
+	echo "  Review web UI:         $(BIN)/counterscan --home $(DEMO_HOME) serve   (leave it running)"; \
+	echo "                         then open http://127.0.0.1:8080/review/ and sign in with the analyst key"; \
+	echo "                         $$key"; \
+	echo "  API docs (offline):    http://127.0.0.1:8080/docs"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests scripts

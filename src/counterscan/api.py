@@ -12,7 +12,7 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUpload
 
@@ -35,6 +35,8 @@ from counterscan.service.ops import Metrics
 from counterscan.service.routes import install_ops, install_webhooks
 from counterscan.store import BlobStore, Store
 from counterscan.uploads import UploadFile
+from counterscan.web.app import ReviewUI
+from counterscan.web.docs import install_docs
 
 MAX_FILES_PER_REQUEST = 1000
 MAX_ID = 2**63 - 1
@@ -66,16 +68,23 @@ def create_app(settings: Settings) -> FastAPI:
     blobs = BlobStore(settings.blob_dir)
     matchers = image_matchers(settings)
     limits = upload_limits(settings)
-    app = FastAPI(title="counterscan members' API", version=__version__, description=__doc__)
+    app = FastAPI(
+        title="counterscan members' API", version=__version__, description=__doc__, docs_url=None, redoc_url=None
+    )
     app.state.store = store
     metrics = Metrics(store)
     app.state.metrics = metrics
     install_ops(app, settings, metrics)
     install_webhooks(app, store, settings)
+    review = ReviewUI(settings, store, blobs)
+    review.install(app)
+    install_docs(app)
 
     @app.exception_handler(CounterscanError)
-    async def counterscan_error(_request: Request, exc: CounterscanError) -> JSONResponse:
+    async def counterscan_error(request: Request, exc: CounterscanError) -> JSONResponse | HTMLResponse:
         status = _status(exc)
+        if request.url.path.startswith("/review"):
+            return review.error_page(exc, status)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 

@@ -67,6 +67,10 @@ class Settings:
     # (comma-separated in the environment). Empty: only paths inside the feed's folder.
     local_image_roots: tuple[str, ...] = ()
 
+    # Secret that signs the review UI's session cookies. Empty: one is made and kept in
+    # HOME/session.key. Set it when several servers share sessions behind one address.
+    session_secret: str = ""
+
     # Exchange rates for price evidence: each currency's value in one common unit, e.g.
     # {"USD": 1.0, "EUR": 1.08}. Never fetched: prices in a currency missing here are not compared.
     rates: Mapping[str, float] = field(default_factory=dict)

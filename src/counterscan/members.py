@@ -65,6 +65,14 @@ def authenticate_key(store: Store, key: str | None) -> Member:
     return member
 
 
+def authenticate_key_hash(store: Store, name: str, key_hash: str) -> Member:
+    """The member ``name``, while the key whose hash a web session carries still belongs to it."""
+    member = store.member_by_key_hash(key_hash) if key_hash else None
+    if member is None or member.name != name:
+        raise AuthenticationError("the session's API key is no longer valid; sign in again")
+    return member
+
+
 def require_owner(actor: Member, brand: Brand) -> None:
     if actor.name != brand.member:
         raise PermissionDeniedError(f"member {actor.name!r} may not change brand {brand.name!r}")

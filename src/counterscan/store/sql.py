@@ -13,11 +13,12 @@ from counterscan.store.catalogue import CatalogueStore
 from counterscan.store.listings import ListingStore
 from counterscan.store.migrations import migrate
 from counterscan.store.review import ReviewStore
+from counterscan.store.reviewui import ReviewUIStore
 from counterscan.store.scans import ScanStore
 from counterscan.store.webhooks import WebhookStore
 
 
-class Store(CatalogueStore, ListingStore, ScanStore, ReviewStore, WebhookStore):
+class Store(CatalogueStore, ListingStore, ScanStore, ReviewStore, WebhookStore, ReviewUIStore):
     """All persistent state. Open with :meth:`open`; close when done."""
 
     def __init__(self, engine: sa.Engine) -> None:

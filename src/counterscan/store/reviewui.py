@@ -1,0 +1,458 @@
+"""What the review web UI reads and writes: a filtered, keyset-paged queue, sellers, shared pictures.
+
+Every query here is bounded: a page of rows, a seller's listings up to a cap, the pictures of one
+listing or seller. Latest verdicts are looked up per row (an indexed, correlated lookup) rather
+than grouped over the whole verdicts table, so a page costs the same with 100 or 100,000 suspects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from counterscan.records import VerdictLabel
+from counterscan.store import schema as t
+from counterscan.store.base import StoreBase, iso, now, rows_in
+
+SuspectKey = tuple[int, int]
+"""(listing key, brand id): one suspect, a listing reviewed under one brand."""
+
+QueueSort = Literal["score", "score_asc", "newest", "oldest"]
+QUEUE_SORTS: tuple[QueueSort, ...] = ("score", "score_asc", "newest", "oldest")
+SELLER_LISTING_CAP = 500
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """The queue's filters. ``brand_ids`` is what the reader may see (None: everything)."""
+
+    brand_ids: tuple[int, ...] | None = None
+    brand_id: int | None = None
+    marketplace: str | None = None
+    seller_id: str | None = None
+    status: str | None = None
+    min_score: float | None = None
+    max_score: float | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    image_sha256: str | None = None
+    sort: QueueSort = "score"
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    listing_pk: int
+    brand_id: int
+    brand: str
+    source: str
+    listing_id: str
+    title: str
+    price: float | None
+    currency: str | None
+    seller_id: str | None
+    seller_name: str | None
+    marketplace: str | None
+    first_seen: str
+    score: float
+    matcher: str | None
+    reason: str | None
+    status: str
+    image_sha256: str | None
+
+    @property
+    def key(self) -> SuspectKey:
+        return (self.listing_pk, self.brand_id)
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    rows: tuple[QueueRow, ...]
+    next_cursor: str | None
+    """Pass back as ``after`` for the following page; None on the last page."""
+
+
+@dataclass(frozen=True)
+class VerdictEntry:
+    verdict: str
+    note: str | None
+    analyst: str
+    at: str
+
+
+@dataclass(frozen=True)
+class SharedPicture:
+    """A picture of one listing that other sellers' listings show too."""
+
+    sha256: str
+    listing_pk: int
+    source: str
+    listing_id: str
+    title: str
+    seller_id: str | None
+    seller_name: str | None
+
+
+def _latest_verdict(listing: sa.ColumnElement[int]) -> sa.ScalarSelect[Any]:
+    return (
+        sa.select(t.verdicts.c.verdict)
+        .where(t.verdicts.c.listing_pk == listing)
+        .order_by(t.verdicts.c.verdict_id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _first_picture(listing: sa.ColumnElement[int]) -> sa.ScalarSelect[Any]:
+    return (
+        sa.select(t.listing_images.c.sha256)
+        .where(t.listing_images.c.listing_pk == listing, t.listing_images.c.sha256.is_not(None))
+        .order_by(t.listing_images.c.position)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _sort_columns(sort: QueueSort) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any], bool]:
+    """(primary column, tie-breaker, descending) for a sort order."""
+    if sort in ("score", "score_asc"):
+        return t.scores.c.score, t.scores.c.listing_pk, sort == "score"
+    return t.scores.c.listing_pk, t.scores.c.listing_pk, sort == "newest"
+
+
+def encode_cursor(row: QueueRow, sort: QueueSort) -> str:
+    primary = repr(row.score) if sort in ("score", "score_asc") else str(row.listing_pk)
+    return f"{primary}_{row.listing_pk}"
+
+
+def decode_cursor(cursor: str) -> tuple[float, int] | None:
+    primary, _, pk = cursor.partition("_")
+    try:
+        return float(primary), int(pk)
+    except ValueError:
+        return None
+
+
+class ReviewUIStore(StoreBase):
+    def _queue_query(self, spec: QueueFilter) -> sa.Select[Any]:
+        status = _latest_verdict(t.scores.c.listing_pk).label("status")
+        query = (
+            sa.select(
+                t.scores.c.listing_pk,
+                t.scores.c.brand_id,
+                t.brands.c.name.label("brand"),
+                t.listings.c.source,
+                t.listings.c.listing_id,
+                t.listings.c.title,
+                t.listings.c.price,
+                t.listings.c.currency,
+                t.listings.c.seller_id,
+                t.listings.c.seller_name,
+                t.listings.c.marketplace,
+                t.listings.c.ingested_at,
+                t.scores.c.score,
+                t.evidence.c.matcher,
+                t.evidence.c.reason,
+                sa.func.coalesce(t.evidence.c.image_sha256, _first_picture(t.scores.c.listing_pk)).label("picture"),
+                status,
+            )
+            .select_from(t.scores)
+            .join(t.listings, t.listings.c.listing_pk == t.scores.c.listing_pk)
+            .join(t.brands, t.brands.c.brand_id == t.scores.c.brand_id)
+            .outerjoin(
+                t.evidence,
+                sa.and_(
+                    t.evidence.c.listing_pk == t.scores.c.listing_pk,
+                    t.evidence.c.position == t.scores.c.best_position,
+                ),
+            )
+            .where(t.scores.c.score > 0)
+        )
+        if spec.brand_ids is not None:
+            query = query.where(t.scores.c.brand_id.in_(list(spec.brand_ids)))
+        if spec.brand_id is not None:
+            query = query.where(t.scores.c.brand_id == spec.brand_id)
+        if spec.marketplace:
+            query = query.where(t.listings.c.marketplace == spec.marketplace)
+        if spec.seller_id:
+            query = query.where(t.listings.c.seller_id == spec.seller_id)
+        if spec.min_score is not None:
+            query = query.where(t.scores.c.score >= spec.min_score)
+        if spec.max_score is not None:
+            query = query.where(t.scores.c.score <= spec.max_score)
+        if spec.since is not None:
+            query = query.where(t.listings.c.ingested_at >= spec.since)
+        if spec.until is not None:
+            query = query.where(t.listings.c.ingested_at < spec.until)
+        if spec.image_sha256:
+            query = query.where(
+                t.scores.c.listing_pk.in_(
+                    sa.select(t.listing_images.c.listing_pk).where(t.listing_images.c.sha256 == spec.image_sha256)
+                )
+            )
+        if spec.status == "new":
+            query = query.where(_latest_verdict(t.scores.c.listing_pk).is_(None))
+        elif spec.status:
+            query = query.where(_latest_verdict(t.scores.c.listing_pk) == spec.status)
+        return query
+
+    def queue_page(self, spec: QueueFilter, *, after: str | None = None, limit: int = 50) -> QueuePage:
+        """One page of suspects in ``spec.sort`` order, starting after the ``after`` cursor."""
+        primary, tie, descending = _sort_columns(spec.sort)
+        query = self._queue_query(spec)
+        position = decode_cursor(after) if after else None
+        if position is not None:
+            value, pk = position
+            if descending:
+                query = query.where(sa.or_(primary < value, sa.and_(primary == value, tie > pk)))
+            else:
+                query = query.where(sa.or_(primary > value, sa.and_(primary == value, tie > pk)))
+        order = primary.desc() if descending else primary.asc()
+        query = query.order_by(order, tie.asc()).limit(limit + 1)
+        with self.engine.connect() as conn:
+            found = conn.execute(query).all()
+        rows = tuple(_queue_row(row) for row in found[:limit])
+        cursor = encode_cursor(rows[-1], spec.sort) if len(found) > limit and rows else None
+        return QueuePage(rows=rows, next_cursor=cursor)
+
+    def queue_neighbours(self, spec: QueueFilter, key: SuspectKey) -> tuple[SuspectKey | None, SuspectKey | None]:
+        """The suspects before and after ``key`` in the queue ``spec`` describes (j / k on a suspect page)."""
+        primary, tie, descending = _sort_columns(spec.sort)
+        with self.engine.connect() as conn:
+            here = conn.execute(
+                sa.select(primary.label("value")).where(t.scores.c.listing_pk == key[0], t.scores.c.brand_id == key[1])
+            ).first()
+            if here is None:
+                return None, None
+            value, pk = here.value, key[0]
+            forward = sa.or_(primary < value, sa.and_(primary == value, tie > pk))
+            backward = sa.or_(primary > value, sa.and_(primary == value, tie < pk))
+            if not descending:
+                forward, backward = (
+                    sa.or_(primary > value, sa.and_(primary == value, tie > pk)),
+                    sa.or_(primary < value, sa.and_(primary == value, tie < pk)),
+                )
+            base = self._queue_query(spec)
+            following = conn.execute(
+                base.where(forward).order_by(primary.desc() if descending else primary.asc(), tie.asc()).limit(1)
+            ).first()
+            preceding = conn.execute(
+                base.where(backward).order_by(primary.asc() if descending else primary.desc(), tie.desc()).limit(1)
+            ).first()
+        return (
+            None if preceding is None else (int(preceding.listing_pk), int(preceding.brand_id)),
+            None if following is None else (int(following.listing_pk), int(following.brand_id)),
+        )
+
+    def queue_keys(self, spec: QueueFilter, *, limit: int = 10_000) -> list[SuspectKey]:
+        """Every suspect ``spec`` selects (bulk verdicts: this seller, this picture), up to ``limit``."""
+        query = self._queue_query(spec).order_by(t.scores.c.listing_pk).limit(limit)
+        with self.engine.connect() as conn:
+            return [(int(row.listing_pk), int(row.brand_id)) for row in conn.execute(query)]
+
+    def suspect_row(self, key: SuspectKey) -> QueueRow | None:
+        """One suspect as the queue shows it, or None when the listing is no suspect for that brand."""
+        query = self._queue_query(QueueFilter()).where(t.scores.c.listing_pk == key[0], t.scores.c.brand_id == key[1])
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _queue_row(row)
+
+    def existing_suspects(self, keys: Collection[SuspectKey]) -> set[SuspectKey]:
+        """Which of ``keys`` are suspects in the store."""
+        wanted = set(keys)
+        query = sa.select(t.scores.c.listing_pk, t.scores.c.brand_id)
+        with self.engine.connect() as conn:
+            found = {
+                (int(row.listing_pk), int(row.brand_id))
+                for row in rows_in(conn, query, t.scores.c.listing_pk, {pk for pk, _ in wanted})
+                if row.brand_id is not None
+            }
+        return found & wanted
+
+    def marketplaces(self) -> list[str]:
+        query = (
+            sa.select(t.listings.c.marketplace)
+            .where(t.listings.c.marketplace.is_not(None))
+            .distinct()
+            .order_by(t.listings.c.marketplace)
+            .limit(500)
+        )
+        with self.engine.connect() as conn:
+            return [str(value) for value in conn.execute(query).scalars()]
+
+    def verdict_history(self, key: SuspectKey) -> list[VerdictEntry]:
+        query = (
+            sa.select(t.verdicts)
+            .where(t.verdicts.c.listing_pk == key[0])
+            .order_by(t.verdicts.c.verdict_id.desc())
+            .limit(200)
+        )
+        with self.engine.connect() as conn:
+            return [
+                VerdictEntry(verdict=row.verdict, note=row.note, analyst=row.analyst, at=iso(row.decided_at))
+                for row in conn.execute(query)
+            ]
+
+    def record_verdicts(
+        self, keys: Sequence[SuspectKey], *, verdict: VerdictLabel, note: str | None, analyst: str, how: str
+    ) -> int:
+        """One verdict for each suspect in ``keys``, all or none, each audited with the analyst's name."""
+        moment = now()
+        with self.engine.begin() as conn:
+            for listing_pk, brand_id in keys:
+                conn.execute(
+                    sa.insert(t.verdicts).values(
+                        listing_pk=listing_pk, verdict=verdict, note=note, analyst=analyst, decided_at=moment
+                    )
+                )
+                self._audit(
+                    conn,
+                    analyst,
+                    "verdict",
+                    f"listing {listing_pk}",
+                    {"verdict": verdict, "note": note, "brand_id": brand_id, "via": how},
+                )
+        return len(keys)
+
+    def seller_listings(self, seller_id: str, brand_ids: Sequence[int] | None) -> list[dict[str, Any]]:
+        """The seller's listings (up to a cap), each with its suspect brand, score and status when it has one."""
+        query = (
+            sa.select(
+                t.listings.c.listing_pk,
+                t.listings.c.source,
+                t.listings.c.listing_id,
+                t.listings.c.title,
+                t.listings.c.price,
+                t.listings.c.currency,
+                t.listings.c.marketplace,
+                t.listings.c.seller_name,
+                t.listings.c.ingested_at,
+                t.scores.c.score,
+                t.scores.c.brand_id,
+                t.brands.c.name.label("brand"),
+                _latest_verdict(t.listings.c.listing_pk).label("status"),
+                _first_picture(t.listings.c.listing_pk).label("picture"),
+            )
+            .select_from(t.listings)
+            .outerjoin(t.scores, sa.and_(t.scores.c.listing_pk == t.listings.c.listing_pk, t.scores.c.score > 0))
+            .outerjoin(t.brands, t.brands.c.brand_id == t.scores.c.brand_id)
+            .where(t.listings.c.seller_id == seller_id)
+            .order_by(sa.func.coalesce(t.scores.c.score, -1.0).desc(), t.listings.c.listing_pk)
+            .limit(SELLER_LISTING_CAP)
+        )
+        visible = None if brand_ids is None else set(brand_ids)
+        found = []
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                suspect = row.brand_id is not None and (visible is None or row.brand_id in visible)
+                found.append(
+                    {
+                        "listing_pk": row.listing_pk,
+                        "source": row.source,
+                        "listing_id": row.listing_id,
+                        "title": row.title,
+                        "price": row.price,
+                        "currency": row.currency,
+                        "marketplace": row.marketplace,
+                        "seller_name": row.seller_name,
+                        "first_seen": iso(row.ingested_at),
+                        "score": float(row.score) if suspect else None,
+                        "brand_id": row.brand_id if suspect else None,
+                        "brand": row.brand if suspect else None,
+                        "status": (row.status or "new") if suspect else None,
+                        "picture": row.picture,
+                    }
+                )
+        return found
+
+    def listing_pictures(self, listing_pks: Collection[int]) -> dict[int, list[str]]:
+        query = sa.select(t.listing_images.c.listing_pk, t.listing_images.c.sha256).where(
+            t.listing_images.c.sha256.is_not(None)
+        )
+        found: dict[int, list[str]] = {}
+        with self.engine.connect() as conn:
+            for row in rows_in(conn, query, t.listing_images.c.listing_pk, listing_pks):
+                found.setdefault(int(row.listing_pk), []).append(str(row.sha256))
+        return found
+
+    def shared_pictures(
+        self, sha256s: Collection[str], *, other_than_seller: str | None, limit: int = 200
+    ) -> list[SharedPicture]:
+        """Listings of other sellers that show any of these pictures: one supplier's photos, many shops."""
+        query = (
+            sa.select(
+                t.listing_images.c.sha256,
+                t.listings.c.listing_pk,
+                t.listings.c.source,
+                t.listings.c.listing_id,
+                t.listings.c.title,
+                t.listings.c.seller_id,
+                t.listings.c.seller_name,
+            )
+            .join(t.listings, t.listings.c.listing_pk == t.listing_images.c.listing_pk)
+            .limit(limit)
+        )
+        if other_than_seller is not None:
+            query = query.where(sa.or_(t.listings.c.seller_id.is_(None), t.listings.c.seller_id != other_than_seller))
+        found: list[SharedPicture] = []
+        with self.engine.connect() as conn:
+            for row in rows_in(conn, query, t.listing_images.c.sha256, sorted(set(sha256s))):
+                found.append(
+                    SharedPicture(
+                        sha256=row.sha256,
+                        listing_pk=row.listing_pk,
+                        source=row.source,
+                        listing_id=row.listing_id,
+                        title=row.title,
+                        seller_id=row.seller_id,
+                        seller_name=row.seller_name,
+                    )
+                )
+        return found[:limit]
+
+    def picture_visible(self, sha256: str, brand_ids: Sequence[int]) -> bool:
+        """Whether a reader of ``brand_ids`` may see this picture: their asset or a suspect of theirs shows it."""
+        ids = list(brand_ids)
+        asset = sa.select(t.assets.c.asset_id).where(t.assets.c.sha256 == sha256, t.assets.c.brand_id.in_(ids))
+        listing = (
+            sa.select(t.listing_images.c.listing_pk)
+            .join(t.scores, t.scores.c.listing_pk == t.listing_images.c.listing_pk)
+            .where(t.listing_images.c.sha256 == sha256, t.scores.c.brand_id.in_(ids), t.scores.c.score > 0)
+        )
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(asset.limit(1)).first() is not None or conn.execute(listing.limit(1)).first() is not None
+            )
+
+    def audit_for(self, target: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        query = sa.select(t.audit).where(t.audit.c.target == target).order_by(t.audit.c.audit_id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [
+                {"actor": row.actor, "action": row.action, "details": dict(row.details), "at": iso(row.at)}
+                for row in conn.execute(query)
+            ]
+
+
+def _queue_row(row: Any) -> QueueRow:
+    return QueueRow(
+        listing_pk=int(row.listing_pk),
+        brand_id=int(row.brand_id),
+        brand=row.brand,
+        source=row.source,
+        listing_id=row.listing_id,
+        title=row.title,
+        price=row.price,
+        currency=row.currency,
+        seller_id=row.seller_id,
+        seller_name=row.seller_name,
+        marketplace=row.marketplace,
+        first_seen=iso(row.ingested_at),
+        score=float(row.score),  # exact: the keyset cursor compares it with the stored value
+        matcher=row.matcher,
+        reason=row.reason,
+        status=row.status or "new",
+        image_sha256=row.picture,
+    )

@@ -1,0 +1,145 @@
+"""The review web UI over real HTTP (uvicorn on loopback, httpx): sessions, CSRF, who sees and judges what."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from counterscan.config import Settings
+from counterscan.store.reviewui import QueueFilter, QueueRow
+from tests.reviewsite import Site, build_store, csrf_of, serve, signed_in
+
+
+@pytest.fixture
+def site(tmp_path: Path, db_url: str, photos: dict[str, Image.Image]) -> Iterator[Site]:
+    settings = Settings.load(home=tmp_path / "home", db_url=db_url, environ={})
+    keys = build_store(settings, photos, tmp_path)
+    with serve(settings) as url:
+        yield Site(url, settings, *keys)
+
+
+def test_sign_in_sets_a_strict_http_only_session_and_sign_out_ends_it(site: Site) -> None:
+    with httpx.Client(base_url=site.url) as client:
+        assert client.get("/review/").status_code == 303  # to the sign-in form
+        page = client.get("/review/login")
+        assert page.headers["content-security-policy"].startswith("default-src 'self'")
+        wrong = client.post("/review/login", data={"csrf": csrf_of(page), "api_key": "cs_wrong"})
+        assert wrong.status_code == 401 and "unknown API key" in wrong.text
+        page = client.get("/review/login")
+        response = client.post("/review/login", data={"csrf": csrf_of(page), "api_key": site.analyst_key})
+        cookie = response.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and site.analyst_key not in cookie
+        queue = client.get("/review/")
+        assert queue.status_code == 200 and "inspector" in queue.text
+        assert client.post("/review/logout", data={"csrf": csrf_of(queue)}).status_code == 303
+        assert client.get("/review/").status_code == 303
+
+
+def test_sign_in_form_without_its_csrf_token_is_refused(site: Site) -> None:
+    with httpx.Client(base_url=site.url) as client:
+        client.get("/review/login")
+        response = client.post("/review/login", data={"api_key": site.analyst_key})
+        assert response.status_code == 403
+        assert client.get("/review/").status_code == 303
+
+
+def test_a_verdict_without_the_csrf_token_writes_nothing(site: Site) -> None:
+    a1 = site.listing_pk("a1")
+    acme = site.brand_id("Acme")
+    with signed_in(site, site.analyst_key) as client:
+        for token in (None, "forged"):
+            data = {"verdict": "counterfeit", "scope": "one", "key": f"{a1}:{acme}"}
+            if token:
+                data["csrf"] = token
+            response = client.post("/review/verdicts", data=data)
+            assert response.status_code == 403 and "CSRF" in response.text
+    assert site.verdict_count() == 0 and site.audit_verdicts() == []
+
+
+def test_a_member_cannot_see_or_judge_another_members_brand(site: Site) -> None:
+    r1, a1 = site.listing_pk("r1"), site.listing_pk("a1")
+    rival, acme = site.brand_id("Rival"), site.brand_id("Acme")
+    with signed_in(site, site.owner_key) as client:
+        queue = client.get("/review/")
+        assert "Espresso cup gift set" in queue.text and "Cat poster" not in queue.text
+        assert client.get(f"/review/suspects/{r1}/{rival}").status_code == 403
+        assert client.get("/review/", params={"brand": rival}).status_code == 403
+        with site.store() as store:
+            cat = store.listing_pictures([r1])[r1][0]
+        assert client.get(f"/review/pictures/{cat}").status_code == 403
+        token = csrf_of(queue)
+        refused = client.post(
+            "/review/verdicts",
+            data={"csrf": token, "verdict": "legit", "scope": "selection", "key": [f"{a1}:{acme}", f"{r1}:{rival}"]},
+        )
+        assert refused.status_code == 403 and "may not judge" in refused.text
+        assert site.verdict_count() == 0
+        # Bulk by seller: s1 sells both brands' suspects; acme-group's verdict reaches only Acme's.
+        done = client.post(
+            "/review/verdicts", data={"csrf": token, "verdict": "counterfeit", "scope": "seller", "seller": "s1"}
+        )
+        assert done.status_code == 303
+    with site.store() as store:
+        assert store.verdicts(r1) == []
+        assert [verdict for verdict, _, _ in store.verdicts(a1)] == ["counterfeit"]
+    assert {actor for actor, _, _ in site.audit_verdicts()} == {"acme-group"}
+
+
+def test_bulk_verdict_by_picture_reaches_every_listing_showing_it(site: Site) -> None:
+    a1, a3 = site.listing_pk("a1"), site.listing_pk("a3")
+    with site.store() as store:
+        picture = store.listing_pictures([a1])[a1][0]
+    with signed_in(site, site.analyst_key) as client:
+        page = client.get(f"/review/suspects/{a1}/{site.brand_id('Acme')}")
+        assert page.status_code == 200 and "Mug Bazaar" in page.text  # the same picture, another seller
+        response = client.post(
+            "/review/verdicts",
+            data={"csrf": csrf_of(page), "verdict": "counterfeit", "scope": "picture", "picture": picture},
+        )
+        assert response.status_code == 303 and "done=2" in response.headers["location"]
+    audit = site.audit_verdicts()
+    assert sorted(target for _, target, _ in audit) == sorted([f"listing {a1}", f"listing {a3}"])
+    assert all(actor == "inspector" and details["via"] == "picture" for actor, _, details in audit)
+
+
+def test_queue_filters_and_keyset_paging(site: Site) -> None:
+    with site.store() as store:
+        everything = store.queue_page(QueueFilter(), limit=100).rows
+        assert len(everything) >= 5
+        pages: list[QueueRow] = []
+        after: str | None = None
+        for _ in range(len(everything)):
+            page = store.queue_page(QueueFilter(), after=after, limit=2)
+            pages.extend(page.rows)
+            after = page.next_cursor
+            if after is None:
+                break
+        assert [row.key for row in pages] == [row.key for row in everything]
+        assert [row.score for row in everything] == sorted((row.score for row in everything), reverse=True)
+        bazaar = store.queue_page(QueueFilter(marketplace="bazaar"), limit=100).rows
+        assert {row.listing_id for row in bazaar} == {"a3", "a4"}
+        s1 = store.queue_page(QueueFilter(seller_id="s1"), limit=100).rows
+        assert {row.listing_id for row in s1} == {"a1", "a2", "r1"}
+        acme_only = store.queue_page(QueueFilter(brand_ids=(store.brand("Acme").brand_id,)), limit=100).rows
+        assert {row.brand for row in acme_only} == {"Acme"}
+        oldest = store.queue_page(QueueFilter(sort="oldest"), limit=100).rows
+        assert [row.listing_pk for row in oldest] == sorted(row.listing_pk for row in oldest)
+        first, second = everything[0], everything[1]
+        before, after_key = store.queue_neighbours(QueueFilter(), second.key)
+        assert before == first.key and after_key == everything[2].key
+    with signed_in(site, site.analyst_key) as client:
+        shown = client.get("/review/", params={"status": "new", "marketplace": "bazaar", "min_score": "0.1"})
+        assert "Latte mug" in shown.text and "Espresso cup" not in shown.text
+        assert client.get("/review/", params={"min_score": "lots"}).status_code == 422
+
+
+def test_docs_are_served_from_local_assets(site: Site) -> None:
+    page = httpx.get(f"{site.url}/docs")
+    assert page.status_code == 200 and "//" not in page.text.replace("<!doctype", "")
+    assert "cdn" not in page.text.lower()
+    script = httpx.get(f"{site.url}/docs/assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and len(script.content) > 500_000
