@@ -63,9 +63,24 @@ def export(suspects: Sequence[Suspect], *, fmt: str, out: Path) -> None:
     out.write_text(renderers[fmt](suspects), encoding="utf-8")
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...), +cmd|...).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: Any) -> Any:
+    """Text a spreadsheet would read as a formula, prefixed with a quote so it stays text; numbers
+    (a negative price) are left as they are. Carriage returns become line feeds."""
+    if not isinstance(value, str):
+        return value
+    # A lone CR is not quoted by a writer whose line ends are LF, and would split the row.
+    cleaned = value.replace("\r\n", "\n").replace("\r", "\n")
+    return "'" + cleaned if value.startswith(FORMULA_STARTS) else cleaned
+
+
 def render_csv_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """The one CSV writer: every export and listing goes through it, formula cells neutralised."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: neutralise(value) for key, value in row.items()} for row in rows)
     return buffer.getvalue()

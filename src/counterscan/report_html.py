@@ -7,11 +7,14 @@ price against the brand's MSRP.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from PIL import Image, ImageDraw
 
@@ -27,6 +30,37 @@ h1{font-size:1.4rem} .suspect{background:#fff;border:1px solid #ddd;border-radiu
 img{max-width:320px;border:1px solid #ccc} .score{font-weight:bold;color:#b00}
 table{border-collapse:collapse;font-size:.85rem} td,th{border-bottom:1px solid #eee;padding:.2rem .5rem;text-align:left}
 """
+
+
+# Marks the page once every picture has loaded, so a browser check can tell (no network used).
+LOAD_SCRIPT = (
+    "window.addEventListener('load',()=>{document.body.dataset.images="
+    "[...document.images].every(i=>i.complete&&i.naturalWidth>0)?'loaded':'broken'})"
+)
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
+
+
+# Listings' text and URLs come from sellers: the page runs only its own script and style (by
+# hash), loads only its own thumbnails, and cannot post or be re-based anywhere.
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; img-src 'self' file: data:; style-src {_csp_hash(STYLE)}; "
+    f"script-src {_csp_hash(LOAD_SCRIPT)}; base-uri 'none'; form-action 'none'"
+)
+
+
+def safe_link(url: str | None) -> str:
+    """A link for an http(s) URL; any other scheme (javascript:, data:, file:) stays plain text."""
+    if not url:
+        return ""
+    # Browsers drop tabs and newlines inside URLs and spaces around them: so must the check.
+    cleaned = "".join(char for char in url.strip() if char not in "\t\r\n")
+    parts = urlsplit(cleaned)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return f'<span class="url">{html.escape(url)}</span>'
+    return f'<a href="{html.escape(cleaned)}" rel="noopener noreferrer nofollow">{html.escape(url)}</a>'
 
 
 LOGO_COLOUR = (255, 0, 0)
@@ -100,7 +134,7 @@ def write_html(store: Store, blobs: BlobStore, suspects: Sequence[Suspect], out:
         profile = brands.get(suspect.brand or "")
         if profile is not None and profile.msrp is not None:
             price += f" (MSRP {profile.msrp:g} {html.escape(profile.currency or '')})"
-        link = f'<a href="{html.escape(suspect.url)}">{html.escape(suspect.url)}</a>' if suspect.url else ""
+        link = safe_link(suspect.url)
         sections.append(
             f'<section class="suspect" id="listing-{suspect.listing_pk}">'
             f"<h2>#{suspect.rank} {html.escape(suspect.title or suspect.listing_id)}</h2>"
@@ -113,12 +147,12 @@ def write_html(store: Store, blobs: BlobStore, suspects: Sequence[Suspect], out:
     out.mkdir(parents=True, exist_ok=True)
     page = out / "index.html"
     page.write_text(
-        "<!doctype html><html lang=en><head><meta charset=utf-8><title>counterscan evidence report</title>"
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">'
+        "<title>counterscan evidence report</title>"
         f"<style>{STYLE}</style></head><body><h1>counterscan evidence report: {len(suspects)} suspects</h1>"
         + "".join(sections)
-        # Marks the page once every picture has loaded, so a browser check can tell (no network used).
-        + "<script>window.addEventListener('load',()=>{document.body.dataset.images="
-        + "[...document.images].every(i=>i.complete&&i.naturalWidth>0)?'loaded':'broken'})</script>"
+        + f"<script>{LOAD_SCRIPT}</script>"
         + "</body></html>",
         encoding="utf-8",
     )
