@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from counterscan.records import VerdictLabel
 from counterscan.store import schema as t
+from counterscan.store import webhooks
 from counterscan.store.base import StoreBase, iso, now, rows_in
 
 SuspectKey = tuple[int, int]
@@ -272,6 +273,15 @@ class ReviewUIStore(StoreBase):
             }
         return found & wanted
 
+    def listing_keys(self, source: str, listing_ids: Sequence[str]) -> dict[str, int]:
+        """The stored keys of a source's listings, by listing id."""
+        query = sa.select(t.listings.c.listing_id, t.listings.c.listing_pk).where(t.listings.c.source == source)
+        with self.engine.connect() as conn:
+            return {
+                str(row.listing_id): int(row.listing_pk)
+                for row in rows_in(conn, query, t.listings.c.listing_id, listing_ids)
+            }
+
     def marketplaces(self) -> list[str]:
         query = (
             sa.select(t.listings.c.marketplace)
@@ -296,7 +306,7 @@ class ReviewUIStore(StoreBase):
                 for row in conn.execute(query)
             ]
 
-    def record_verdicts(
+    def record_ui_verdicts(
         self, keys: Sequence[SuspectKey], *, verdict: VerdictLabel, note: str | None, analyst: str, how: str
     ) -> int:
         """One verdict for each suspect in ``keys``, all or none, each audited with the analyst's name."""
@@ -314,6 +324,13 @@ class ReviewUIStore(StoreBase):
                     "verdict",
                     f"listing {listing_pk}",
                     {"verdict": verdict, "note": note, "brand_id": brand_id, "via": how},
+                )
+                webhooks.enqueue_event(
+                    conn,
+                    "verdict.recorded",
+                    listing_pk=listing_pk,
+                    brand_ids=[brand_id],
+                    details={"verdict": verdict, "analyst": analyst},
                 )
         return len(keys)
 

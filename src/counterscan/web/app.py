@@ -456,8 +456,9 @@ class ReviewUI:
             raise DataError(f"unknown scope {scope!r} (one, selection, seller or picture)")
         if not keys:
             raise NotFoundError("no suspects you may judge matched that choice")
+        analyst = reader.member.name
         count = await run_in_threadpool(
-            lambda: self.store.record_verdicts(keys, verdict=chosen, note=note, analyst=reader.member.name, how=scope)
+            lambda: self.store.record_ui_verdicts(keys, verdict=chosen, note=note, analyst=analyst, how=scope)
         )
         back = _safe_back(str(form.get("back") or ""))
         separator = "&" if "?" in back else "?"
