@@ -31,8 +31,9 @@ from counterscan.matchers import image_matchers
 from counterscan.members import require_owner, require_reader
 from counterscan.records import Brand, Member
 from counterscan.service.auth import Actor
+from counterscan.service.checker import Checker
 from counterscan.service.ops import Metrics
-from counterscan.service.routes import install_ops, install_webhooks
+from counterscan.service.routes import install_check, install_ops, install_webhooks, start_delivery
 from counterscan.store import BlobStore, Store
 from counterscan.uploads import UploadFile
 from counterscan.web.app import ReviewUI
@@ -63,7 +64,7 @@ def _report(report: UploadReport) -> dict[str, Any]:
     }
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, deliver_webhooks: bool = False) -> FastAPI:
     store = Store.open(settings.database_url)
     blobs = BlobStore(settings.blob_dir)
     matchers = image_matchers(settings)
@@ -79,6 +80,15 @@ def create_app(settings: Settings) -> FastAPI:
     review = ReviewUI(settings, store, blobs)
     review.install(app)
     install_docs(app)
+    # Each server process keeps its own warm indexes, loaded in the background (see /readyz).
+    checker = Checker(store, settings, metrics)
+    app.state.checker = checker
+    app.state.before_metrics = [checker.update_gauges]
+    install_check(app, store, settings, checker)
+    checker.start()
+    app.router.on_shutdown.append(checker.stop)
+    if deliver_webhooks:
+        start_delivery(app, store, settings, metrics)
 
     @app.exception_handler(CounterscanError)
     async def counterscan_error(request: Request, exc: CounterscanError) -> JSONResponse | HTMLResponse:

@@ -375,13 +375,47 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[int, typer.Option(help="Worker processes; each keeps its own warm indexes.")] = 1,
+    deliver_webhooks: Annotated[
+        bool, typer.Option(help="Also send webhook deliveries from the server (else run `webhooks deliver`).")
+    ] = False,
+    proxy_headers: Annotated[
+        bool, typer.Option(help="Trust X-Forwarded-For/-Proto from --forwarded-allow-ips (behind a reverse proxy).")
+    ] = False,
+    forwarded_allow_ips: Annotated[
+        str, typer.Option(help="Proxy addresses whose forwarded headers count.")
+    ] = "127.0.0.1",
 ) -> None:
-    """Serve the members' HTTP API (OpenAPI schema at /openapi.json, docs at /docs)."""
+    """Serve the HTTP API: members' endpoints, real-time checks, webhooks, /healthz /readyz /metrics."""
+    import os
+    import tempfile
+
     import uvicorn
 
     from counterscan.api import create_app
+    from counterscan.service.app import DELIVER_ENV
+    from counterscan.service.ops import MULTIPROC_ENV
 
-    uvicorn.run(create_app(_settings(ctx)), host=host, port=port, log_level="info")
+    settings = _settings(ctx)
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "access_log": False,  # the service writes its own JSON request log, without keys
+        "proxy_headers": proxy_headers,
+        "forwarded_allow_ips": forwarded_allow_ips,
+    }
+    if workers <= 1:
+        uvicorn.run(create_app(settings, deliver_webhooks=deliver_webhooks), **options)
+        return
+    # Worker processes read their settings from the environment; metrics are summed across them.
+    os.environ["COUNTERSCAN_HOME"] = str(settings.home.resolve())
+    if settings.db_url:
+        os.environ["COUNTERSCAN_DB"] = settings.db_url
+    os.environ[DELIVER_ENV] = "1" if deliver_webhooks else "0"
+    with tempfile.TemporaryDirectory(prefix="counterscan-metrics-") as folder:
+        os.environ.setdefault(MULTIPROC_ENV, folder)
+        uvicorn.run("counterscan.service.app:from_environment", factory=True, workers=workers, **options)
 
 
 def _emit(rows: list[dict[str, Any]], fmt: str, columns: Sequence[str], widths: dict[str, int] | None = None) -> None:

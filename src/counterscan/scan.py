@@ -19,7 +19,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
 from typing import Any
@@ -30,9 +30,8 @@ from counterscan.executors import Executor, InlineExecutor, Partition
 from counterscan.imaging import Picture
 from counterscan.matchers import ImageMatcher, decode_limits, image_matchers
 from counterscan.matchers.context import SellerHistory
-from counterscan.ranking import cold_start_score
 from counterscan.records import Brand, Evidence, ListingToScan, ScanResult
-from counterscan.scan_work import MatchContext, PartitionResult
+from counterscan.scan_work import Assessment, MatchContext, PartitionResult, assess_many
 from counterscan.store import BlobStore, Store
 from counterscan.training import ModelScorer
 
@@ -128,14 +127,21 @@ def _context(store: Store, settings: Settings, brands: Sequence[Brand], key: str
     )
 
 
-def score_listing(item: ListingToScan, evidence: Sequence[Evidence], brands: Sequence[Brand]) -> ScanResult:
-    # A brand's own authorised sellers are never flagged for that brand.
-    seller = item.listing.seller_id
-    authorised = {brand.brand_id for brand in brands if seller is not None and seller in brand.authorised_sellers}
-    kept = tuple(found for found in evidence if found.brand_id not in authorised)
-    scored = cold_start_score(kept)
+def score_listing(
+    item: ListingToScan, evidence: Sequence[Evidence], brands: Sequence[Brand], model: ModelScorer | None = None
+) -> ScanResult:
+    """A listing's stored result, scored by the one scoring path a real-time check uses too."""
+    (assessed,) = assess_many([(item.listing, evidence)], brands, model)
+    return _result(item.listing_pk, assessed)
+
+
+def _result(listing_pk: int, assessed: Assessment) -> ScanResult:
     return ScanResult(
-        listing_pk=item.listing_pk, score=scored.score, brand_id=scored.brand_id, evidence=kept, best=scored.best
+        listing_pk=listing_pk,
+        score=assessed.score,
+        brand_id=assessed.brand_id,
+        evidence=assessed.evidence,
+        best=assessed.best,
     )
 
 
@@ -162,6 +168,7 @@ class _Scan:
         self.unreadable = 0
         self.out_of_time = False
         self.model = ModelScorer.active(store)
+        self.brands: Sequence[Brand] = ()
 
     def batches(self, *, unscanned: bool, after: int) -> Iterator[Sequence[ListingToScan]]:
         """Batches in key order until none is left or the time budget is spent."""
@@ -213,26 +220,17 @@ class _Scan:
                 self.store.save_signals(name, fresh)
         return evidence
 
-    def _rescored(self, results: list[ScanResult]) -> list[ScanResult]:
-        """The trained ranker's probability replaces the cold-start score of listings with evidence."""
-        assert self.model is not None
-        with_evidence = [(index, result) for index, result in enumerate(results) if result.evidence]
-        listings = self.store.listings_by_pk([result.listing_pk for _index, result in with_evidence])
-        scores = self.model.scores([(listings[result.listing_pk], result.evidence) for _index, result in with_evidence])
-        rescored = list(results)
-        for (index, result), score in zip(with_evidence, scores, strict=True):
-            rescored[index] = replace(result, score=score)
-        return rescored
+    def scored(self, batch: Sequence[ListingToScan], evidence: Sequence[Sequence[Evidence]]) -> list[ScanResult]:
+        rows = [(item.listing, found) for item, found in zip(batch, evidence, strict=True)]
+        assessed = assess_many(rows, self.brands, self.model)
+        return [_result(item.listing_pk, found) for item, found in zip(batch, assessed, strict=True)]
 
     def out_of_budget(self) -> bool:
         self.out_of_time = self.deadline is not None and time.monotonic() >= self.deadline
         return self.out_of_time
 
     def commit(self, scan_id: int, results: list[ScanResult], *, cursor: int | None, mark_scanned: bool) -> None:
-        scorer = "cold-start"
-        if self.model is not None:
-            results = self._rescored(results)
-            scorer = self.model.name
+        scorer = "cold-start" if self.model is None else self.model.name
         self.store.write_results(scan_id, results, cursor=cursor, mark_scanned=mark_scanned, scorer=scorer)
         self.store.heartbeat(self.lock_name, self.holder)
         self.suspects += sum(1 for result in results if result.evidence)
@@ -266,6 +264,7 @@ def run_scan(
 def _run(store: Store, settings: Settings, scan: _Scan, *, rescan_all: bool, scope: str) -> ScanSummary:
     backfill_asset_signals(store, settings)
     brands = store.brands()
+    scan.brands = brands
     fingerprints = store.brand_fingerprints()
 
     seen = store.scanned_fingerprints(scan.source)
@@ -295,10 +294,9 @@ def _run(store: Store, settings: Settings, scan: _Scan, *, rescan_all: bool, sco
             )
             for batch, fresh in scan.matched(scan.batches(unscanned=False, after=cursor)):
                 kept = store.evidence_of([item.listing_pk for item in batch], except_brands=changed_set)
-                results = [
-                    score_listing(item, [*kept.get(item.listing_pk, ()), *fresh[item.listing_pk]], brands)
-                    for item in batch
-                ]
+                results = scan.scored(
+                    batch, [[*kept.get(item.listing_pk, ()), *fresh[item.listing_pk]] for item in batch]
+                )
                 cursor = batch[-1].listing_pk
                 scan.commit(scan_id, results, cursor=cursor, mark_scanned=False)
                 rescanned += len(batch)
@@ -312,7 +310,7 @@ def _run(store: Store, settings: Settings, scan: _Scan, *, rescan_all: bool, sco
         for batch, fresh in scan.matched(scan.batches(unscanned=True, after=0)):
             scan.commit(
                 scan_id,
-                [score_listing(item, fresh[item.listing_pk], brands) for item in batch],
+                scan.scored(batch, [fresh[item.listing_pk] for item in batch]),
                 cursor=None,
                 mark_scanned=True,
             )

@@ -8,20 +8,24 @@ matcher indexes once per context and keeps them while the context's key stays th
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from counterscan.config import Settings
 from counterscan.errors import ImageError
+from counterscan.features import FEATURES, feature_row
 from counterscan.imaging import Picture
 from counterscan.matchers import ImageMatcher, ListingMatcher, decode_limits, image_matchers, listing_matchers
 from counterscan.matchers.context import PriceMatcher, SellerHistory, SellerMatcher
 from counterscan.matchers.ocr import OcrMatcher
 from counterscan.matchers.title import ProductTitleMatcher
-from counterscan.records import AssetSignal, Brand, Evidence, ListingToScan
+from counterscan.ranking import cold_start_score
+from counterscan.records import AssetSignal, Brand, Evidence, Listing, ListingToScan
 from counterscan.store.blobs import BlobStore
+from counterscan.training import ModelScorer
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,9 @@ class PartitionResult:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
+    """A context's matchers with their built indexes: what matching one listing needs."""
+
     image: list[tuple[ImageMatcher, Any]]
     listing: list[ListingMatcher]
     blobs: BlobStore
@@ -60,27 +66,32 @@ def _index(matcher: ImageMatcher, context: MatchContext) -> Any:
     return matcher.build_index(context.asset_signals.get(matcher.name, ()))
 
 
+def prepare(context: MatchContext) -> Prepared:
+    """Build every matcher's index for ``context`` (costly: callers keep the result while the key holds)."""
+    image = [(matcher, _index(matcher, context)) for matcher in image_matchers(context.settings)]
+    listing = listing_matchers(context.settings)
+    titles = next((m for m in listing if isinstance(m, ProductTitleMatcher)), None)
+    return Prepared(
+        image,
+        listing,
+        BlobStore(context.blob_root),
+        PriceMatcher(context.settings.rates, titles),
+        SellerMatcher(context.sellers),
+    )
+
+
 class _PreparedCache:
     """Per-process cache of built indexes: one entry, replaced when the context key changes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._key: str | None = None
-        self._value: _Prepared | None = None
+        self._value: Prepared | None = None
 
-    def get(self, context: MatchContext) -> _Prepared:
+    def get(self, context: MatchContext) -> Prepared:
         with self._lock:
             if self._key != context.key or self._value is None:
-                image = [(matcher, _index(matcher, context)) for matcher in image_matchers(context.settings)]
-                listing = listing_matchers(context.settings)
-                titles = next((m for m in listing if isinstance(m, ProductTitleMatcher)), None)
-                self._value = _Prepared(
-                    image,
-                    listing,
-                    BlobStore(context.blob_root),
-                    PriceMatcher(context.settings.rates, titles),
-                    SellerMatcher(context.sellers),
-                )
+                self._value = prepare(context)
                 self._key = context.key
             return self._value
 
@@ -95,7 +106,6 @@ def match_partition(
     """Evidence for each listing of ``items``; ``cached`` holds known signals per matcher and image."""
     prepared = _PREPARED.get(context)
     sha256s = sorted({sha256 for item in items for sha256 in item.image_sha256s})
-    per_image: dict[str, list[Evidence]] = {sha256: [] for sha256 in sha256s}
     known = {matcher.name: dict(cached.get(matcher.name, {})) for matcher, _index in prepared.image}
     new_signals: dict[str, dict[str, bytes]] = {matcher.name: {} for matcher, _index in prepared.image}
     failed: set[str] = set()
@@ -112,24 +122,185 @@ def match_partition(
                 known[matcher.name][sha256] = new_signals[matcher.name][sha256] = signal
         except (ImageError, FileNotFoundError):
             failed.add(sha256)
+    per_image = image_evidence(prepared, context, known, sha256s)
+    evidence = {
+        item.listing_pk: listing_evidence(prepared, context, item.listing, item.image_sha256s, per_image)
+        for item in items
+    }
+    return PartitionResult(evidence=evidence, new_signals=new_signals, unreadable=len(failed))
+
+
+Observe = Callable[[str, float], None]
+"""Called with a matcher's name and the seconds it took (the service's per-matcher latency)."""
+
+
+def image_evidence(
+    prepared: Prepared,
+    context: MatchContext,
+    signals: Mapping[str, Mapping[str, bytes]],
+    sha256s: Sequence[str],
+    *,
+    observe: Observe | None = None,
+) -> dict[str, list[Evidence]]:
+    """Per image, what every image matcher finds of the context's brands, given the images' signals."""
+    per_image: dict[str, list[Evidence]] = {sha256: [] for sha256 in sha256s}
     scanned_brands = {brand.brand_id for brand in context.brands}
     for matcher, index in prepared.image:
-        signals = known[matcher.name]
-        pairs = [(sha256, signals[sha256]) for sha256 in sha256s if sha256 in signals]
+        started = time.perf_counter()
+        known = signals.get(matcher.name, {})
+        pairs = [(sha256, known[sha256]) for sha256 in sha256s if sha256 in known]
         for (sha256, _signal), found in zip(pairs, matcher.query(index, pairs), strict=True):
             per_image[sha256].extend(item for item in found if item.brand_id in scanned_brands)
-    evidence: dict[int, tuple[Evidence, ...]] = {}
-    for item in items:
-        found_here: list[Evidence] = []
-        for sha256 in dict.fromkeys(item.image_sha256s):
-            found_here.extend(per_image.get(sha256, ()))
-        for listing_matcher in prepared.listing:
-            found_here.extend(listing_matcher.match(item.listing, context.brands))
-        # Price and seller history say nothing alone; they weigh in for brands already in evidence.
-        involved = {found.brand_id for found in found_here}
-        suspects_of = [brand for brand in context.brands if brand.brand_id in involved]
-        found_here.extend(prepared.price.match(item.listing, suspects_of, context.brands))
-        found_here.extend(prepared.seller.match(item.listing, suspects_of))
-        evidence[item.listing_pk] = tuple(found_here)
+        if observe is not None:
+            observe(matcher.name, time.perf_counter() - started)
+    return per_image
 
-    return PartitionResult(evidence=evidence, new_signals=new_signals, unreadable=len(failed))
+
+def listing_evidence(
+    prepared: Prepared,
+    context: MatchContext,
+    listing: Listing,
+    image_sha256s: Sequence[str],
+    per_image: Mapping[str, Sequence[Evidence]],
+    *,
+    observe: Observe | None = None,
+) -> tuple[Evidence, ...]:
+    """One listing's evidence in a stable order: its images' in listing order, then its words',
+    then price and seller history for the brands already in evidence."""
+    found_here: list[Evidence] = []
+    for sha256 in dict.fromkeys(image_sha256s):
+        found_here.extend(per_image.get(sha256, ()))
+    for listing_matcher in prepared.listing:
+        started = time.perf_counter()
+        found_here.extend(listing_matcher.match(listing, context.brands))
+        if observe is not None:
+            observe(getattr(listing_matcher, "name", type(listing_matcher).__name__), time.perf_counter() - started)
+    # Price and seller history say nothing alone; they weigh in for brands already in evidence.
+    involved = {found.brand_id for found in found_here}
+    suspects_of = [brand for brand in context.brands if brand.brand_id in involved]
+    found_here.extend(prepared.price.match(listing, suspects_of, context.brands))
+    found_here.extend(prepared.seller.match(listing, suspects_of))
+    return tuple(found_here)
+
+
+@dataclass(frozen=True)
+class BrandAssessment:
+    """How strongly one listing points at one brand, and why."""
+
+    brand_id: int
+    brand: str
+    score: float
+    evidence: tuple[Evidence, ...]
+    features: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """A listing's evidence and scores: the headline a scan stores, and each brand's own."""
+
+    evidence: tuple[Evidence, ...]
+    score: float
+    brand_id: int | None
+    best: int | None
+    """Index into ``evidence`` of the strongest finding of the headline brand."""
+    brands: tuple[BrandAssessment, ...] = ()
+    """Per suspected brand, best first (when asked for)."""
+
+
+def assess_many(
+    rows: Sequence[tuple[Listing, Sequence[Evidence]]],
+    brands: Sequence[Brand],
+    model: ModelScorer | None,
+    *,
+    per_brand: bool = False,
+) -> list[Assessment]:
+    """Evidence -> scores, for a scan's batch or one check: the ONE scoring path.
+
+    A brand's own authorised sellers are never flagged for that brand. The cold-start scorer picks
+    the brand and the best evidence; a trained ranker, when active, replaces the score of listings
+    with evidence. ``per_brand`` also scores each brand on its own evidence (with its features).
+    """
+    kept_rows: list[tuple[Listing, tuple[Evidence, ...]]] = []
+    for listing, evidence in rows:
+        seller = listing.seller_id
+        authorised = {brand.brand_id for brand in brands if seller is not None and seller in brand.authorised_sellers}
+        kept_rows.append((listing, tuple(found for found in evidence if found.brand_id not in authorised)))
+    headlines = [cold_start_score(kept) for _listing, kept in kept_rows]
+    scores = [headline.score for headline in headlines]
+    if model is not None:
+        with_evidence = [number for number, (_listing, kept) in enumerate(kept_rows) if kept]
+        for number, score in zip(with_evidence, model.scores([kept_rows[n] for n in with_evidence]), strict=True):
+            scores[number] = score
+    assessed: list[Assessment] = []
+    for (listing, kept), headline, score in zip(kept_rows, headlines, scores, strict=True):
+        assessed.append(
+            Assessment(
+                evidence=kept,
+                score=score,
+                brand_id=headline.brand_id,
+                best=headline.best,
+                brands=_per_brand(listing, kept, model) if per_brand else (),
+            )
+        )
+    return assessed
+
+
+def _per_brand(
+    listing: Listing, evidence: tuple[Evidence, ...], model: ModelScorer | None
+) -> tuple[BrandAssessment, ...]:
+    groups: dict[int, list[Evidence]] = {}
+    for item in evidence:
+        groups.setdefault(item.brand_id, []).append(item)
+    subsets = [(listing, tuple(found)) for found in groups.values()]
+    scores = model.scores(subsets) if model is not None else [cold_start_score(found).score for _l, found in subsets]
+    found_brands = [
+        BrandAssessment(
+            brand_id=brand_id,
+            brand=found[0].brand,
+            score=score,
+            evidence=tuple(found),
+            features=dict(zip(FEATURES, (round(float(v), 6) for v in feature_row(listing, found)), strict=True)),
+        )
+        for (brand_id, found), score in zip(groups.items(), scores, strict=True)
+    ]
+    return tuple(sorted(found_brands, key=lambda brand: (-brand.score, brand.brand)))
+
+
+def assess_listing(
+    prepared: Prepared,
+    context: MatchContext,
+    listing: Listing,
+    signals: Sequence[tuple[str, Mapping[str, bytes]]],
+    *,
+    model: ModelScorer | None,
+    observe: Observe | None = None,
+) -> Assessment:
+    """One listing and its images' signals ((sha256, signal per matcher), in listing order) ->
+    evidence and scores, through the same matching and scoring functions as a batch scan."""
+    sha256s = [sha256 for sha256, _found in signals]
+    by_matcher: dict[str, dict[str, bytes]] = {}
+    for sha256, found in signals:
+        for name, signal in found.items():
+            by_matcher.setdefault(name, {})[sha256] = signal
+    per_image = image_evidence(prepared, context, by_matcher, sorted(set(sha256s)), observe=observe)
+    evidence = listing_evidence(prepared, context, listing, sha256s, per_image, observe=observe)
+    (assessed,) = assess_many([(listing, evidence)], context.brands, model, per_brand=True)
+    return assessed
+
+
+def encode_images(
+    prepared: Prepared, context: MatchContext, images: Sequence[tuple[str, bytes]], *, observe: Observe | None = None
+) -> list[tuple[str, dict[str, bytes]]]:
+    """Every image matcher's signal of each image, decoded once as a scan does (raises ImageError)."""
+    limits = decode_limits(context.settings)
+    encoded: list[tuple[str, dict[str, bytes]]] = []
+    for sha256, data in images:
+        picture = Picture.open(data, limits, source=sha256)
+        signals: dict[str, bytes] = {}
+        for matcher, _index in prepared.image:
+            started = time.perf_counter()
+            signals[matcher.name] = matcher.encode(picture)
+            if observe is not None:
+                observe(matcher.name, time.perf_counter() - started)
+        encoded.append((sha256, signals))
+    return encoded

@@ -5,22 +5,29 @@ Mounted by :func:`counterscan.api.create_app`; the check routes live in ``servic
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Request, Response
+from fastapi import Body, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as StarletteUpload
 
 from counterscan.config import Settings
 from counterscan.errors import PermissionDeniedError
+from counterscan.records import Member
 from counterscan.service.auth import Actor
+from counterscan.service.check import CheckInput, fetch_images, listing_from_fields, parse_signals, store_check, visible
+from counterscan.service.checker import Checker
 from counterscan.service.ops import Metrics, access_logger, log_request, metrics_permitted
-from counterscan.service.webhooks import add_webhook
-from counterscan.store import Store
+from counterscan.service.webhooks import Deliverer, add_webhook
+from counterscan.store import BlobStore, Store
 
 
 class WebhookIn(BaseModel):
@@ -109,3 +116,113 @@ def install_webhooks(app: FastAPI, store: Store, settings: Settings) -> None:
             store.deliveries, member_id=scope, webhook_id=webhook_id, status=status, limit=min(limit, 1000)
         )
         return [asdict(item) for item in found]
+
+
+class SignalsIn(BaseModel):
+    """A listing whose images come as pre-computed hashes (hex), for partners who never send images."""
+
+    title: str = ""
+    description: str = ""
+    price: float | None = None
+    currency: str | None = None
+    seller_id: str | None = None
+    seller_name: str | None = None
+    url: str | None = None
+    marketplace: str | None = None
+    listing_id: str | None = None
+    images: list[dict[str, str]] = Field(default_factory=list)
+    """One object per image: {"phash": hex, "dhash": hex, "pdq": hex}, any of them."""
+    store: bool = False
+
+
+def install_check(app: FastAPI, store: Store, settings: Settings, checker: Checker) -> None:
+    """/readyz and the real-time check endpoints."""
+    blobs = BlobStore(settings.blob_dir)
+    enabled = [name.strip() for name in settings.image_matchers.split(",")]
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        state = checker.readiness()
+        return JSONResponse(state, status_code=200 if state["ready"] else 503)
+
+    def owned(member: Member) -> set[int]:
+        return {brand.brand_id for brand in store.brands(member_id=member.member_id)}
+
+    def run(member: Member, item: CheckInput) -> dict[str, Any]:
+        assessed, scorer = checker.check(
+            item.listing, item.images, [(f"signals-{n}", found) for n, found in enumerate(item.signals, 1)]
+        )
+        answer = visible(assessed, member, owned(member), scorer=scorer)
+        answer["listing_id"] = item.listing.listing_id
+        answer["images"] = [sha256 for sha256, _data in item.images]
+        if item.store:
+            store_check(store, blobs, item, assessed, scorer=scorer)
+            answer["stored"] = {"source": item.listing.source, "listing_id": item.listing.listing_id}
+        return answer
+
+    @app.post("/v1/check")
+    async def check(request: Request, member: Actor, store_it: Annotated[bool, Query(alias="store")] = False) -> Any:
+        """One listing as multipart/form-data (title, description, price, currency, seller_id and one or
+        more ``images`` file parts) or as JSON with ``image_urls``; answers each suspected brand with
+        its score (and, for the brand's owner or an analyst, the evidence)."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > settings.max_upload_bytes:
+            raise HTTPException(413, f"check of {declared} bytes is over the cap of {settings.max_upload_bytes}")
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "application/json":
+            try:
+                body = await request.json()
+            except ValueError:
+                raise HTTPException(400, "check: the body is not JSON") from None
+            if not isinstance(body, dict):
+                raise HTTPException(400, "check: the JSON body must be an object")
+            urls = body.get("image_urls") or []
+            if isinstance(urls, str):
+                urls = [part for part in urls.split(";") if part.strip()]
+            if len(urls) > settings.check_max_images:
+                raise HTTPException(413, f"check: more than {settings.check_max_images} images")
+            listing = listing_from_fields(body, member)
+            images = await run_in_threadpool(fetch_images, settings, [str(url) for url in urls])
+            item = CheckInput(listing, tuple(images), store=store_it or bool(body.get("store")))
+        elif kind == "multipart/form-data":
+            form = await request.form(max_files=settings.check_max_images, max_fields=20)
+            try:
+                fields = {key: value for key, value in form.items() if isinstance(value, str)}
+                parts = [part for part in form.getlist("images") if isinstance(part, StarletteUpload)]
+                images = []
+                for part in parts:
+                    data = await part.read(settings.max_image_bytes + 1)
+                    if len(data) > settings.max_image_bytes:
+                        raise HTTPException(413, f"image {part.filename!r} is over {settings.max_image_bytes} bytes")
+                    images.append((hashlib.sha256(data).hexdigest(), data))
+            finally:
+                await form.close()
+            wanted = store_it or fields.get("store", "").lower() in ("1", "true", "yes")
+            item = CheckInput(listing_from_fields(fields, member), tuple(images), store=wanted)
+        else:
+            raise HTTPException(415, "check: send multipart/form-data or application/json")
+        return await run_in_threadpool(run, member, item)
+
+    @app.post("/v1/check/signals")
+    async def check_signals(member: Actor, body: Annotated[SignalsIn, Body()]) -> Any:
+        """A listing with pre-computed image hashes (pHash, dHash, PDQ as hex) instead of images."""
+        if len(body.images) > settings.check_max_images:
+            raise HTTPException(413, f"check: more than {settings.check_max_images} images")
+        listing = listing_from_fields(body.model_dump(exclude={"images", "store"}), member)
+        signals = parse_signals(body.images, enabled)
+        return await run_in_threadpool(run, member, CheckInput(listing, signals=tuple(signals), store=body.store))
+
+
+def start_delivery(app: FastAPI, store: Store, settings: Settings, metrics: Metrics) -> None:
+    """Send webhook deliveries from a thread of this server process (``serve --deliver-webhooks``)."""
+    deliverer = Deliverer(store, settings, observe=metrics.observe_delivery)
+    stop = threading.Event()
+    thread = threading.Thread(target=deliverer.run, args=(stop,), name="counterscan-webhooks", daemon=True)
+    thread.start()
+
+    def halt() -> None:
+        stop.set()
+        thread.join(timeout=30)
+        deliverer.close()
+
+    app.router.on_shutdown.append(halt)

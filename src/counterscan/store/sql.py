@@ -15,10 +15,11 @@ from counterscan.store.migrations import migrate
 from counterscan.store.review import ReviewStore
 from counterscan.store.reviewui import ReviewUIStore
 from counterscan.store.scans import ScanStore
+from counterscan.store.service import ServiceStore
 from counterscan.store.webhooks import WebhookStore
 
 
-class Store(CatalogueStore, ListingStore, ScanStore, ReviewStore, WebhookStore, ReviewUIStore):
+class Store(CatalogueStore, ListingStore, ScanStore, ReviewStore, WebhookStore, ReviewUIStore, ServiceStore):
     """All persistent state. Open with :meth:`open`; close when done."""
 
     def __init__(self, engine: sa.Engine) -> None:

@@ -1,0 +1,155 @@
+"""A real-time check of one listing: its images (sent, fetched or pre-hashed), the scan's own
+matchers and ranker against the warm indexes, and what the caller may see of the result."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from counterscan.config import Settings
+from counterscan.errors import DataError, UserError
+from counterscan.ingest.http_client import FetchError, PoliteClient, RefusedAddressError, RetryPolicy
+from counterscan.ingest.netpolicy import NetPolicy
+from counterscan.records import Evidence, ImageOutcome, IngestedListing, Listing, Member, ScanResult
+from counterscan.scan_work import Assessment
+from counterscan.store import BlobStore, Store
+
+CHECK_SOURCE = "check"
+HASH_MATCHERS = {"phash": 64, "dhash": 64, "pdq": 256}
+"""Matchers whose listing signal a partner can send as hex, and their hash width in bits."""
+
+
+@dataclass(frozen=True)
+class CheckInput:
+    listing: Listing
+    images: tuple[tuple[str, bytes], ...] = ()
+    """(sha256, bytes) of each sent or fetched image."""
+    signals: tuple[Mapping[str, bytes], ...] = ()
+    """Pre-computed signals per image: matcher name -> signal bytes."""
+    store: bool = False
+
+
+def _number(value: Any, name: str) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"check: {name} {value!r} is not a number") from None
+
+
+def listing_from_fields(fields: Mapping[str, Any], member: Member) -> Listing:
+    """The listing a check describes; it lands under the source ``check:MEMBER`` when stored."""
+    text = {
+        key: str(fields[key])[:10_000] if fields.get(key) is not None else None
+        for key in ("title", "description", "currency", "seller_id", "seller_name", "url", "marketplace")
+    }
+    listing_id = str(fields.get("listing_id") or uuid.uuid4().hex)
+    if len(listing_id) > 200:
+        raise UserError("check: listing_id is longer than 200 characters")
+    currency = (text["currency"] or "").strip().upper() or None
+    if currency is not None and (len(currency) != 3 or not currency.isalpha()):
+        raise UserError(f"check: currency {currency!r} is not an ISO 4217 code")
+    return Listing(
+        source=f"{CHECK_SOURCE}:{member.name}",
+        listing_id=listing_id,
+        title=text["title"] or "",
+        description=text["description"] or "",
+        price=_number(fields.get("price"), "price"),
+        currency=currency,
+        seller_id=text["seller_id"],
+        seller_name=text["seller_name"],
+        url=text["url"],
+        marketplace=text["marketplace"] or (member.name if member.is_marketplace else None),
+    )
+
+
+def fetch_images(settings: Settings, urls: Sequence[str]) -> list[tuple[str, bytes]]:
+    """Download image URLs through the outbound address policy; one bad URL fails the check (422)."""
+    found: list[tuple[str, bytes]] = []
+    policy = RetryPolicy(max_retries=1, timeout_seconds=10.0, max_redirects=3)
+    with PoliteClient(policy, network=NetPolicy.from_settings(settings)) as client:
+        for url in urls:
+            try:
+                data, _headers, _final = client.get(str(url), max_bytes=settings.max_image_bytes)
+            except RefusedAddressError as exc:
+                raise DataError(f"image {url}: address refused: {exc}") from None
+            except FetchError as exc:
+                raise DataError(f"image {url}: download failed: {exc}") from None
+            found.append((hashlib.sha256(data).hexdigest(), data))
+    return found
+
+
+def parse_signals(images: Sequence[Mapping[str, Any]], enabled: Sequence[str]) -> list[dict[str, bytes]]:
+    """Hex hashes per image -> signal bytes per matcher; hashes of matchers this server runs only."""
+    parsed: list[dict[str, bytes]] = []
+    for number, image in enumerate(images, start=1):
+        if not isinstance(image, Mapping):
+            raise UserError(f"check: signals image {number} is not an object of hex hashes")
+        signals: dict[str, bytes] = {}
+        for name, value in image.items():
+            if name not in HASH_MATCHERS:
+                raise UserError(f"check: unknown hash {name!r} (one of {', '.join(HASH_MATCHERS)})")
+            width = HASH_MATCHERS[name] // 4
+            text = str(value).strip().lower()
+            if not text or len(text) % width or any(c not in "0123456789abcdef" for c in text):
+                raise UserError(f"check: image {number}: {name} must be hex, {width} digits per hash")
+            if name in enabled:
+                signals[name] = bytes.fromhex(text)
+        parsed.append(signals)
+    return parsed
+
+
+def visible(assessment: Assessment, member: Member, owned: set[int], *, scorer: str) -> dict[str, Any]:
+    """The result as ``member`` may see it: a marketplace key gets brands and scores only, a member
+    the evidence of its own brands, an analyst everything."""
+
+    def evidence(item: Evidence) -> dict[str, Any]:
+        return {
+            "matcher": item.matcher,
+            "score": item.score,
+            "reason": item.reason,
+            "asset_id": item.asset_id,
+            "image_sha256": item.image_sha256,
+            "distance": item.distance,
+        }
+
+    suspects = []
+    for brand in assessment.brands:
+        entry: dict[str, Any] = {"brand": brand.brand, "score": brand.score}
+        if member.is_analyst or (not member.is_marketplace and brand.brand_id in owned):
+            entry["evidence"] = [evidence(item) for item in brand.evidence]
+            entry["features"] = dict(brand.features)
+        suspects.append(entry)
+    top = assessment.brands[0] if assessment.brands else None
+    return {
+        "score": assessment.score,
+        "brand": top.brand if top is not None and assessment.score > 0 else None,
+        "suspects": suspects,
+        "scorer": scorer,
+    }
+
+
+def store_check(store: Store, blobs: BlobStore, item: CheckInput, assessment: Assessment, *, scorer: str) -> int:
+    """Keep a checked listing with its images, evidence and score, so it joins the review queue (and
+    fires "suspect.new" webhooks in the same transaction as any batch result would)."""
+    outcomes = tuple(
+        ImageOutcome(ref=f"check-image-{n}", sha256=blobs.put(data)) for n, (_sha, data) in enumerate(item.images)
+    )
+    source = item.listing.source
+    store.commit_ingest_batch(source, [IngestedListing(item.listing, outcomes)], [], None)
+    listing_pk = store.find_listing(f"{source}/{item.listing.listing_id}")
+    scan_id = store.start_scan(scope=f"check:{source}")
+    result = ScanResult(
+        listing_pk=listing_pk,
+        score=assessment.score,
+        brand_id=assessment.brand_id,
+        evidence=assessment.evidence,
+        best=assessment.best,
+    )
+    store.write_results(scan_id, [result], scorer=scorer)
+    store.finish_scan(scan_id, status="done", listings_scanned=1)
+    return listing_pk
