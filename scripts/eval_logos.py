@@ -198,6 +198,7 @@ def ocr_alone(data: Path, limit: int | None) -> None:
     ]  # fmt: skip
     brand_name = {label: brand.name for label, brand in zip(labels, brands, strict=True)}
     matcher = OcrMatcher(TextReader(ReaderOptions()))
+    index = matcher.index_brands(brands)
     photos = sorted(brand_of)[:limit]
     read: dict[str, bool] = {}
     wrong = 0
@@ -208,13 +209,13 @@ def ocr_alone(data: Path, limit: int | None) -> None:
         started = time.process_time()
         text = read_picture(matcher.reader, image, Image.open(io.BytesIO(raw)).size)
         cpu.append(time.process_time() - started)
-        found = matcher.match_text(brands, name, text)
+        found = matcher.match_text(index, name, text)
         truth = brand_name[brand_of[name]]
         read[name] = any(e.brand == truth and e.details.get("signal") in NAME_SIGNALS for e in found)
         wrong += any(e.brand != truth for e in found)
     on_negatives = 0
     for _name, picture in negatives():
-        on_negatives += bool(matcher.match_text(brands, None, read_picture(matcher.reader, picture, picture.size)))
+        on_negatives += bool(matcher.match_text(index, None, read_picture(matcher.reader, picture, picture.size)))
     print(f"OCR alone, {len(photos)} logo photos of {len(labels)} brands (reader {matcher.reader.options.key()}):")
     for label, names in (("all", photos), ("even half", photos[::2]), ("odd half", photos[1::2])):
         print(f"  {label:10} brand name read in {sum(read[n] for n in names) / max(1, len(names)):.3f} of the photos")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,9 @@ from counterscan.matchers.ocr import OcrMatcher, ReadText, read_picture
 from counterscan.matchers.ocr_engine import ReaderOptions, TextReader
 from counterscan.ranking import cold_start_score
 from counterscan.records import Brand, Evidence, Listing
-from tests.conftest import load_photo
+from counterscan.store import schema as t
+from tests.conftest import Cli, as_picture, jpeg_bytes, load_photo, png_bytes
+from tests.test_cli import rows
 
 LATIN_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 # Debian's fonts-wqy-zenhei (the Makefile's `fonts` target installs it for `make test`).
@@ -43,17 +47,6 @@ def rendered() -> tuple[Image.Image, dict[str, tuple[float, float, float, float]
     return image, drawn
 
 
-class _Decoded:
-    """A decoded picture as the scan hands it to matchers (its reduced form is the image itself)."""
-
-    def __init__(self, image: Image.Image) -> None:
-        self.image = image
-        self.size = image.size
-
-    def reduced(self, side: int) -> Image.Image:
-        return self.image
-
-
 @pytest.fixture(scope="module")
 def matcher() -> OcrMatcher:
     return OcrMatcher(TextReader(ReaderOptions()))
@@ -62,7 +55,7 @@ def matcher() -> OcrMatcher:
 @needs_fonts
 def test_words_in_a_rendered_photo_go_through_the_title_logic(matcher: OcrMatcher) -> None:
     image, drawn = rendered()
-    signal = matcher.encode(_Decoded(image))
+    signal = matcher.encode(as_picture(png_bytes(image)))
     read = ReadText.from_bytes(signal)
     assert read.size == (640, 400)
     [index] = [matcher.index_brands([ROLEX, ADIDAS, NIKE])]
@@ -101,7 +94,7 @@ def test_words_in_a_rendered_photo_go_through_the_title_logic(matcher: OcrMatche
 
 def test_a_photo_with_no_text_gives_no_evidence(matcher: OcrMatcher) -> None:
     for name in ("chelsea", "coffee"):
-        signal = matcher.encode(_Decoded(load_photo(name)))
+        signal = matcher.encode(as_picture(jpeg_bytes(load_photo(name))))
         [found] = matcher.query(matcher.index_brands([ROLEX, ADIDAS, NIKE]), [(name, signal)])
         assert found == []
         assert len(signal) < 8192  # the stored signal stays small
@@ -147,3 +140,75 @@ def test_feature_table_documents_every_feature() -> None:
 
     documented = [line.split("|")[1].strip() for line in (features.__doc__ or "").splitlines() if line.startswith("| ")]
     assert documented[1:] == list(FEATURES)  # the first row is the table's header
+
+
+@needs_fonts
+def test_scan_reads_each_picture_once_and_matches_later_brands_from_stored_text(cli: Cli, tmp_path: Path) -> None:
+    """Through the CLI on a real store: the text is read at the first scan and kept per image; a
+    brand registered later is found in it with the photos gone (so without reading them again);
+    a corrupt image is quarantined at ingest as before."""
+    image, _drawn = rendered()
+    folder = tmp_path / "feed"
+    (folder / "img").mkdir(parents=True)
+    (folder / "img" / "label.jpg").write_bytes(jpeg_bytes(image, 92))
+    (folder / "img" / "cat.jpg").write_bytes(jpeg_bytes(load_photo("chelsea")))
+    (folder / "img" / "broken.jpg").write_bytes(jpeg_bytes(load_photo("coffee"))[:700])
+    stamped = load_photo("coffee")
+    ImageDraw.Draw(stamped).text((30, 30), "AAA REPLICA", font=ImageFont.truetype(str(LATIN_FONT), 56), fill="white")
+    (folder / "img" / "stamped.jpg").write_bytes(jpeg_bytes(stamped, 92))
+    feed_rows = [
+        {"listing_id": "L1", "title": "Watch", "image_paths": "img/label.jpg"},
+        {"listing_id": "L2", "title": "Same label, other seller", "image_paths": "img/label.jpg"},
+        {"listing_id": "L3", "title": "Cat poster", "image_paths": "img/cat.jpg"},
+        {"listing_id": "L4", "title": "Broken photo", "image_paths": "img/broken.jpg"},
+        # The brand in the title, counterfeit words only on the photo: one listing's text.
+        {"listing_id": "L5", "title": "Rolex Submariner watch", "image_paths": "img/stamped.jpg"},
+    ]
+    with (folder / "feed.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["listing_id", "title", "image_paths"])
+        writer.writeheader()
+        writer.writerows(feed_rows)
+    env = {"COUNTERSCAN_IMAGE_MATCHERS": "phash,dhash,ocr"}
+    cli.add_member("m")
+    cli("brands", "add", "Rolex", "--member", "m")
+    ingested = cli("ingest", str(folder / "feed.csv"))
+    assert "images failed 1" in ingested.stdout
+    assert "broken.jpg" in cli("quarantine", "list").stdout
+    assert "scanned 5 listings, 3 with evidence" in cli("scan", env=env).stdout
+
+    texts = {row.sha256: row for row in rows(cli, t.image_text)}
+    assert len(texts) == 3  # three distinct pictures read, one of them shared by two listings
+    label = next(row for row in texts.values() if "ROLEX" in row.text.upper())
+    assert "高仿" in label.text and all("box" in line for line in label.lines)
+    suspects = json.loads(cli("review", "list", "--format", "json").stdout)
+    assert {item["listing_id"] for item in suspects} == {"L1", "L2", "L5"}
+    by_id = {row.listing_id: row.listing_pk for row in rows(cli, t.listings)}
+    on_photo = [row for row in rows(cli, t.evidence) if row.listing_pk == by_id["L5"] and row.matcher == "ocr"]
+    assert [row.details["signal"] for row in on_photo] == ["counterfeit-term"]
+    assert {"aaa", "replica"} <= set(on_photo[0].details["terms"])
+    # The HTML report draws the boxes of the words read.
+    report = cli("export", "--format", "html", "--out", str(tmp_path / "report")).stdout
+    assert (tmp_path / "report" / "index.html").exists(), report
+
+    # A brand registered after the scan, and the pictures gone from the blob store.
+    for blob in (cli.home / "blobs").rglob("*"):
+        if blob.is_file():
+            blob.unlink()
+    cli("brands", "add", "Adidas", "--member", "m")
+    rescan = cli("scan", env=env).stdout
+    assert "re-scanned 5" in rescan and "unreadable" not in rescan
+    evidence = [row for row in rows(cli, t.evidence) if row.matcher == "ocr"]
+    adidas = [row for row in evidence if row.brand_id == 2]
+    assert {row.details["signal"] for row in adidas} == {"lookalike", "counterfeit-term"}
+    assert len({row.listing_pk for row in adidas}) == 2
+
+
+def test_words_the_reader_ran_together_are_split_only_when_wholly_known() -> None:
+    from counterscan.matchers.ocr import spaced, split_run_together
+
+    vocabulary = frozenset({"aaa", "replica", "coca", "cola", "red", "bull", "ford"})
+    assert split_run_together("aaareplica", vocabulary) == ["aaa", "replica"]
+    assert split_run_together("cocacola", vocabulary) == ["coca", "cola"]
+    assert split_run_together("oxford", vocabulary) is None  # "ox" is not a word looked for
+    assert split_run_together("ford", vocabulary) is None  # one word is not run together
+    assert spaced("REDBULL energy, AAAREPLICA!", vocabulary) == "red bull energy, aaa replica!"

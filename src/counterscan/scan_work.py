@@ -20,7 +20,7 @@ from counterscan.features import FEATURES, feature_row
 from counterscan.imaging import Picture
 from counterscan.matchers import ImageMatcher, ListingMatcher, decode_limits, image_matchers, listing_matchers
 from counterscan.matchers.context import PriceMatcher, SellerHistory, SellerMatcher
-from counterscan.matchers.ocr import OcrMatcher
+from counterscan.matchers.ocr import OcrMatcher, ReadText
 from counterscan.matchers.title import ProductTitleMatcher
 from counterscan.ranking import cold_start_score
 from counterscan.records import AssetSignal, Brand, Evidence, Listing, ListingToScan
@@ -124,7 +124,7 @@ def match_partition(
             failed.add(sha256)
     per_image = image_evidence(prepared, context, known, sha256s)
     evidence = {
-        item.listing_pk: listing_evidence(prepared, context, item.listing, item.image_sha256s, per_image)
+        item.listing_pk: listing_evidence(prepared, context, item.listing, item.image_sha256s, per_image, signals=known)
         for item in items
     }
     return PartitionResult(evidence=evidence, new_signals=new_signals, unreadable=len(failed))
@@ -164,9 +164,11 @@ def listing_evidence(
     per_image: Mapping[str, Sequence[Evidence]],
     *,
     observe: Observe | None = None,
+    signals: Mapping[str, Mapping[str, bytes]] | None = None,
 ) -> tuple[Evidence, ...]:
     """One listing's evidence in a stable order: its images' in listing order, then its words',
-    then price and seller history for the brands already in evidence."""
+    then price and seller history for the brands already in evidence. ``signals`` (per matcher and
+    image) lets counterfeit words read on the photos count for those brands too."""
     found_here: list[Evidence] = []
     for sha256 in dict.fromkeys(image_sha256s):
         found_here.extend(per_image.get(sha256, ()))
@@ -178,6 +180,8 @@ def listing_evidence(
     # Price and seller history say nothing alone; they weigh in for brands already in evidence.
     involved = {found.brand_id for found in found_here}
     suspects_of = [brand for brand in context.brands if brand.brand_id in involved]
+    if signals is not None:
+        found_here.extend(_photo_vocabulary(prepared, signals, image_sha256s, found_here, suspects_of))
     found_here.extend(prepared.price.match(listing, suspects_of, context.brands))
     found_here.extend(prepared.seller.match(listing, suspects_of))
     return tuple(found_here)
@@ -283,7 +287,7 @@ def assess_listing(
         for name, signal in found.items():
             by_matcher.setdefault(name, {})[sha256] = signal
     per_image = image_evidence(prepared, context, by_matcher, sorted(set(sha256s)), observe=observe)
-    evidence = listing_evidence(prepared, context, listing, sha256s, per_image, observe=observe)
+    evidence = listing_evidence(prepared, context, listing, sha256s, per_image, observe=observe, signals=by_matcher)
     (assessed,) = assess_many([(listing, evidence)], context.brands, model, per_brand=True)
     return assessed
 
@@ -304,3 +308,30 @@ def encode_images(
                 observe(matcher.name, time.perf_counter() - started)
         encoded.append((sha256, signals))
     return encoded
+
+
+def _photo_vocabulary(
+    prepared: Prepared,
+    known: Mapping[str, Mapping[str, bytes]],
+    image_sha256s: Sequence[str],
+    found: Sequence[Evidence],
+    suspects_of: Sequence[Brand],
+) -> list[Evidence]:
+    """Counterfeit words read in a listing's photos ("AAA replica") count for the brands its other
+    evidence names, as they would in its title, unless the photo's own reading already said so."""
+    reader = next((matcher for matcher, _index in prepared.image if isinstance(matcher, OcrMatcher)), None)
+    if reader is None or not suspects_of:
+        return []
+    said = {
+        (e.brand_id, e.image_sha256)
+        for e in found
+        if e.matcher == reader.name and e.details.get("signal") == "counterfeit-term"
+    }
+    extra: list[Evidence] = []
+    for sha256 in dict.fromkeys(image_sha256s):
+        signal = known.get(reader.name, {}).get(sha256)
+        if signal is None:
+            continue
+        brands = [brand for brand in suspects_of if (brand.brand_id, sha256) not in said]
+        extra.extend(reader.vocabulary_beside(brands, sha256, ReadText.from_bytes(signal)))
+    return extra

@@ -12,6 +12,8 @@ from counterscan.imaging import DecodeLimits
 from counterscan.matchers.base import ImageMatcher, ListingMatcher
 from counterscan.matchers.embedding import Embedder, EmbeddingMatcher, OnnxEmbedder, VladEmbedder
 from counterscan.matchers.keypoints import KeypointMatcher, KeypointOptions
+from counterscan.matchers.ocr import OcrMatcher
+from counterscan.matchers.ocr_engine import ReaderOptions, TextReader
 from counterscan.matchers.perceptual import DHASH, PDQ, PHASH, HashAlgorithm, HashMatcher
 from counterscan.matchers.text import TextMatcher
 from counterscan.matchers.title import ProductTitleMatcher
@@ -54,6 +56,16 @@ IMAGE_MATCHERS: dict[str, Callable[[Settings], ImageMatcher]] = {
     "embedding": _embedding,
     "keypoints": lambda settings: KeypointMatcher(
         KeypointOptions(min_inliers=settings.keypoint_min_inliers, min_inlier_ratio=settings.keypoint_min_inlier_ratio),
+    ),
+    "ocr": lambda settings: OcrMatcher(
+        TextReader(
+            ReaderOptions(
+                det_side=settings.ocr_det_side,
+                max_lines=settings.ocr_max_lines,
+                min_confidence=settings.ocr_min_confidence,
+                threads=settings.scan_worker_threads,
+            )
+        )
     ),
 }
 

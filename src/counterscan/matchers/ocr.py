@@ -14,13 +14,14 @@ than the same word in a title: printed on the product or the picture, it is a wo
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
+from counterscan.imaging import Picture
 from counterscan.matchers.ocr_engine import Quad, ReaderOptions, TextLine, TextReader
 from counterscan.matchers.text import TextHit, TextMatcher
 from counterscan.records import AssetKind, AssetSignal, Brand, Evidence
@@ -37,15 +38,6 @@ PHOTO_REASONS = {
     "lookalike": "photo reads a look-alike spelling",
     "counterfeit-term": "photo reads counterfeit vocabulary",
 }
-
-
-class _Picture(Protocol):
-    """What the reader needs of a decoded picture (``imaging.Picture``)."""
-
-    @property
-    def size(self) -> tuple[int, int]: ...
-
-    def reduced(self, side: int) -> Image.Image: ...
 
 
 @dataclass(frozen=True)
@@ -88,6 +80,42 @@ class BrandWords:
     """The OCR matcher's index: the brands in scope (their words are compiled by the text logic)."""
 
     brands: tuple[Brand, ...]
+    vocabulary: frozenset[str] = frozenset()
+    """The words the text logic looks for, to split words the reader ran together."""
+
+
+MIN_PIECE = 2
+WORD_RUN = re.compile(r"\w+")
+
+
+def split_run_together(token: str, vocabulary: frozenset[str]) -> list[str] | None:
+    """``token`` as two or more words of ``vocabulary`` written together, fewest pieces first
+    ("aaareplica" -> aaa, replica; "cocacola" -> coca, cola), or None when it is not wholly made of
+    them: the reader often drops the space between printed words, and only a whole cover counts
+    ("oxford" is not ox + ford unless both are words looked for)."""
+    best: list[list[str] | None] = [None] * (len(token) + 1)
+    best[0] = []
+    for start in range(len(token)):
+        done = best[start]
+        if done is None:
+            continue
+        for end in range(start + MIN_PIECE, len(token) + 1):
+            if token[start:end] in vocabulary:
+                known = best[end]
+                if known is None or len(done) + 1 < len(known):
+                    best[end] = [*done, token[start:end]]
+    found = best[len(token)]
+    return found if found is not None and len(found) >= 2 else None
+
+
+def spaced(text: str, vocabulary: frozenset[str]) -> str:
+    """``text`` with run-together words of ``vocabulary`` split apart, the rest as read."""
+
+    def split(match: re.Match[str]) -> str:
+        pieces = split_run_together(plain(match.group(0)), vocabulary)
+        return match.group(0) if pieces is None else " ".join(pieces)
+
+    return WORD_RUN.sub(split, text)
 
 
 def _span(haystack: str, needle: str) -> tuple[int, int] | None:
@@ -99,7 +127,11 @@ def word_box(line: TextLine, word: str) -> Quad:
     """The part of a line's box that holds ``word``, by its place among the line's characters
     (the whole line when the word is not found as such, e.g. a disguised spelling)."""
     text = line.text
-    span = _span(plain(text), plain(word)) or _span(skeleton(text), " ".join(skeleton_tokens(word)))
+    span = (
+        _span(plain(text), plain(word))
+        or _span(plain(text), plain(word).replace(" ", ""))  # read run together: "REDBULL"
+        or _span(skeleton(text), " ".join(skeleton_tokens(word)))
+    )
     if span is None or len(text) == 0 or len(plain(text)) != len(text):
         return line.box
     start, end = span[0] / len(text), span[1] / len(text)
@@ -128,27 +160,28 @@ class OcrMatcher:
         self.reader = reader or TextReader(ReaderOptions())
         self.words = words or TextMatcher()
 
-    def encode(self, picture: _Picture) -> bytes:
+    def encode(self, picture: Picture) -> bytes:
         return read_picture(self.reader, picture.reduced(READ_SIDE), picture.size).to_bytes()
 
-    def encode_asset(self, picture: _Picture) -> list[tuple[str, bytes]]:
+    def encode_asset(self, picture: Picture) -> list[tuple[str, bytes]]:
         return []
 
     def build_index(self, signals: Sequence[AssetSignal]) -> BrandWords:
         return BrandWords(())
 
     def index_brands(self, brands: Sequence[Brand]) -> BrandWords:
-        return BrandWords(tuple(brands))
+        return BrandWords(tuple(brands), self.words.vocabulary(brands))
 
     def query(self, index: BrandWords, signals: Sequence[tuple[str, bytes]]) -> list[list[Evidence]]:
-        return [self.match_text(index.brands, sha256, ReadText.from_bytes(signal)) for sha256, signal in signals]
+        return [self.match_text(index, sha256, ReadText.from_bytes(signal)) for sha256, signal in signals]
 
-    def match_text(self, brands: Sequence[Brand], sha256: str | None, read: ReadText) -> list[Evidence]:
-        if not read.lines or not brands:
+    def match_text(self, index: BrandWords, sha256: str | None, read: ReadText) -> list[Evidence]:
+        if not read.lines or not index.brands:
             return []
+        spaced_lines = [(line, spaced(line.text, index.vocabulary)) for line in read.lines]
         found = []
-        for hit in self.words.hits(read.text, brands):
-            lines = self._lines_of(hit, read.lines)
+        for hit in self.words.hits("\n".join(text for _line, text in spaced_lines), index.brands):
+            lines = self._lines_of(hit, spaced_lines)
             if not lines:
                 continue
             confidence = float(np.mean([line.confidence for line, _words in lines]))
@@ -177,15 +210,51 @@ class OcrMatcher:
             )
         return sorted(found, key=lambda item: -item.score)
 
-    def _lines_of(self, hit: TextHit, lines: Sequence[TextLine]) -> list[tuple[TextLine, list[str]]]:
-        """The lines that carry a hit's words, each with the words it carries."""
+    def vocabulary_beside(self, brands: Sequence[Brand], sha256: str, read: ReadText) -> list[Evidence]:
+        """Counterfeit vocabulary read in a photo ("AAA replica" printed on it) of a listing whose
+        other evidence already names ``brands`` (its title, a logo): a title and the words on its
+        photos are one listing's text, as a title and its description are."""
+        vocabulary = self.words.vocabulary(brands)
+        lines = [(line, self.words.counterfeit_terms(spaced(line.text, vocabulary))) for line in read.lines]
+        lines = [(line, terms) for line, terms in lines if terms]
+        if not lines:
+            return []
+        confidence = float(np.mean([line.confidence for line, _terms in lines]))
+        shown = [
+            {"text": term, "line": line.text, "confidence": line.confidence, "box": word_box(line, term)}
+            for line, terms in lines
+            for term in terms
+        ]
+        terms = sorted({str(item["text"]) for item in shown})
+        return [
+            Evidence(
+                matcher=self.name,
+                brand_id=brand.brand_id,
+                brand=brand.name,
+                score=round(PHOTO_SCORES["counterfeit-term"] * confidence, 4),
+                reason=f"{PHOTO_REASONS['counterfeit-term']} {', '.join(map(repr, terms))} in a {brand.name} "
+                f"listing (reading confidence {confidence:.2f})",
+                image_sha256=sha256,
+                details={
+                    "signal": "counterfeit-term",
+                    "terms": terms,
+                    "read": shown,
+                    "regions": [item["box"] for item in shown],
+                },
+            )
+            for brand in brands
+        ]
+
+    def _lines_of(self, hit: TextHit, lines: Sequence[tuple[TextLine, str]]) -> list[tuple[TextLine, list[str]]]:
+        """The lines that carry a hit's words, each with the words it carries; ``lines`` pairs each
+        line read with its text, run-together words split."""
         wanted = [str(word) for word in hit.details.get("words", hit.details.get("terms", []))]  # type: ignore[attr-defined]
         found: list[tuple[TextLine, list[str]]] = []
-        for line in lines:
+        for line, text in lines:
             if hit.signal == "counterfeit-term":
-                words = self.words.counterfeit_terms(line.text)
+                words = self.words.counterfeit_terms(text)
             else:
-                alone = self.words.hits(line.text, [hit.brand])
+                alone = self.words.hits(text, [hit.brand])
                 words = [
                     str(word)
                     for other in alone
@@ -199,12 +268,7 @@ class OcrMatcher:
         # A name split over two lines ("coca" / "cola"): the lines holding any of its words.
         tokens = {token for word in wanted for token in skeleton_tokens(word)}
         return [
-            (line, [token for token in skeleton_tokens(line.text) if token in tokens])
-            for line in lines
-            if tokens & set(skeleton_tokens(line.text))
+            (line, [token for token in skeleton_tokens(text) if token in tokens])
+            for line, text in lines
+            if tokens & set(skeleton_tokens(text))
         ]
-
-
-def lines_of(evidence: Evidence) -> list[dict[str, Any]]:
-    """The words an OCR evidence read, as stored in its details."""
-    return list(evidence.details.get("read", []))

@@ -136,6 +136,15 @@ class TextMatcher:
             self._brands[brand.brand_id] = cached
         return cached[1]
 
+    def vocabulary(self, brands: Sequence[Brand]) -> frozenset[str]:
+        """Every single word this logic looks for (plain view): the brands' names, aliases, trademark
+        words and look-alikes, and the counterfeit vocabulary's words."""
+        words = {token for term, _pattern in self._terms if "\\" not in term for token in plain_tokens(term)}
+        for brand in brands:
+            for name in (brand.name, *brand.aliases, *brand.keywords, *brand.lookalikes):
+                words.update(plain_tokens(name))
+        return frozenset(words)
+
     def counterfeit_terms(self, text: str) -> list[str]:
         folded = plain(text)
         return [term for term, pattern in self._terms if pattern.search(folded)]
