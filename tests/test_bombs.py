@@ -25,9 +25,11 @@ from counterscan.api import create_app
 from counterscan.brands import add_brand
 from counterscan.config import Settings
 from counterscan.errors import ImageDecodeError, ImageTooLargeError
+from counterscan.imageguard import RenderBudget
 from counterscan.imaging import DecodeLimits, decode
+from counterscan.ingest import ingest, open_source
 from counterscan.members import add_member
-from counterscan.store import Store
+from counterscan.store import BlobStore, Store
 from counterscan.uploads import UploadFile, clean_image, rasterise_svg
 from tests.conftest import Cli, png_bytes
 from tests.test_api import Server, _asset_count, _blob_count, _client, _free_port
@@ -251,3 +253,30 @@ def test_api_long_names_empty_zips_and_huge_ids(server: Server, photos: dict[str
             response = client.delete(f"/v1/assets/{asset_id}")
             assert response.status_code == 404, (asset_id, response.text)
     assert (_asset_count(server), _blob_count(server)) == (3, 3)
+
+
+def test_render_budget_stops_on_time_and_on_drawn_elements() -> None:
+    budget = RenderBudget(max_pixels=1_000_000, source="slow.svg", time_limit=0.0)
+    budget.start()
+    time.sleep(0.01)
+    with pytest.raises(ImageTooLargeError, match=r"took over 0s to render"):
+        budget.element()
+    counted = RenderBudget(max_pixels=1_000_000, max_elements=3)
+    for _ in range(3):
+        counted.element()
+    with pytest.raises(ImageTooLargeError, match="more than 3 elements"):
+        counted.element()
+
+
+def test_feed_images_that_are_bombs_are_quarantined_from_their_header(
+    store: Store, blobs: BlobStore, tmp_path: Path, bombs: dict[str, bytes]
+) -> None:
+    for name in ("tall.png", "wide.png", "square.png"):
+        (tmp_path / name).write_bytes(bombs[name])
+    (tmp_path / "feed.csv").write_text("listing_id,image_paths\nT,tall.png\nW,wide.png\nS,square.png\n")
+    started = time.monotonic()
+    summary = ingest(store, blobs, LIMITS, open_source(str(tmp_path / "feed.csv")))
+    assert time.monotonic() - started < QUICK
+    assert (summary.new, summary.images_failed) == (3, 3)
+    assert all("over the cap" in problem.reason or "bomb" in problem.reason for problem in summary.problems)
+    assert not blobs.root.exists() or not any(path.is_file() for path in blobs.root.rglob("*"))
