@@ -67,7 +67,8 @@ def test_members_add_prints_key_once_and_stores_only_its_hash(cli: Cli) -> None:
     assert key.startswith("cs_") and len(key) > 40
     [member] = rows(cli, t.members)
     assert member.name == "acme-group"
-    assert member.key_hash == hash_api_key(key) and key not in member.key_hash
+    [stored] = rows(cli, t.member_keys)
+    assert stored.key_hash == hash_api_key(key) and key not in stored.key_hash and key.startswith(stored.prefix)
     duplicate = cli("members", "add", "acme-group", expect=2)
     assert "already exists" in duplicate.stderr and "Traceback" not in duplicate.stderr
     assert "acme-group" in cli("members", "list").stdout
@@ -243,24 +244,26 @@ def test_scan_review_decide_and_export(brand_ready: Cli, tmp_path: Path, photos:
     table = cli("review", "list", "--limit", "1").stdout
     assert "L1" in table and "L3" not in table
 
-    cli(
-        "review",
-        "decide",
-        "L1",
-        "--verdict",
-        "counterfeit",
-        "--note",
-        "copied photo",
-        env={"COUNTERSCAN_ANALYST": "ana"},
-    )
-    [verdict] = rows(cli, t.verdicts)
-    assert (verdict.verdict, verdict.note, verdict.analyst) == ("counterfeit", "copied photo", "ana")
-    # Acting as someone needs an analyst's key: a brand owner cannot judge listings.
+    # A name from the environment is not an analyst: without an analyst's key nothing is written.
+    refused = cli("review", "decide", "L1", "--verdict", "counterfeit", env={"COUNTERSCAN_ANALYST": "ana"}, expect=5)
+    assert "Traceback" not in refused.stderr and rows(cli, t.verdicts) == []
+    # A brand owner's key is a key, but not an analyst's: a brand owner cannot judge listings.
     owner = cli("review", "decide", "L2", "--verdict", "legit", "--as", "acme-group", expect=5)
     assert "not an analyst" in owner.stderr
+    owner = cli("review", "decide", "L2", "--verdict", "legit", expect=5)
+    assert "not an analyst" in owner.stderr and rows(cli, t.verdicts) == []
     analyst_key = cli.add_member("inspector", role="analyst", use=False)
+    # COUNTERSCAN_ANALYST names the analyst, but the key must be that analyst's.
+    wrong = cli(
+        "review", "decide", "L1", "--verdict", "counterfeit", env={"COUNTERSCAN_ANALYST": "inspector"}, expect=5
+    )
+    assert "wrong API key" in wrong.stderr and rows(cli, t.verdicts) == []
+    cli("review", "decide", "L1", "--verdict", "counterfeit", "--note", "copied photo", "--key", analyst_key)
+    [verdict] = rows(cli, t.verdicts)
+    assert (verdict.verdict, verdict.note, verdict.analyst) == ("counterfeit", "copied photo", "inspector")
     cli("review", "decide", "L2", "--verdict", "legit", "--as", "inspector", "--key", analyst_key)
-    assert [row.analyst for row in rows(cli, t.verdicts)] == ["ana", "inspector"]
+    assert [row.analyst for row in rows(cli, t.verdicts)] == ["inspector", "inspector"]
+    cli.env["COUNTERSCAN_API_KEY"] = analyst_key
     assert "unknown listing" in cli("review", "decide", "nope", "--verdict", "legit", expect=2).stderr
     assert "unknown verdict" in cli("review", "decide", "L1", "--verdict", "maybe", expect=2).stderr
 

@@ -69,6 +69,8 @@ def test_review_loop_train_and_rescan(world: tuple[Path, LabelledSet], tmp_path:
     home = tmp_path / "home"
     shutil.copytree(source, home)
     cli = Cli(home)
+    assert "analyst's API key" in cli("train", expect=5).stderr
+    cli.add_member("ana", role="analyst")  # the store's first analyst; its key is used from here on
     assert "training needs at least 5 counterfeit" in cli("train", expect=2).stderr
     cli("scan", "--workers", "1")
     nike = json.loads(cli("review", "list", "--brand", "Nike", "--format", "json").stdout)

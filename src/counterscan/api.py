@@ -26,9 +26,10 @@ from counterscan.errors import (
     ExternalError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitedError,
 )
 from counterscan.matchers import image_matchers
-from counterscan.members import require_owner, require_reader
+from counterscan.members import AuthPolicy, require_owner, require_reader
 from counterscan.records import Brand, Member
 from counterscan.service.auth import Actor
 from counterscan.service.checker import Checker
@@ -43,6 +44,7 @@ MAX_FILES_PER_REQUEST = 1000
 MAX_ID = 2**63 - 1
 
 STATUS_BY_ERROR: tuple[tuple[type[CounterscanError], int], ...] = (
+    (RateLimitedError, 429),
     (AuthenticationError, 401),
     (PermissionDeniedError, 403),
     (NotFoundError, 404),
@@ -77,6 +79,7 @@ def create_app(settings: Settings, *, deliver_webhooks: bool = False) -> FastAPI
     app.state.metrics = metrics
     install_ops(app, settings, metrics)
     install_webhooks(app, store, settings)
+    app.state.auth_policy = AuthPolicy.of(settings)
     review = ReviewUI(settings, store, blobs)
     review.install(app)
     install_docs(app)
@@ -96,6 +99,8 @@ def create_app(settings: Settings, *, deliver_webhooks: bool = False) -> FastAPI
         if request.url.path.startswith("/review"):
             return review.error_page(exc, status)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(exc, RateLimitedError):
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
     def readable(member: Member) -> Callable[[Brand], bool]:

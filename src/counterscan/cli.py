@@ -17,13 +17,13 @@ from typer.core import TyperGroup
 from counterscan import assets, brands, members, report, review, training
 from counterscan.config import Settings
 from counterscan.demo import demo_data_dir, run_demo
-from counterscan.errors import CounterscanError, PermissionDeniedError, UserError
+from counterscan.errors import AuthenticationError, CounterscanError, PermissionDeniedError, UserError
 from counterscan.executors import make_executor
 from counterscan.ingest import FetchOptions, open_source, retry_quarantine
 from counterscan.ingest import ingest as run_ingest
 from counterscan.ingest.netpolicy import NetPolicy
 from counterscan.matchers import decode_limits, image_matchers
-from counterscan.records import ASSET_KINDS, Suspect
+from counterscan.records import ASSET_KINDS, Member, Suspect
 from counterscan.report_html import write_html
 from counterscan.scan import ScanStatus, run_scan
 from counterscan.store import BlobStore, Store
@@ -111,6 +111,40 @@ ApiKey = Annotated[
 ]
 
 
+ExpiresIn = Annotated[
+    str | None, typer.Option(help="The key expires after this long: 90d, 12h, 30m, 2w (default: never).")
+]
+
+
+def _authenticate(ctx: typer.Context, store: Store, name: str, key: str | None) -> Member:
+    """The member ``name`` if ``key`` is its live key; failures are throttled and audited."""
+    policy = members.AuthPolicy.of(_settings(ctx))
+    return members.authenticate(store, name, key, client=members.cli_client(), policy=policy)
+
+
+def _analyst(ctx: typer.Context, store: Store, acting_as: str | None, key: str | None) -> Member:
+    """The authenticated analyst: by --as and --key, or by the key alone."""
+    if acting_as is not None:
+        actor = _authenticate(ctx, store, acting_as, key)
+    else:
+        if not key:
+            raise AuthenticationError("this needs an analyst's API key (--key or COUNTERSCAN_API_KEY)")
+        policy = members.AuthPolicy.of(_settings(ctx))
+        actor = members.authenticate_key(store, key, client=members.cli_client(), policy=policy)
+    members.require_analyst(actor)
+    return actor
+
+
+AnalystName = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        envvar="COUNTERSCAN_ANALYST",
+        help="The analyst acting (authenticated by --key; default: whoever the key belongs to).",
+    ),
+]
+
+
 @members_app.command("add")
 def members_add(
     ctx: typer.Context,
@@ -118,12 +152,106 @@ def members_add(
     role: Annotated[
         str, typer.Option(help="member (owns brands) or analyst (reads all, records verdicts).")
     ] = "member",
+    expires_in: ExpiresIn = None,
+    acting_as: Annotated[
+        str | None, typer.Option("--as", help="An analyst adding another analyst (authenticated by --key).")
+    ] = None,
+    key: ApiKey = None,
 ) -> None:
-    """Add an alliance member or analyst and print its API key (shown only this once)."""
+    """Add an alliance member or analyst and print its API key (shown only this once).
+
+    Adding an analyst needs an existing analyst's key, except for the first analyst of a store.
+    """
     with _store(ctx) as (_, store, _blobs):
-        created = members.add_member(store, name, role=role)
+        actor: Member | None = None
+        if acting_as is not None or (members.parse_role(role) == "analyst" and store.has_analyst()):
+            actor = _analyst(ctx, store, acting_as, key)
+        if members.parse_role(role) == "analyst":
+            members.may_add_analyst(store, actor)
+        created = members.add_member(
+            store,
+            name,
+            role=role,
+            actor=actor.name if actor else members.OPERATOR,
+            expires_in=members.parse_duration(expires_in) if expires_in else None,
+        )
     typer.echo(f"{created.member.role} {created.member.name} added; API key (store it now, it is not shown again):")
     typer.echo(created.api_key)
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="Members' API keys: list (prefixes only), add, rotate, revoke.")
+members_app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("list")
+def keys_list(
+    ctx: typer.Context,
+    member: Annotated[str | None, typer.Option(help="Only this member's keys.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """Every key's prefix, owner, status and dates (never the key itself)."""
+    with _store(ctx) as (_, store, _blobs):
+        rows = [asdict(found) for found in store.api_keys(member)]
+    _emit(rows, fmt, ("key_id", "member", "prefix", "status", "created_at", "expires_at", "revoked_at"))
+
+
+def _key_manager(ctx: typer.Context, store: Store, member: str, acting_as: str | None, key: str | None) -> Member:
+    # A member manages its own keys, analysts everyone's: default to acting as the member.
+    return _authenticate(ctx, store, acting_as or member, key)
+
+
+@keys_app.command("add")
+def keys_add(
+    ctx: typer.Context,
+    member: str,
+    expires_in: ExpiresIn = None,
+    acting_as: ActingAs = None,
+    key: ApiKey = None,
+) -> None:
+    """Another key for MEMBER (its other keys stay valid); printed once."""
+    with _store(ctx) as (_, store, _blobs):
+        actor = _key_manager(ctx, store, member, acting_as, key)
+        duration = members.parse_duration(expires_in) if expires_in else None
+        made = members.issue_key(store, actor, member, expires_in=duration)
+    _print_key(made)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    ctx: typer.Context,
+    member: str,
+    expires_in: ExpiresIn = None,
+    acting_as: ActingAs = None,
+    key: ApiKey = None,
+) -> None:
+    """A new key for MEMBER; all its other keys are revoked at once. Printed once."""
+    with _store(ctx) as (_, store, _blobs):
+        actor = _key_manager(ctx, store, member, acting_as, key)
+        duration = members.parse_duration(expires_in) if expires_in else None
+        made = members.rotate_key(store, actor, member, expires_in=duration)
+    _print_key(made)
+    typer.echo(f"the other keys of {member} are revoked", err=True)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    ctx: typer.Context,
+    selector: Annotated[str, typer.Argument(help="The key's prefix (cs_1a2b3c4d) or its key_id.")],
+    acting_as: ActingAs = None,
+    key: ApiKey = None,
+) -> None:
+    """Revoke a key: refused from the next request on, by the API and the CLI."""
+    with _store(ctx) as (_, store, _blobs):
+        found = store.find_api_key(selector)
+        actor = _key_manager(ctx, store, found.member, acting_as, key)
+        revoked = members.revoke_key(store, actor, selector)
+    typer.echo(f"revoked key {revoked.prefix} of {revoked.member}")
+
+
+def _print_key(made: members.NewKey) -> None:
+    expiry = f", expires {made.info.expires_at}" if made.info.expires_at else ""
+    typer.echo(f"key {made.info.prefix} for {made.info.member}{expiry} (store it now, it is not shown again):")
+    typer.echo(made.api_key)
 
 
 @members_app.command("list")
@@ -150,7 +278,7 @@ def brands_add(
 ) -> None:
     """Register a brand owned by --member (who must be the one acting)."""
     with _store(ctx) as (_, store, _blobs):
-        actor = members.authenticate(store, acting_as or member, key)
+        actor = _authenticate(ctx, store, acting_as or member, key)
         if actor.name != member:
             raise PermissionDeniedError(f"{actor.name!r} may not register brands for {member!r}")
         brand = brands.add_brand(
@@ -189,7 +317,7 @@ def brands_update(
 ) -> None:
     """Change a brand's profile (only its owner may)."""
     with _store(ctx) as (_, store, _blobs):
-        actor = members.authenticate(store, acting_as or store.brand(name).member, key)
+        actor = _authenticate(ctx, store, acting_as or store.brand(name).member, key)
         if product is not None:
             if msrp is None or currency is None:
                 raise UserError("--product needs --msrp and --currency")
@@ -251,7 +379,7 @@ def assets_add(
 ) -> None:
     """Upload reference assets; identical content is stored once, bad files are reported."""
     with _store(ctx) as (settings, store, blobs):
-        actor = members.authenticate(store, acting_as or store.brand(brand).member, key)
+        actor = _authenticate(ctx, store, acting_as or store.brand(brand).member, key)
         if assets.parse_kind(kind) == "text":
             result = assets.add_text_assets(store, actor, brand=brand, words=items)
         else:
@@ -291,7 +419,7 @@ def assets_replace(
     """Replace an image asset by a new file; the old one leaves future scans but stays in history."""
     with _store(ctx) as (settings, store, blobs):
         old = store.asset(asset_id)
-        actor = members.authenticate(store, acting_as or store.brand(old.brand).member, key)
+        actor = _authenticate(ctx, store, acting_as or store.brand(old.brand).member, key)
         result = assets.add_asset_files(
             store,
             blobs,
@@ -313,7 +441,7 @@ def assets_remove(ctx: typer.Context, asset_id: int, acting_as: ActingAs = None,
     """Remove an asset from future scans (history is kept)."""
     with _store(ctx) as (_, store, _blobs):
         asset = store.asset(asset_id)
-        actor = members.authenticate(store, acting_as or store.brand(asset.brand).member, key)
+        actor = _authenticate(ctx, store, acting_as or store.brand(asset.brand).member, key)
         assets.remove_asset(store, actor, asset_id)
     typer.echo(f"removed asset {asset_id} ({asset.original_name})")
 
@@ -547,10 +675,13 @@ def review_show(
 def train_command(
     ctx: typer.Context,
     force: Annotated[bool, typer.Option(help="Replace the current model even if it scored better.")] = False,
+    acting_as: AnalystName = None,
+    key: ApiKey = None,
 ) -> None:
-    """Fit the ranker on the verdicts so far; the next scans score with it."""
+    """Fit the ranker on the verdicts so far (an analyst's key needed); the next scans score with it."""
     with _store(ctx) as (_, store, _blobs):
-        result = training.train(store, force=force, actor=review.current_analyst())
+        analyst = _analyst(ctx, store, acting_as, key)
+        result = training.train(store, force=force, actor=analyst.name)
     typer.echo(result.line())
     if not result.accepted:
         raise typer.Exit(2)
@@ -562,18 +693,12 @@ def review_decide(
     listing_id: Annotated[str, typer.Argument(help="LISTING_ID, or SOURCE/LISTING_ID if ambiguous.")],
     verdict: Annotated[str, typer.Option(help="counterfeit, legit or unsure.")],
     note: Annotated[str | None, typer.Option(help="Why.")] = None,
-    acting_as: Annotated[
-        str | None, typer.Option("--as", help="The analyst deciding (authenticated by --key).")
-    ] = None,
+    acting_as: AnalystName = None,
     key: ApiKey = None,
 ) -> None:
-    """Record an analyst's verdict on a listing."""
+    """Record an analyst's verdict on a listing (the analyst's key needed)."""
     with _store(ctx) as (_, store, _blobs):
-        analyst = review.current_analyst()
-        if acting_as is not None:
-            actor = members.authenticate(store, acting_as, key)
-            members.require_analyst(actor)
-            analyst = actor.name
+        analyst = _analyst(ctx, store, acting_as, key).name
         review.decide(store, listing_id, verdict=verdict, note=note, analyst=analyst)
     typer.echo(f"{listing_id}: {verdict}")
 
@@ -633,7 +758,7 @@ def signals_export(
     from counterscan.registry import exchange
 
     with _store(ctx) as (_, store, _blobs):
-        actor = members.authenticate(store, acting_as or store.brand(brand[0]).member, key)
+        actor = _authenticate(ctx, store, acting_as or store.brand(brand[0]).member, key)
         result = exchange.export_signals(store, actor, brand, out)
     typer.echo(f"exported {result.signals} hashes of {result.assets} assets to {out}")
 
@@ -653,7 +778,7 @@ def signals_import(
     if not path.is_file():
         raise UserError(f"no such file: {path}")
     with _store(ctx) as (_, store, _blobs):
-        actor = members.authenticate(store, acting_as or store.brand(brand).member, key)
+        actor = _authenticate(ctx, store, acting_as or store.brand(brand).member, key)
         result = exchange.import_signals(store, actor, brand=brand, path=path, bank=bank)
     for reason in result.rejected:
         typer.echo(f"rejected {reason}", err=True)

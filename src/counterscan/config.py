@@ -70,6 +70,12 @@ class Settings:
     # Secret that signs the review UI's session cookies. Empty: one is made and kept in
     # HOME/session.key. Set it when several servers share sessions behind one address.
     session_secret: str = ""
+    # Failed authentications (CLI and API alike, counted in the store) allowed per client and per
+    # key prefix within the window; past them, tries are refused unchecked until the window passes.
+    # One indexed count query per authentication.
+    auth_max_failures_per_client: int = 20
+    auth_max_failures_per_key: int = 10
+    auth_failure_window_seconds: int = 300
 
     # Exchange rates for price evidence: each currency's value in one common unit, e.g.
     # {"USD": 1.0, "EUR": 1.08}. Never fetched: prices in a currency missing here are not compared.

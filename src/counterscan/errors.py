@@ -65,6 +65,14 @@ class AuthenticationError(PermissionDeniedError):
     """No key, or a key that does not belong to the named member."""
 
 
+class RateLimitedError(AuthenticationError):
+    """Too many failed authentications from this client or for this key prefix: wait and retry."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class LockHeldError(CounterscanError):
     """Another scan holds the lock (its holder and start are in the message)."""
 

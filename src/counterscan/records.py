@@ -64,6 +64,21 @@ class Member:
 
 
 @dataclass(frozen=True)
+class ApiKeyInfo:
+    """What may be shown of an API key: never the key, only its public prefix."""
+
+    key_id: int
+    member: str
+    prefix: str
+    """"cs_" and 8 hex digits; "(legacy)" for a key made before keys had prefixes."""
+    created_at: str
+    expires_at: str
+    revoked_at: str
+    status: str
+    """live, expired or revoked."""
+
+
+@dataclass(frozen=True)
 class Product:
     """A product of a brand with its manufacturer's suggested retail price."""
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import os
 from dataclasses import replace
 from typing import Any
 
@@ -60,10 +58,6 @@ def show(store: Store, reference: str, blobs: BlobStore) -> dict[str, Any]:
         if image["sha256"]:
             image["cached_path"] = str(blobs.path(image["sha256"]))
     return detail
-
-
-def current_analyst() -> str:
-    return os.environ.get("COUNTERSCAN_ANALYST") or getpass.getuser()
 
 
 def decide(store: Store, reference: str, *, verdict: str, note: str | None, analyst: str) -> int:

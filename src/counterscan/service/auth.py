@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from counterscan.members import authenticate_key
+from counterscan.members import AuthPolicy, authenticate_key
 from counterscan.records import Member
 from counterscan.store import Store
 
@@ -26,7 +26,10 @@ def current_member(
 ) -> Member:
     """The member whose key came as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``."""
     store: Store = request.app.state.store
-    member = authenticate_key(store, api_key(authorization, x_api_key))
+    client = f"http:{request.client.host}" if request.client else "http:unknown"
+    policy: AuthPolicy = request.app.state.auth_policy
+    # Failed tries are throttled per client address and per key prefix, and audited (never the key).
+    member = authenticate_key(store, api_key(authorization, x_api_key), client=client, policy=policy)
     request.state.member_name = member.name  # for the request log: the name, never the key
     return member
 

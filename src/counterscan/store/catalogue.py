@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,14 +32,26 @@ BRAND_LIST_FIELDS = ("aliases", "lookalikes", "authorised_sellers", "categories"
 class CatalogueStore(StoreBase):
     # -- members ---------------------------------------------------------------------------
 
-    def add_member(self, name: str, *, role: Role, key_hash: str, actor: str) -> Member:
+    def add_member(
+        self,
+        name: str,
+        *,
+        role: Role,
+        key_hash: str,
+        actor: str,
+        prefix: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> Member:
         with self.engine.begin() as conn:
             if conn.execute(sa.select(t.members.c.member_id).where(t.members.c.name == name)).first():
                 raise UserError(f"member {name!r} already exists")
-            member_id = new_id(
-                conn.execute(sa.insert(t.members).values(name=name, role=role, key_hash=key_hash, created_at=now()))
+            member_id = new_id(conn.execute(sa.insert(t.members).values(name=name, role=role, created_at=now())))
+            conn.execute(
+                sa.insert(t.member_keys).values(
+                    member_id=member_id, prefix=prefix, key_hash=key_hash, created_at=now(), expires_at=expires_at
+                )
             )
-            self._audit(conn, actor, "member.add", name, {"role": role})
+            self._audit(conn, actor, "member.add", name, {"role": role, "prefix": prefix})
         return Member(member_id=member_id, name=name, role=role)
 
     def member(self, name: str) -> Member:
@@ -47,18 +60,6 @@ class CatalogueStore(StoreBase):
         if row is None:
             raise NotFoundError(f"unknown member {name!r} (add it with `counterscan members add`)")
         return Member(member_id=row.member_id, name=row.name, role=row.role)
-
-    def member_key_hash(self, name: str) -> str | None:
-        with self.engine.connect() as conn:
-            found: str | None = conn.execute(
-                sa.select(t.members.c.key_hash).where(t.members.c.name == name)
-            ).scalar_one_or_none()
-        return found
-
-    def member_by_key_hash(self, key_hash: str) -> Member | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(t.members).where(t.members.c.key_hash == key_hash)).first()
-        return None if row is None else Member(member_id=row.member_id, name=row.name, role=row.role)
 
     def members(self) -> list[Member]:
         with self.engine.connect() as conn:

@@ -8,12 +8,28 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from counterscan.errors import ExternalError
-from counterscan.store.schema import LATEST_VERSION, lock_guard, metadata, schema_version
+from counterscan.store.schema import LATEST_VERSION, TS, lock_guard, member_keys, metadata, schema_version
 
 Step = Callable[[sa.Connection], None]
 
+
+def _member_keys(connection: sa.Connection) -> None:
+    """1 -> 2: each member's one key moves to ``member_keys`` (several keys per member, expiry, revocation)."""
+    member_keys.create(connection, checkfirst=True)
+    members = sa.table(
+        "members", sa.column("member_id", sa.Integer), sa.column("key_hash", sa.String), sa.column("created_at", TS)
+    )
+    connection.execute(
+        sa.insert(member_keys).from_select(
+            ["member_id", "key_hash", "created_at"],
+            sa.select(members.c.member_id, members.c.key_hash, members.c.created_at),
+        )
+    )
+    connection.execute(sa.text("ALTER TABLE members DROP COLUMN key_hash"))
+
+
 # STEPS[n] upgrades a database at version n to n + 1. Version 1 is the first release's schema.
-STEPS: dict[int, Step] = {}
+STEPS: dict[int, Step] = {1: _member_keys}
 
 
 def current_version(connection: sa.Connection) -> int | None:

@@ -21,8 +21,31 @@ members = sa.Table(
     sa.Column("member_id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(200), nullable=False, unique=True),
     sa.Column("role", sa.String(20), nullable=False),
-    sa.Column("key_hash", sa.String(128), nullable=False),
     sa.Column("created_at", TS, nullable=False),
+)
+
+member_keys = sa.Table(
+    "member_keys",
+    metadata,
+    sa.Column("key_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("member_id", sa.Integer, sa.ForeignKey("members.member_id"), nullable=False, index=True),
+    # The key's public first characters ("cs_" + 8 hex): shown in lists, used to find the key.
+    # NULL for keys made before keys had prefixes (found by their hash).
+    sa.Column("prefix", sa.String(20), nullable=True, index=True),
+    sa.Column("key_hash", sa.String(128), nullable=False, unique=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=True),
+    sa.Column("revoked_at", TS, nullable=True),
+)
+
+auth_failures = sa.Table(
+    "auth_failures",
+    metadata,
+    sa.Column("failure_id", sa.Integer, primary_key=True, autoincrement=True),
+    # Who tried: "http:ADDRESS" for the API, "cli:USER@HOST" for the command line.
+    sa.Column("client", sa.String(300), nullable=False, index=True),
+    sa.Column("prefix", sa.String(20), nullable=False, index=True),
+    sa.Column("at", TS, nullable=False, index=True),
 )
 
 brands = sa.Table(
@@ -350,6 +373,6 @@ webhook_attempts = sa.Table(
     sa.Column("duration_ms", sa.Float, nullable=False),
 )
 
-LATEST_VERSION = 1
+LATEST_VERSION = 2
 
 """Version 1 creates every table above. A later change adds a step to ``migrations.py``."""

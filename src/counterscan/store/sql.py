@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 
 from counterscan.errors import ExternalError, UserError
 from counterscan.store.catalogue import CatalogueStore
+from counterscan.store.keys import KeyStore
 from counterscan.store.listings import ListingStore
 from counterscan.store.migrations import migrate
 from counterscan.store.review import ReviewStore
@@ -19,7 +20,7 @@ from counterscan.store.service import ServiceStore
 from counterscan.store.webhooks import WebhookStore
 
 
-class Store(CatalogueStore, ListingStore, ScanStore, ReviewStore, WebhookStore, ReviewUIStore, ServiceStore):
+class Store(CatalogueStore, KeyStore, ListingStore, ScanStore, ReviewStore, WebhookStore, ReviewUIStore, ServiceStore):
     """All persistent state. Open with :meth:`open`; close when done."""
 
     def __init__(self, engine: sa.Engine) -> None:

@@ -30,8 +30,9 @@ from counterscan.errors import (
     DataError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitedError,
 )
-from counterscan.members import authenticate_key, authenticate_key_hash, hash_api_key
+from counterscan.members import AuthPolicy, authenticate_key, authenticate_key_hash, hash_api_key
 from counterscan.records import VERDICTS, Brand, Member, VerdictLabel
 from counterscan.store import BlobStore, Store
 from counterscan.store.reviewui import QUEUE_SORTS, QueueFilter, QueueRow, QueueSort, SuspectKey
@@ -494,9 +495,13 @@ class ReviewUI:
             return self.login_form(request, message="the sign-in form expired; try again", status=403)
         key = str(form.get("api_key") or "").strip()
         try:
-            member = await run_in_threadpool(authenticate_key, self.store, key)
-        except AuthenticationError:
-            return self.login_form(request, message="unknown API key", status=401)
+            client = f"http:{request.client.host}" if request.client else "http:unknown"
+            policy = AuthPolicy.of(self.settings)
+            member = await run_in_threadpool(authenticate_key, self.store, key, client=client, policy=policy)
+        except AuthenticationError as exc:
+            # Throttled, revoked and expired keys say so; anything else is just unknown.
+            message = str(exc) if isinstance(exc, RateLimitedError) or "API key cs_" in str(exc) else "unknown API key"
+            return self.login_form(request, message=message, status=429 if isinstance(exc, RateLimitedError) else 401)
         found = sessions.new_session(member.name, hash_api_key(key))
         response = RedirectResponse(_safe_back(str(form.get("next") or "")), status_code=303)
         response.set_cookie(
