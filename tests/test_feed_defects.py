@@ -7,7 +7,11 @@ its reason, the good rows around it land, and the next run of the source goes on
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -120,3 +124,28 @@ def test_a_row_the_database_refuses_is_quarantined_and_the_batch_lands(store: St
     assert reasons["listing bad"].startswith("the database refused the row")
     assert store.source_state("direct") is not None
     assert store.source_state("direct")[3] == {"rows": 51}  # type: ignore[index]
+
+
+def test_two_ingests_of_one_source_the_second_ends_with_exit_12(sqlite_cli: Cli, tmp_path: Path) -> None:
+    feed = _csv(b"x1,fine,red")(tmp_path)
+    sqlite_cli("init")
+    # A live process on this host holds the source's ingest lock, as a running ingest would.
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        store = sqlite_cli.store()
+        try:
+            ticks = Path(f"/proc/{holder.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+            owner = f"{socket.gethostname()}:{holder.pid}:{ticks}"
+            store.acquire_lock("ingest:hostile", owner, conflicts=(), stale_after=timedelta(hours=1))
+        finally:
+            store.close()
+        blocked = sqlite_cli("ingest", str(feed), "--name", "hostile", expect=12)
+        assert blocked.stderr.count("\n") == 1 and "another ingest holds the lock 'ingest:hostile'" in blocked.stderr
+        assert "Traceback" not in blocked.stderr and "IntegrityError" not in blocked.stderr
+        # Another source is not held up.
+        assert "new 81" in sqlite_cli("ingest", str(feed), "--name", "other").stdout
+    finally:
+        holder.kill()
+        holder.wait()
+    # Its holder gone (killed), the lock is taken over at once.
+    assert "new 81" in sqlite_cli("ingest", str(feed), "--name", "hostile").stdout

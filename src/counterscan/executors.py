@@ -9,6 +9,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol
 
 from counterscan.errors import ExternalError, UserError
+from counterscan.holders import die_with_parent
 from counterscan.records import ListingToScan
 from counterscan.scan_work import MatchContext, PartitionResult, match_partition
 
@@ -27,6 +28,11 @@ class Executor(Protocol):
     def gather(self, handle: Any) -> list[PartitionResult]: ...
 
     def close(self) -> None: ...
+
+
+def _start_worker(threads: int, parent: int) -> None:
+    die_with_parent(parent)
+    limit_native_threads(threads)
 
 
 def limit_native_threads(threads: int) -> None:
@@ -110,11 +116,12 @@ class ProcessExecutor:
         """The worker processes, started on first use."""
         if self._pool is None:
             # Spawned, not forked: a fork of a process whose OpenMP (FAISS) threads are running can hang.
+            # Workers end with the scan, even when it is killed with -9 (no orphans hold memory or cores).
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=limit_native_threads,
-                initargs=(self.threads,),
+                initializer=_start_worker,
+                initargs=(self.threads, os.getpid()),
             )
         return self._pool
 

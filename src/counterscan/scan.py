@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from typing import Any
 from counterscan.config import Settings
 from counterscan.errors import ImageError
 from counterscan.executors import Executor, InlineExecutor, Partition
+from counterscan.holders import holder_is_dead, this_holder
 from counterscan.imaging import Picture
 from counterscan.matchers import ImageMatcher, decode_limits, image_matchers
 from counterscan.matchers.context import SellerHistory
@@ -71,10 +70,6 @@ class ScanSummary:
         if self.status is ScanStatus.PARTIAL:
             text += f"; time budget reached, {self.remaining} listings left for the next run"
         return text
-
-
-def _holder() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _scope(source: str | None) -> tuple[str, list[str]]:
@@ -162,7 +157,7 @@ class _Scan:
         self.source = source
         self.deadline = deadline
         self.progress = progress
-        self.holder = _holder()
+        self.holder = this_holder()
         self.lock_name, _ = _scope(source)
         self.suspects = 0
         self.unreadable = 0
@@ -251,8 +246,8 @@ def run_scan(
     """Scan what is new or changed (``rescan_all``: everything), under the store's scan lock."""
     executor = executor or InlineExecutor()
     lock_name, conflicts = _scope(source)
-    holder = _holder()
-    store.acquire_lock(lock_name, holder, conflicts=conflicts, stale_after=STALE_LOCK)
+    holder = this_holder()
+    store.acquire_lock(lock_name, holder, conflicts=conflicts, stale_after=STALE_LOCK, dead=holder_is_dead)
     try:
         deadline = time.monotonic() + max_minutes * 60 if max_minutes is not None else None
         scan = _Scan(store, settings, executor, source=source, deadline=deadline, progress=progress)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from counterscan.errors import UserError
+from counterscan.holders import holder_is_dead, this_holder
 from counterscan.imaging import DecodeLimits
 from counterscan.ingest.base import Checkpoint, FeedListing, Source, parse_row
 from counterscan.ingest.files import FileSource, FolderSource
@@ -29,6 +31,8 @@ BATCH = 2000
 MAX_IMAGE_ATTEMPTS = 5
 """Failed images are fetched again by each later run of their source, up to this many tries."""
 UNLIMITED = 2**31 - 1
+STALE_INGEST_LOCK = timedelta(hours=2)
+"""An ingest lock whose holder is on another host and silent this long is taken over."""
 Progress = Callable[[int], None]
 
 
@@ -180,7 +184,33 @@ def ingest(
     progress: Progress | None = None,
     keep_problems: int = 50,
 ) -> IngestSummary:
-    """Read ``source`` from its checkpoint; land the good records and quarantine the rest."""
+    """Read ``source`` from its checkpoint; land the good records and quarantine the rest.
+
+    One ingest of a source at a time: a second one ends with LockHeldError (exit 12).
+    """
+    lock = f"ingest:{source.name}"
+    holder = this_holder()
+    store.acquire_lock(lock, holder, conflicts=(), stale_after=STALE_INGEST_LOCK, dead=holder_is_dead, what="ingest")
+    try:
+        beat = lambda: store.heartbeat(lock, holder)  # noqa: E731
+        return _ingest(
+            store, blobs, limits, source, fetch=fetch, progress=progress, keep_problems=keep_problems, beat=beat
+        )
+    finally:
+        store.release_lock(lock, holder)
+
+
+def _ingest(
+    store: Store,
+    blobs: BlobStore,
+    limits: DecodeLimits,
+    source: Source,
+    *,
+    fetch: FetchOptions | None,
+    progress: Progress | None,
+    keep_problems: int,
+    beat: Callable[[], None],
+) -> IngestSummary:
     store.record_source(source.name, kind=source.kind, location=source.location, mapping=_mapping_of(source).as_dict())
     state = store.source_state(source.name)
     checkpoint = state[3] if state else None
@@ -196,6 +226,7 @@ def ingest(
                     if len(job.batch) + len(job.rejected) >= BATCH:
                         reading = False
                         job.flush(covered)
+                        beat()
                         reading = True
                 else:
                     job.take(item)

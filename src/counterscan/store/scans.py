@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -204,10 +204,20 @@ class ScanStore(StoreBase):
 
     # -- the scan lock ---------------------------------------------------------------------
 
-    def acquire_lock(self, name: str, holder: str, *, conflicts: Sequence[str], stale_after: timedelta) -> None:
+    def acquire_lock(
+        self,
+        name: str,
+        holder: str,
+        *,
+        conflicts: Sequence[str],
+        stale_after: timedelta,
+        dead: Callable[[str], bool] | None = None,
+        what: str = "scan",
+    ) -> None:
         """Take lock ``name`` unless it, or a lock whose name starts with one of ``conflicts``, is held.
 
-        A lock whose holder has not sent a heartbeat within ``stale_after`` is taken over.
+        A lock whose holder has not sent a heartbeat within ``stale_after``, or whose holder
+        ``dead`` says is gone (a process on this host that no longer runs), is taken over.
         """
         moment = now()
         with self.engine.begin() as conn:
@@ -217,8 +227,11 @@ class ScanStore(StoreBase):
             held = conn.execute(sa.select(t.locks).order_by(t.locks.c.acquired_at)).all()
             for row in held:
                 if row.name == name or any(row.name.startswith(prefix) for prefix in conflicts):
+                    if dead is not None and dead(row.holder):
+                        conn.execute(sa.delete(t.locks).where(t.locks.c.name == row.name))
+                        continue
                     raise LockHeldError(
-                        f"another scan holds the lock {row.name!r} (holder {row.holder}, since "
+                        f"another {what} holds the lock {row.name!r} (holder {row.holder}, since "
                         f"{iso(row.acquired_at)}); it is taken over once silent for {stale_after}"
                     )
             conn.execute(sa.insert(t.locks).values(name=name, holder=holder, acquired_at=moment, heartbeat_at=moment))
@@ -229,7 +242,7 @@ class ScanStore(StoreBase):
                 sa.update(t.locks).where(t.locks.c.name == name, t.locks.c.holder == holder).values(heartbeat_at=now())
             ).rowcount
         if not updated:
-            raise LockHeldError(f"lost the scan lock {name!r} (taken over as stale); stopping")
+            raise LockHeldError(f"lost the lock {name!r} (taken over as stale); stopping")
 
     def release_lock(self, name: str, holder: str) -> None:
         with self.engine.begin() as conn:
