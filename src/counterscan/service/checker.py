@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from counterscan.config import Settings
-from counterscan.errors import DataError, ExternalError, ImageError
+from counterscan.errors import ExternalError, ImageError
 from counterscan.matchers import image_matchers
 from counterscan.matchers.context import SellerHistory, SellerMatcher
 from counterscan.records import Brand, Listing
@@ -184,8 +184,8 @@ class Checker:
         for number, image in enumerate(images, start=1):
             try:
                 encoded.extend(encode_images(warm.prepared, warm.context, [image], observe=self._observe))
-            except ImageError as exc:
-                raise DataError(f"image {number}: {exc.reason}") from None
+            except ImageError as exc:  # kept typed: a bomb is 413, a non-image 415
+                raise type(exc)(exc.reason, source=f"image {number}") from None
         encoded.extend(signals)
         assessed = assess_listing(
             warm.prepared, warm.context, listing, encoded, model=warm.model, observe=self._observe
