@@ -26,6 +26,8 @@ from counterscan.members import add_member
 from counterscan.scan import run_scan
 from counterscan.store import BlobStore, Store
 
+MATCHERS = "phash,dhash,keypoints"
+"""The test sites find logos inside photos too, so suspect pages have regions to draw."""
 LISTINGS = ("a1", "a2", "a3", "a4", "r1", "c1")
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -77,6 +79,8 @@ def build_store(settings: Settings, photos: dict[str, Image.Image], work: Path) 
     for name in ("coffee", "chelsea", "rocket", "astronaut"):
         photos[name].save(pictures / f"{name}.jpg", "JPEG", quality=92)
     photos["coffee"].crop((40, 30, 600, 380)).save(pictures / "coffee-crop.jpg", "JPEG", quality=90)
+    # Acme's logo: a patch of the astronaut photo, which listing a4 shows whole (the keypoints matcher finds it).
+    photos["astronaut"].crop((170, 20, 400, 250)).save(pictures / "acme-logo.png")
     blobs = BlobStore(settings.blob_dir)
     with Store.open(settings.database_url) as store:
         owner = add_member(store, "acme-group")
@@ -85,10 +89,13 @@ def build_store(settings: Settings, photos: dict[str, Image.Image], work: Path) 
         add_brand(store, owner.member, "Acme", keywords=["Acme"], msrp=100.0, currency="USD")
         add_brand(store, rival.member, "Rival", keywords=["Rival"], msrp=80.0, currency="USD")
         limits, matchers = upload_limits(settings), image_matchers(settings)
-        for actor, brand, picture in ((owner, "Acme", "coffee.jpg"), (rival, "Rival", "chelsea.jpg")):
-            add_asset_files(
-                store, blobs, limits, matchers, actor.member, brand=brand, kind="product", paths=[pictures / picture]
-            )
+        for actor, brand, kind, picture in (
+            (owner, "Acme", "product", "coffee.jpg"),
+            (owner, "Acme", "logo", "acme-logo.png"),
+            (rival, "Rival", "product", "chelsea.jpg"),
+        ):
+            paths = [pictures / picture]
+            add_asset_files(store, blobs, limits, matchers, actor.member, brand=brand, kind=kind, paths=paths)
         rows = [
             ("a1", "Espresso cup gift set", 19.0, "s1", "Cup Outlet", "shopzone", "coffee.jpg"),
             ("a2", "Coffee cup, boxed", 24.0, "s1", "Cup Outlet", "shopzone", "coffee-crop.jpg"),

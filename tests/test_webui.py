@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -11,12 +13,12 @@ from PIL import Image
 
 from counterscan.config import Settings
 from counterscan.store.reviewui import QueueFilter, QueueRow
-from tests.reviewsite import Site, build_store, csrf_of, serve, signed_in
+from tests.reviewsite import MATCHERS, Site, build_store, csrf_of, serve, signed_in
 
 
 @pytest.fixture
 def site(tmp_path: Path, db_url: str, photos: dict[str, Image.Image]) -> Iterator[Site]:
-    settings = Settings.load(home=tmp_path / "home", db_url=db_url, environ={})
+    settings = replace(Settings.load(home=tmp_path / "home", db_url=db_url, environ={}), image_matchers=MATCHERS)
     keys = build_store(settings, photos, tmp_path)
     with serve(settings) as url:
         yield Site(url, settings, *keys)
@@ -135,6 +137,20 @@ def test_queue_filters_and_keyset_paging(site: Site) -> None:
         shown = client.get("/review/", params={"status": "new", "marketplace": "bazaar", "min_score": "0.1"})
         assert "Latte mug" in shown.text and "Espresso cup" not in shown.text
         assert client.get("/review/", params={"min_score": "lots"}).status_code == 422
+
+
+def test_suspect_page_draws_the_matched_region_beside_the_asset(site: Site) -> None:
+    a4 = site.listing_pk("a4")
+    with signed_in(site, site.owner_key) as client:
+        page = client.get(f"/review/suspects/{a4}/{site.brand_id('Acme')}").text
+    # The keypoints matcher found Acme's logo (a patch of the photo at x 170-400, y 20-250).
+    polygon = re.search(r'<polygon points="([^"]+)" class="shape-region"', page)
+    assert polygon is not None, page
+    xs = [float(point.split(",")[0]) for point in polygon.group(1).split()]
+    ys = [float(point.split(",")[1]) for point in polygon.group(1).split()]
+    assert abs(min(xs) - 170) < 6 and abs(max(xs) - 400) < 6 and abs(min(ys) - 20) < 6 and abs(max(ys) - 250) < 6
+    assert 'viewBox="0 0 512 512"' in page and 'alt="matched asset"' in page
+    assert "logo found in photo" in page and "12 %" in page  # price 12 USD against the 100 USD MSRP
 
 
 def test_docs_are_served_from_local_assets(site: Site) -> None:

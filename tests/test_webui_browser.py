@@ -8,13 +8,14 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from counterscan.config import Settings
-from tests.reviewsite import Site, build_store, serve
+from tests.reviewsite import MATCHERS, Site, build_store, serve
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -35,7 +36,7 @@ if CHROMIUM is not None and CHROMEDRIVER is not None:
 
 @pytest.fixture
 def site(tmp_path: Path, photos: dict[str, Image.Image]) -> Iterator[Site]:
-    settings = Settings.load(home=tmp_path / "home", environ={})
+    settings = replace(Settings.load(home=tmp_path / "home", environ={}), image_matchers=MATCHERS)
     keys = build_store(settings, photos, tmp_path)
     with serve(settings) as url:
         yield Site(url, settings, *keys)
@@ -109,7 +110,6 @@ def test_analyst_reviews_by_filter_keyboard_and_bulk(browser: WebDriver, site: S
     wait_for(lambda: images_loaded(browser))
     assert browser.find_elements(By.CSS_SELECTOR, ".compare figure img[alt='matched asset']")
     assert browser.find_elements(By.CSS_SELECTOR, ".chart .msrp-line")
-    browser.save_screenshot(str(SCREENSHOTS / "suspect.png"))
     first = str(browser.find_element(By.ID, "suspect").get_attribute("data-key"))
     press(browser, "c")  # counterfeit, then on to the next suspect
     wait_for(lambda: browser.find_element(By.ID, "suspect").get_attribute("data-key") != first)
@@ -141,6 +141,14 @@ def test_analyst_reviews_by_filter_keyboard_and_bulk(browser: WebDriver, site: S
     audit = site.audit_verdicts()
     assert len(audit) == 4 and {actor for actor, _, _ in audit} == {"inspector"}
     assert sorted(str(details["via"]) for _, _, details in audit) == ["one", "one", "selection", "selection"]
+
+    # The suspect whose photo shows Acme's logo: the region is drawn over the photo, the logo beside it.
+    browser.get(f"{site.url}/review/suspects/{site.listing_pk('a4')}/{site.brand_id('Acme')}")
+    wait_for(lambda: images_loaded(browser))
+    assert browser.find_elements(By.CSS_SELECTOR, ".overlay polygon.shape-region")
+    browser.set_window_size(1440, 1250)
+    browser.save_screenshot(str(SCREENSHOTS / "suspect.png"))
+    browser.set_window_size(1440, 1000)
 
     # The seller page lists the seller's listings and the picture another seller shows too.
     browser.get(f"{site.url}/review/sellers/s1")

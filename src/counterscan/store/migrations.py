@@ -58,7 +58,18 @@ def migrate(engine: sa.Engine) -> int:
         # Tables that are new since the store was made need no step of their own: creating what is
         # missing is idempotent. Changes to existing tables still need a numbered step.
         metadata.create_all(connection, checkfirst=True)
+        _create_missing_indexes(connection)
         return found
+
+
+def _create_missing_indexes(connection: sa.Connection) -> None:
+    """Indexes declared since the store was made: like new tables, adding one changes no data."""
+    # One reflection query for all tables, not one per table: this runs on every open.
+    present = {index["name"] for indexes in sa.inspect(connection).get_multi_indexes().values() for index in indexes}
+    for table in metadata.sorted_tables:
+        for index in table.indexes:
+            if index.name not in present:
+                index.create(connection)
 
 
 def _stamp(connection: sa.Connection, version: int) -> None:
