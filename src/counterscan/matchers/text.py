@@ -17,7 +17,7 @@ a trademark word, an alias, a category word or counterfeit vocabulary beside the
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rapidfuzz.distance import Levenshtein
@@ -128,6 +128,7 @@ class TextMatcher:
         vocabulary = counterfeit_terms if counterfeit_terms is not None else COUNTERFEIT_TERMS
         self._terms = [(term, _term_pattern(term)) for terms in vocabulary.values() for term in terms]
         self._brands: dict[int, tuple[Brand, _BrandTerms]] = {}
+        self._index: tuple[tuple[Brand, ...], tuple[dict[str, list[int]], dict[str, list[int]]]] | None = None
 
     def _brand_terms(self, brand: Brand) -> _BrandTerms:
         cached = self._brands.get(brand.brand_id)
@@ -169,7 +170,7 @@ class TextMatcher:
         word_set = set(words)
         fakes = self.counterfeit_terms(text)
         found: list[TextHit] = []
-        for brand in brands:
+        for brand in self._candidates(brands, word_set, set(shapes)):
             terms = self._brand_terms(brand)
             mentioned = [" ".join(name) for name in terms.names if _phrase_in(name, words)]
             confirmed = bool(fakes) or bool(terms.context & word_set)
@@ -225,6 +226,23 @@ class TextMatcher:
             found.extend(signals)
         return found
 
+    def _candidates(self, brands: Sequence[Brand], words: set[str], shapes: set[str]) -> list[Brand]:
+        """The brands that can give a signal for these words, in the order given: a phrase needs its
+        first token present, a one-edit look-alike shares a one-deletion form with the name. The
+        full checks follow; this only spares a real-time check a loop over every brand."""
+        key = tuple(brands)
+        if self._index is None or self._index[0] != key:
+            self._index = (key, _word_index(key, self._brand_terms))
+        exact, fuzzy = self._index[1]
+        chosen: set[int] = set()
+        for token in words | shapes:
+            chosen.update(exact.get(token, ()))
+        for token in shapes:
+            if len(token) >= FUZZY_MIN_LENGTH - 1:
+                for form in _deletions(token):
+                    chosen.update(fuzzy.get(form, ()))
+        return [brands[number] for number in sorted(chosen)]
+
     def _lookalikes(self, terms: _BrandTerms, shapes: Sequence[str]) -> list[str]:
         hits = [" ".join(name) for name in terms.lookalikes if _phrase_in(name, shapes)]
         real = {token for name in terms.skeletons for token in name}
@@ -240,6 +258,27 @@ class TextMatcher:
                 ):
                     hits.append(token)
         return sorted(set(hits))
+
+
+def _deletions(token: str) -> set[str]:
+    return {token} | {token[:i] + token[i + 1 :] for i in range(len(token))}
+
+
+def _word_index(
+    brands: Sequence[Brand], terms_of: Callable[[Brand], _BrandTerms]
+) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """First tokens of every brand phrase, and one-deletion forms of fuzzy-matchable names -> brands."""
+    exact: dict[str, list[int]] = {}
+    fuzzy: dict[str, list[int]] = {}
+    for number, brand in enumerate(brands):
+        terms = terms_of(brand)
+        for phrase in (*terms.names, *terms.skeletons, *terms.lookalikes):
+            exact.setdefault(phrase[0], []).append(number)
+        for name in terms.skeletons:
+            if len(name) == 1 and len(name[0]) >= FUZZY_MIN_LENGTH:
+                for form in _deletions(name[0]):
+                    fuzzy.setdefault(form, []).append(number)
+    return exact, fuzzy
 
 
 def _quoted(words: Sequence[str]) -> str:

@@ -68,15 +68,21 @@ class ProductTitleMatcher:
         return self._fitted[1]
 
     def best_product(self, listing: Listing, brand: Brand, brands: Sequence[Brand]) -> tuple[Product, float] | None:
-        found = self.similarity(brands).best(listing.title, [product.name for product in brand.products])
+        return self._best(listing, brand, self.similarity(brands)) if brand.products else None
+
+    def _best(self, listing: Listing, brand: Brand, similarity: TitleSimilarity) -> tuple[Product, float] | None:
+        found = similarity.best(listing.title, [product.name for product in brand.products])
         if found is None or found[1] < self.threshold:
             return None
         return brand.products[found[0]], found[1]
 
     def match(self, listing: Listing, brands: Sequence[Brand]) -> list[Evidence]:
         found: list[Evidence] = []
+        # Fitted once per call, not per brand: with 1,000 brands the per-brand check of the fitted
+        # names cost more than everything else a real-time check does.
+        fitted = self.similarity(brands)
         for brand in brands:
-            best = self.best_product(listing, brand, brands)
+            best = self._best(listing, brand, fitted) if brand.products else None
             if best is None:
                 continue
             product, similarity = best

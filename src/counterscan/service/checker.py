@@ -17,6 +17,7 @@ from typing import Any
 
 from counterscan.config import Settings
 from counterscan.errors import ExternalError, ImageError
+from counterscan.executors import limit_native_threads
 from counterscan.matchers import image_matchers
 from counterscan.matchers.context import SellerHistory, SellerMatcher
 from counterscan.records import Brand, Listing
@@ -58,6 +59,9 @@ class Checker:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
+        # A check's searches are small: native thread pools per request only contend for the cores
+        # with the other requests and worker processes (as in scan workers).
+        limit_native_threads(self.settings.scan_worker_threads)
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="counterscan-index-refresh", daemon=True)
             self._thread.start()
