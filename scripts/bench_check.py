@@ -78,7 +78,7 @@ def photo_800(photos: Path | None) -> tuple[bytes, bytes]:
     if photos is not None and photos.is_dir():
         source = Image.open(sorted(photos.glob("*.jpg"))[0]).convert("RGB")
     else:
-        source = Image.fromarray(np.asarray(skdata.astronaut())).convert("RGB")
+        source = Image.fromarray(np.asarray(skdata.astronaut())).convert("RGB")  # type: ignore[no-untyped-call]
     original = io.BytesIO()
     source.save(original, "JPEG", quality=92)
     scale = 800 / max(source.size)
