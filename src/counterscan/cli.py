@@ -150,7 +150,7 @@ def members_add(
     ctx: typer.Context,
     name: str,
     role: Annotated[
-        str, typer.Option(help="member (owns brands) or analyst (reads all, records verdicts).")
+        str, typer.Option(help="member (owns brands), analyst (reads all, decides) or marketplace (checks listings).")
     ] = "member",
     expires_in: ExpiresIn = None,
     acting_as: Annotated[
