@@ -180,8 +180,11 @@ class OcrMatcher:
             return []
         spaced_lines = [(line, spaced(line.text, index.vocabulary)) for line in read.lines]
         found = []
-        for hit in self.words.hits("\n".join(text for _line, text in spaced_lines), index.brands):
-            lines = self._lines_of(hit, spaced_lines)
+        hits = self.words.hits("\n".join(text for _line, text in spaced_lines), index.brands)
+        # Each line alone, against the same brands (the text logic keeps one index per brand list).
+        per_line = [self.words.hits(text, index.brands) for _line, text in spaced_lines] if hits else []
+        for hit in hits:
+            lines = self._lines_of(hit, spaced_lines, per_line)
             if not lines:
                 continue
             confidence = float(np.mean([line.confidence for line, _words in lines]))
@@ -245,20 +248,21 @@ class OcrMatcher:
             for brand in brands
         ]
 
-    def _lines_of(self, hit: TextHit, lines: Sequence[tuple[TextLine, str]]) -> list[tuple[TextLine, list[str]]]:
+    def _lines_of(
+        self, hit: TextHit, lines: Sequence[tuple[TextLine, str]], per_line: Sequence[Sequence[TextHit]]
+    ) -> list[tuple[TextLine, list[str]]]:
         """The lines that carry a hit's words, each with the words it carries; ``lines`` pairs each
-        line read with its text, run-together words split."""
+        line read with its text (run-together words split), ``per_line`` has each line's own hits."""
         wanted = [str(word) for word in hit.details.get("words", hit.details.get("terms", []))]  # type: ignore[attr-defined]
         found: list[tuple[TextLine, list[str]]] = []
-        for line, text in lines:
+        for (line, text), alone in zip(lines, per_line, strict=True):
             if hit.signal == "counterfeit-term":
                 words = self.words.counterfeit_terms(text)
             else:
-                alone = self.words.hits(text, [hit.brand])
                 words = [
                     str(word)
                     for other in alone
-                    if other.signal == hit.signal
+                    if other.signal == hit.signal and other.brand.brand_id == hit.brand.brand_id
                     for word in other.details.get("words", [])  # type: ignore[attr-defined]
                 ]
             if words:
