@@ -9,9 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from PIL import Image
 
 from counterscan.config import Settings
+from counterscan.store import Store
 from counterscan.store.reviewui import QueueFilter, QueueRow
 from tests.reviewsite import MATCHERS, Site, build_store, csrf_of, serve, signed_in
 
@@ -159,3 +161,13 @@ def test_docs_are_served_from_local_assets(site: Site) -> None:
     assert "cdn" not in page.text.lower()
     script = httpx.get(f"{site.url}/docs/assets/swagger-ui-bundle.js")
     assert script.status_code == 200 and len(script.content) > 500_000
+
+
+def test_a_store_made_before_the_review_indexes_gets_them_on_open(db_url: str) -> None:
+    with Store.open(db_url) as store, store.engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX ix_listings_seller_id"))
+        conn.execute(sa.text("DROP INDEX ix_listing_images_sha256"))
+    with Store.open(db_url) as store, store.engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        names = {index["name"] for table in ("listings", "listing_images") for index in inspector.get_indexes(table)}
+    assert {"ix_listings_seller_id", "ix_listing_images_sha256"} <= names

@@ -64,9 +64,11 @@ def migrate(engine: sa.Engine) -> int:
 
 def _create_missing_indexes(connection: sa.Connection) -> None:
     """Indexes declared since the store was made: like new tables, adding one changes no data."""
-    # One reflection query for all tables, not one per table: this runs on every open.
-    present = {index["name"] for indexes in sa.inspect(connection).get_multi_indexes().values() for index in indexes}
-    for table in metadata.sorted_tables:
+    tables = [table for table in metadata.sorted_tables if table.indexes]
+    # One reflection query for the tables that declare indexes, not one per table: this runs on every open.
+    reflected = sa.inspect(connection).get_multi_indexes(filter_names=[table.name for table in tables])
+    present = {index["name"] for indexes in reflected.values() for index in indexes}
+    for table in tables:
         for index in table.indexes:
             if index.name not in present:
                 index.create(connection)
