@@ -15,10 +15,11 @@ import uvicorn
 from PIL import Image
 
 from counterscan.api import create_app
+from counterscan.assets import add_asset_files, upload_limits
 from counterscan.brands import add_brand
 from counterscan.config import Settings
 from counterscan.ingest import ingest, open_source
-from counterscan.matchers import decode_limits
+from counterscan.matchers import decode_limits, image_matchers
 from counterscan.members import add_member
 from counterscan.scan import run_scan
 from counterscan.store import BlobStore, Store
@@ -199,3 +200,32 @@ def test_results_show_only_the_members_own_brands(
         assert [row["listing_id"] for row in client.get("/v1/results").json()] == ["b1"]
     with _client(server, server.analyst_key) as client:
         assert sorted(row["listing_id"] for row in client.get("/v1/results").json()) == ["a1", "b1"]
+
+
+def test_a_listing_with_evidence_for_two_brands_is_in_both_owners_results(
+    server: Server, photos: dict[str, Image.Image], tmp_path: Path
+) -> None:
+    store = Store.open(server.settings.database_url)
+    blobs = BlobStore(server.settings.blob_dir)
+    try:
+        asset = tmp_path / "rival.jpg"
+        asset.write_bytes(jpeg_bytes(photos["coffee"], 95))
+        limits = upload_limits(server.settings)
+        matchers = image_matchers(server.settings)
+        add_asset_files(
+            store, blobs, limits, matchers, store.member("rival"), brand="Rival", kind="product", paths=[asset]
+        )
+        (tmp_path / "copy.jpg").write_bytes(jpeg_bytes(photos["coffee"].resize((300, 200)), 60))
+        feed = tmp_path / "feed.jsonl"
+        feed.write_text('{"listing_id": "both", "title": "Roadrunner replica 1:1", "image_paths": "copy.jpg"}\n')
+        ingest(store, blobs, decode_limits(server.settings), open_source(str(feed)))
+        run_scan(store, server.settings)
+    finally:
+        store.close()
+    for key, brand in ((server.owner_key, "Acme"), (server.rival_key, "Rival")):
+        with _client(server, key) as client:
+            rows = client.get("/v1/results").json()
+            assert [(row["listing_id"], row["brand"]) for row in rows] == [("both", brand)]
+    with _client(server, server.analyst_key) as client:
+        rows = client.get("/v1/results").json()
+        assert sorted(row["brand"] for row in rows if row["listing_id"] == "both") == ["Acme", "Rival"]

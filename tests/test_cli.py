@@ -233,7 +233,8 @@ def test_scan_review_decide_and_export(brand_ready: Cli, tmp_path: Path, photos:
 
     scores = {row.listing_pk: row.score for row in rows(cli, t.scores)}
     by_id = {row.listing_id: row.listing_pk for row in rows(cli, t.listings)}
-    assert scores[by_id["L1"]] > scores[by_id["L3"]] > scores[by_id["L2"]] == 0.0
+    assert scores[by_id["L1"]] > scores[by_id["L3"]] > 0.0
+    assert by_id["L2"] not in scores  # no evidence: a suspect of no brand
 
     queue = json.loads(cli("review", "list", "--format", "json").stdout)
     assert [item["listing_id"] for item in queue] == ["L1", "L3"]
@@ -261,7 +262,9 @@ def test_scan_review_decide_and_export(brand_ready: Cli, tmp_path: Path, photos:
     cli("review", "decide", "L1", "--verdict", "counterfeit", "--note", "copied photo", "--key", analyst_key)
     [verdict] = rows(cli, t.verdicts)
     assert (verdict.verdict, verdict.note, verdict.analyst) == ("counterfeit", "copied photo", "inspector")
-    cli("review", "decide", "L2", "--verdict", "legit", "--as", "inspector", "--key", analyst_key)
+    # L2 is no brand's suspect: the verdict must say which brand it is about.
+    assert "--brand" in cli("review", "decide", "L2", "--verdict", "legit", "--key", analyst_key, expect=2).stderr
+    cli("review", "decide", "L2", "--verdict", "legit", "--brand", "Acme", "--as", "inspector", "--key", analyst_key)
     assert [row.analyst for row in rows(cli, t.verdicts)] == ["inspector", "inspector"]
     cli.env["COUNTERSCAN_API_KEY"] = analyst_key
     assert "unknown listing" in cli("review", "decide", "nope", "--verdict", "legit", expect=2).stderr

@@ -90,7 +90,11 @@ def build_world(settings: Settings, tmp_path: Path, *, listings: int, sources: i
 def suspects_by_id(settings: Settings) -> dict[str, tuple[str | None, float]]:
     store = Store.open(settings.database_url)
     try:
-        return {s.listing_id: (s.brand, s.score) for s in store.suspects(include_clean=True)}
+        # A listing's best brand (suspects come best first; a listing may be a suspect of several brands).
+        found: dict[str, tuple[str | None, float]] = {}
+        for s in store.suspects(include_clean=True):
+            found.setdefault(s.listing_id, (s.brand, s.score))
+        return found
     finally:
         store.close()
 
@@ -217,7 +221,8 @@ def _scored(database: Path) -> int:
     engine = sa.create_engine(f"sqlite:///{database}")
     try:
         with engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(t.scores)).scalar_one())
+            scanned = sa.select(sa.func.count()).where(t.listings.c.scanned_at.is_not(None))
+            return int(conn.execute(scanned).scalar_one())
     except sa.exc.OperationalError:
         return 0
     finally:
@@ -274,7 +279,8 @@ def test_kill_9_mid_scan_frees_the_lock_ends_the_workers_and_resumes(tmp_path: P
     store = Store.open(settings.database_url)
     try:
         with store.engine.connect() as conn:
-            scored = conn.execute(sa.select(sa.func.count()).select_from(t.scores)).scalar_one()
+            scored = conn.execute(sa.select(sa.func.count()).where(t.listings.c.scanned_at.is_not(None))).scalar_one()
+            suspects = conn.execute(sa.select(sa.func.count()).select_from(t.scores)).scalar_one()
             duplicates = conn.execute(
                 sa.select(t.evidence.c.listing_pk, t.evidence.c.position)
                 .group_by(t.evidence.c.listing_pk, t.evidence.c.position)
@@ -284,6 +290,7 @@ def test_kill_9_mid_scan_frees_the_lock_ends_the_workers_and_resumes(tmp_path: P
                 sa.select(sa.func.count(sa.distinct(t.evidence.c.listing_pk))).select_from(t.evidence)
             ).scalar_one()
         assert scored == total and duplicates == [] and with_evidence == total // 3
+        assert suspects == with_evidence  # one suspect per (listing, brand); here each listing has one brand
     finally:
         store.close()
 

@@ -690,17 +690,25 @@ def train_command(
 @review_app.command("decide")
 def review_decide(
     ctx: typer.Context,
-    listing_id: Annotated[str, typer.Argument(help="LISTING_ID, or SOURCE/LISTING_ID if ambiguous.")],
+    listing_ids: Annotated[
+        list[str],
+        typer.Argument(help="LISTING_ID (or SOURCE/LISTING_ID if ambiguous); several for one verdict on all."),
+    ],
     verdict: Annotated[str, typer.Option(help="counterfeit, legit or unsure.")],
+    brand: Annotated[
+        str | None, typer.Option(help="The brand the verdict is about (needed when a listing is a suspect of several).")
+    ] = None,
     note: Annotated[str | None, typer.Option(help="Why.")] = None,
     acting_as: AnalystName = None,
     key: ApiKey = None,
 ) -> None:
-    """Record an analyst's verdict on a listing (the analyst's key needed)."""
+    """Record an analyst's verdict on listings, as suspects of a brand (all or nothing; the analyst's key needed)."""
     with _store(ctx) as (_, store, _blobs):
         analyst = _analyst(ctx, store, acting_as, key).name
-        review.decide(store, listing_id, verdict=verdict, note=note, analyst=analyst)
-    typer.echo(f"{listing_id}: {verdict}")
+        written = review.decide_many(store, listing_ids, verdict=verdict, note=note, analyst=analyst, brand=brand)
+        names = {found.brand_id: found.name for found in store.brands()}
+    for reference, (_listing_pk, brand_id) in zip(listing_ids, written, strict=True):
+        typer.echo(f"{reference} ({names.get(brand_id, brand_id)}): {verdict}")
 
 
 @app.command()

@@ -89,12 +89,20 @@ def same_photo(evidence: Sequence[Evidence]) -> dict[tuple[int, str], float]:
     return {key: 1.0 - (1.0 - logos[key]) * (1.0 - words[key]) for key in logos.keys() & words.keys()}
 
 
-def feature_row(listing: Listing, evidence: Sequence[Evidence], *, now: datetime | None = None) -> np.ndarray:
-    """The features of one listing, in ``FEATURES`` order."""
+def feature_row(
+    listing: Listing, evidence: Sequence[Evidence], *, now: datetime | None = None, brand_id: int | None = None
+) -> np.ndarray:
+    """The features of one listing, in ``FEATURES`` order.
+
+    With ``brand_id``, the features of the listing as a suspect of that brand: only that brand's
+    evidence counts, except ``evidence_brands``, which counts every brand with evidence.
+    """
     values = dict.fromkeys(FEATURES, 0.0)
     values["price_ratio"] = 1.0
     copied_images: set[str] = set()
     for item in evidence:
+        if brand_id is not None and item.brand_id != brand_id:
+            continue
         signal = str(item.details.get("signal", ""))
         if item.matcher in HASH_MATCHERS:
             values["image_copy"] = max(values["image_copy"], item.score)
@@ -116,7 +124,10 @@ def feature_row(listing: Listing, evidence: Sequence[Evidence], *, now: datetime
             values["photo_words"] = max(values["photo_words"], item.score / PHOTO_SCORES.get(signal, 1.0))
         elif item.matcher == "seller":
             values["seller_confirmed"] = min(10.0, float(item.details.get("confirmed", 0)))
-    values["logo_and_words"] = max((both for both in same_photo(evidence).values()), default=0.0)
+    values["logo_and_words"] = max(
+        (both for (owner, _photo), both in same_photo(evidence).items() if brand_id is None or owner == brand_id),
+        default=0.0,
+    )
     values["copied_images"] = float(len(copied_images))
     values["evidence_brands"] = float(len({item.brand_id for item in evidence}))
     values["has_price"] = 1.0 if listing.price is not None else 0.0

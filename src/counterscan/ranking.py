@@ -33,8 +33,8 @@ def _signal(evidence: Evidence) -> str:
     return f"{evidence.matcher}:{evidence.details.get('signal', '')}"
 
 
-def cold_start_score(evidence: Sequence[Evidence]) -> Score:
-    """Noisy-OR of each matcher's best confidence, per brand; the most likely brand wins.
+def cold_start_scores(evidence: Sequence[Evidence]) -> list[Score]:
+    """Per brand with evidence, the noisy-OR of each matcher's best confidence; best first.
 
     Taking only the best finding per matcher and signal keeps a listing with ten copies of
     the same photo from outranking one with a single copy and a matching brand name. A logo seen
@@ -48,18 +48,24 @@ def cold_start_score(evidence: Sequence[Evidence]) -> Score:
         if key not in signals or item.score > evidence[signals[key]].score:
             signals[key] = position
     corroborated = {brand_id for brand_id, _photo in same_photo(evidence)}
-    winner = Score(score=0.0, brand_id=None, best=None)
+    found = []
     for brand_id, signals in best_per_brand.items():
         miss = 1.0
         for position in signals.values():
             miss *= 1.0 - min(max(evidence[position].score, 0.0), 1.0)
         if brand_id in corroborated:
             miss *= 1.0 - SAME_PHOTO_BONUS
-        score = round(1.0 - miss, 6)
-        if score > winner.score:
-            strongest = max(signals.values(), key=lambda position: evidence[position].score)
-            winner = Score(score=score, brand_id=brand_id, best=strongest)
-    return winner
+        strongest = max(signals.values(), key=lambda position: (evidence[position].score, -position))
+        found.append(Score(score=round(1.0 - miss, 6), brand_id=brand_id, best=strongest))
+    return sorted(found, key=lambda item: (-item.score, item.best if item.best is not None else 0))
+
+
+def cold_start_score(evidence: Sequence[Evidence]) -> Score:
+    """The most likely brand's cold-start score (see :func:`cold_start_scores`)."""
+    scores = cold_start_scores(evidence)
+    if not scores or scores[0].score <= 0:
+        return Score(score=0.0, brand_id=None, best=None)
+    return scores[0]
 
 
 class Ranker(ClassifierMixin, BaseEstimator):  # type: ignore[misc]

@@ -213,7 +213,10 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Suspect:
-    """One row of the review queue: a scored listing and its strongest evidence."""
+    """One row of the review queue: a listing scored for one brand, and its strongest evidence for it.
+
+    A listing with evidence for two brands is two suspects, reviewed under each brand.
+    """
 
     rank: int
     listing_pk: int
@@ -229,6 +232,19 @@ class Suspect:
     currency: str | None
     url: str | None
     status: str
+    brand_id: int | None = None
+    seller_id: str | None = None
+    seller_name: str | None = None
+    marketplace: str | None = None
+    first_seen: str | None = None
+    """When counterscan first ingested the listing (ISO 8601)."""
+    last_seen: str | None = None
+    """When a feed last delivered the listing (ISO 8601)."""
+    analyst: str | None = None
+    decided_at: str | None = None
+    """Who recorded the latest verdict (``status``) for this brand, and when."""
+    scorer: str | None = None
+    """``cold-start`` or ``model:N``: what gave the score."""
 
 
 @dataclass(frozen=True)
@@ -274,6 +290,16 @@ class ListingToScan:
 
 
 @dataclass(frozen=True)
+class BrandScore:
+    """A listing's score as a suspect of one brand."""
+
+    brand_id: int
+    score: float
+    best: int | None
+    """Index into the listing's evidence of the strongest finding for this brand."""
+
+
+@dataclass(frozen=True)
 class ScanResult:
     listing_pk: int
     score: float
@@ -281,6 +307,18 @@ class ScanResult:
     evidence: tuple[Evidence, ...]
     best: int | None
     """Index into ``evidence`` of the strongest finding, shown first in the queue."""
+    brand_scores: tuple[BrandScore, ...] = ()
+    """A score per brand with evidence, best first (``score``/``brand_id``/``best`` repeat the first).
+
+    Empty means: only the top brand's score is known (written as the one suspect of the listing).
+    """
+
+    def per_brand(self) -> tuple[BrandScore, ...]:
+        if self.brand_scores:
+            return self.brand_scores
+        if self.brand_id is None:
+            return ()
+        return (BrandScore(self.brand_id, self.score, self.best),)
 
 
 WebhookEvent = Literal["suspect.new", "verdict.recorded", "case.status"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -37,8 +38,8 @@ def queue(
     top = store.suspects(limit=limit, min_score=min_score, brand=brand, status=status)
     if explore <= 0:
         return top
-    shown = {suspect.listing_pk for suspect in top}
-    pool = [s for s in store.suspects(brand=brand, status="new") if s.listing_pk not in shown]
+    shown = {(suspect.listing_pk, suspect.brand_id) for suspect in top}
+    pool = [s for s in store.suspects(brand=brand, status="new") if (s.listing_pk, s.brand_id) not in shown]
     uncertain = sorted(pool, key=lambda suspect: (abs(suspect.score - 0.5), suspect.listing_pk))[:explore]
     mixed: list[Suspect] = []
     queue_top = list(top)
@@ -60,11 +61,41 @@ def show(store: Store, reference: str, blobs: BlobStore) -> dict[str, Any]:
     return detail
 
 
-def decide(store: Store, reference: str, *, verdict: str, note: str | None, analyst: str) -> int:
+def parse_verdict(verdict: str) -> VerdictLabel:
     for label in VERDICTS:
         if verdict == label:
-            listing_pk = store.find_listing(reference)
-            chosen: VerdictLabel = label
-            store.record_verdict(listing_pk, verdict=chosen, note=note, analyst=analyst)
-            return listing_pk
+            return label
     raise UserError(f"unknown verdict {verdict!r} (one of {', '.join(VERDICTS)})")
+
+
+def decide(
+    store: Store,
+    reference: str,
+    *,
+    verdict: str,
+    note: str | None,
+    analyst: str,
+    brand: str | None = None,
+) -> int:
+    """Record a verdict on one listing (as a suspect of ``brand``, needed when it has several)."""
+    decide_many(store, [reference], verdict=verdict, note=note, analyst=analyst, brand=brand)
+    return store.find_listing(reference)
+
+
+def decide_many(
+    store: Store,
+    references: Sequence[str],
+    *,
+    verdict: str,
+    note: str | None,
+    analyst: str,
+    brand: str | None = None,
+) -> list[tuple[int, int]]:
+    """One verdict on many listings, all or nothing: an unknown listing, or one that is a suspect of
+    several brands while ``brand`` is not named, writes nothing. Returns the (listing, brand) pairs."""
+    label = parse_verdict(verdict)
+    if not references:
+        raise UserError("name at least one listing")
+    brand_id = store.brand(brand).brand_id if brand is not None else None
+    targets = [(store.find_listing(reference), brand_id) for reference in references]
+    return store.record_verdicts(targets, verdict=label, note=note, analyst=analyst)

@@ -29,7 +29,7 @@ from counterscan.holders import holder_is_dead, this_holder
 from counterscan.imaging import Picture
 from counterscan.matchers import ImageMatcher, decode_limits, image_matchers
 from counterscan.matchers.context import SellerHistory
-from counterscan.records import Brand, Evidence, ListingToScan, ScanResult
+from counterscan.records import Brand, BrandScore, Evidence, ListingToScan, ScanResult
 from counterscan.scan_work import Assessment, MatchContext, PartitionResult, assess_many
 from counterscan.store import BlobStore, Store
 from counterscan.training import ModelScorer
@@ -137,6 +137,10 @@ def _result(listing_pk: int, assessed: Assessment) -> ScanResult:
         brand_id=assessed.brand_id,
         evidence=assessed.evidence,
         best=assessed.best,
+        # A suspect per brand with evidence: each brand's owner reviews the listing under its brand.
+        brand_scores=tuple(
+            BrandScore(found.brand_id, found.score, found.best) for found in assessed.brands if found.score > 0
+        ),
     )
 
 

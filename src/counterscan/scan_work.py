@@ -22,7 +22,7 @@ from counterscan.matchers import ImageMatcher, ListingMatcher, decode_limits, im
 from counterscan.matchers.context import PriceMatcher, SellerHistory, SellerMatcher
 from counterscan.matchers.ocr import OcrMatcher, ReadText
 from counterscan.matchers.title import ProductTitleMatcher
-from counterscan.ranking import cold_start_score
+from counterscan.ranking import cold_start_scores
 from counterscan.records import AssetSignal, Brand, Evidence, Listing, ListingToScan
 from counterscan.store.blobs import BlobStore
 from counterscan.training import ModelScorer
@@ -196,6 +196,8 @@ class BrandAssessment:
     score: float
     evidence: tuple[Evidence, ...]
     features: Mapping[str, float]
+    best: int | None = None
+    """Index into the listing's whole evidence of this brand's strongest finding."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,7 @@ class Assessment:
     best: int | None
     """Index into ``evidence`` of the strongest finding of the headline brand."""
     brands: tuple[BrandAssessment, ...] = ()
-    """Per suspected brand, best first (when asked for)."""
+    """Per suspected brand, best first; the headline repeats the first (``features`` only when asked for)."""
 
 
 def assess_many(
@@ -229,45 +231,63 @@ def assess_many(
         seller = listing.seller_id
         authorised = {brand.brand_id for brand in brands if seller is not None and seller in brand.authorised_sellers}
         kept_rows.append((listing, tuple(found for found in evidence if found.brand_id not in authorised)))
-    headlines = [cold_start_score(kept) for _listing, kept in kept_rows]
-    scores = [headline.score for headline in headlines]
+    # Each (listing, brand) is a suspect of its own, scored on that brand's evidence.
+    cold = [
+        [found for found in cold_start_scores(kept) if found.brand_id is not None and found.score > 0]
+        for _listing, kept in kept_rows
+    ]
+    scores = [[found.score for found in per_listing] for per_listing in cold]
     if model is not None:
-        with_evidence = [number for number, (_listing, kept) in enumerate(kept_rows) if kept]
-        for number, score in zip(with_evidence, model.scores([kept_rows[n] for n in with_evidence]), strict=True):
-            scores[number] = score
+        wanted = [
+            (listing, kept, found.brand_id)
+            for (listing, kept), per_listing in zip(kept_rows, cold, strict=True)
+            for found in per_listing
+            if found.brand_id is not None
+        ]
+        rescored = iter(model.scores_for_brands(wanted))
+        scores = [[next(rescored) for _found in per_listing] for per_listing in cold]
     assessed: list[Assessment] = []
-    for (listing, kept), headline, score in zip(kept_rows, headlines, scores, strict=True):
+    for (listing, kept), per_listing, brand_scores in zip(kept_rows, cold, scores, strict=True):
+        found_brands = sorted(
+            (
+                _brand_assessment(listing, kept, found.brand_id, found.best, score, features=per_brand)
+                for found, score in zip(per_listing, brand_scores, strict=True)
+                if found.brand_id is not None
+            ),
+            key=lambda brand: (-brand.score, brand.brand),
+        )
+        top = found_brands[0] if found_brands else None
         assessed.append(
             Assessment(
                 evidence=kept,
-                score=score,
-                brand_id=headline.brand_id,
-                best=headline.best,
-                brands=_per_brand(listing, kept, model) if per_brand else (),
+                score=0.0 if top is None else top.score,
+                brand_id=None if top is None else top.brand_id,
+                best=None if top is None else top.best,
+                brands=tuple(found_brands),
             )
         )
     return assessed
 
 
-def _per_brand(
-    listing: Listing, evidence: tuple[Evidence, ...], model: ModelScorer | None
-) -> tuple[BrandAssessment, ...]:
-    groups: dict[int, list[Evidence]] = {}
-    for item in evidence:
-        groups.setdefault(item.brand_id, []).append(item)
-    subsets = [(listing, tuple(found)) for found in groups.values()]
-    scores = model.scores(subsets) if model is not None else [cold_start_score(found).score for _l, found in subsets]
-    found_brands = [
-        BrandAssessment(
-            brand_id=brand_id,
-            brand=found[0].brand,
-            score=score,
-            evidence=tuple(found),
-            features=dict(zip(FEATURES, (round(float(v), 6) for v in feature_row(listing, found)), strict=True)),
-        )
-        for (brand_id, found), score in zip(groups.items(), scores, strict=True)
-    ]
-    return tuple(sorted(found_brands, key=lambda brand: (-brand.score, brand.brand)))
+def _brand_assessment(
+    listing: Listing,
+    evidence: tuple[Evidence, ...],
+    brand_id: int,
+    best: int | None,
+    score: float,
+    *,
+    features: bool,
+) -> BrandAssessment:
+    own = tuple(item for item in evidence if item.brand_id == brand_id)
+    values = feature_row(listing, evidence, brand_id=brand_id) if features else ()
+    return BrandAssessment(
+        brand_id=brand_id,
+        brand=own[0].brand if own else "",
+        score=score,
+        evidence=own,
+        features=dict(zip(FEATURES, (round(float(v), 6) for v in values), strict=True)) if features else {},
+        best=best,
+    )
 
 
 def assess_listing(

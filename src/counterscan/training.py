@@ -11,8 +11,8 @@ from sklearn.metrics import average_precision_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from counterscan.errors import UserError
-from counterscan.features import FEATURES, feature_matrix, feature_row
-from counterscan.ranking import Ranker, cold_start_score
+from counterscan.features import FEATURES, feature_row
+from counterscan.ranking import Ranker, cold_start_scores
 from counterscan.records import Evidence, Listing
 from counterscan.store import Store
 
@@ -46,11 +46,21 @@ class TrainReport:
 
 
 def training_set(store: Store) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Features, labels and cold-start scores of every (listing, brand) with a counterfeit or legit verdict."""
     labelled = store.labelled()
-    evidence = store.evidence_of([pk for pk, _listing, _label in labelled], except_brands=())
-    rows = [(listing, evidence.get(pk, [])) for pk, listing, _label in labelled]
-    cold = [cold_start_score(found).score for _listing, found in rows]
-    return feature_matrix(rows), np.array([label for _pk, _listing, label in labelled]), cold
+    evidence = store.evidence_of(sorted({pk for pk, _brand, _listing, _label in labelled}), except_brands=())
+    rows = [(listing, evidence.get(pk, []), brand_id) for pk, brand_id, listing, _label in labelled]
+    cold = [_cold_start_for(found, brand_id) for _listing, found, brand_id in rows]
+    features = (
+        np.stack([feature_row(listing, found, brand_id=brand_id) for listing, found, brand_id in rows])
+        if rows
+        else np.zeros((0, len(FEATURES)))
+    )
+    return features, np.array([label for _pk, _brand, _listing, label in labelled], dtype=int), cold
+
+
+def _cold_start_for(evidence: Sequence[Evidence], brand_id: int) -> float:
+    return next((found.score for found in cold_start_scores(evidence) if found.brand_id == brand_id), 0.0)
 
 
 def cross_validated_ap(features: np.ndarray, labels: np.ndarray) -> float:
@@ -102,4 +112,11 @@ class ModelScorer:
         if not rows:
             return []
         matrix = np.stack([feature_row(listing, evidence) for listing, evidence in rows])
+        return [round(float(p), 6) for p in self.model.predict_proba(matrix)[:, 1]]
+
+    def scores_for_brands(self, rows: Sequence[tuple[Listing, Sequence[Evidence], int]]) -> list[float]:
+        """The probability that each listing counterfeits the given brand, from that brand's evidence."""
+        if not rows:
+            return []
+        matrix = np.stack([feature_row(listing, evidence, brand_id=brand_id) for listing, evidence, brand_id in rows])
         return [round(float(p), 6) for p in self.model.predict_proba(matrix)[:, 1]]

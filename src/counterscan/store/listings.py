@@ -135,6 +135,7 @@ class ListingStore(StoreBase):
         inserts: list[tuple[IngestedListing, str]] = []
         updates: list[tuple[IngestedListing, str, Any]] = []
         unchanged = 0
+        seen_again: list[int] = []
         seen: set[tuple[str, str]] = set()
         for item in chunk:
             key = (item.listing.source, item.listing.listing_id)
@@ -149,6 +150,11 @@ class ListingStore(StoreBase):
                 updates.append((item, content_hash, row))
             else:
                 unchanged += 1
+                seen_again.append(row.listing_pk)
+        if seen_again:  # takedown evidence says when a listing was last seen live, changed or not
+            conn.execute(
+                sa.update(t.listings).where(t.listings.c.listing_pk.in_(seen_again)).values(last_seen_at=moment)
+            )
 
         version_rows: list[dict[str, Any]] = []
         image_rows: list[dict[str, Any]] = []
@@ -387,6 +393,7 @@ def _listing_row(listing: Listing, content_hash: str, version: int, now: datetim
         "content_hash": content_hash,
         "version": version,
         "updated_at": now,
+        "last_seen_at": now,
     }
 
 

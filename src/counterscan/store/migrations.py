@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from counterscan.errors import ExternalError
+from counterscan.store import schema as t
 from counterscan.store.schema import LATEST_VERSION, TS, lock_guard, member_keys, metadata, schema_version
 
 Step = Callable[[sa.Connection], None]
@@ -28,8 +30,94 @@ def _member_keys(connection: sa.Connection) -> None:
     connection.execute(sa.text("ALTER TABLE members DROP COLUMN key_hash"))
 
 
+def _scores_per_brand(connection: sa.Connection) -> None:
+    """2 -> 3: scores and verdicts are keyed by (listing, brand).
+
+    Versions 1 and 2 kept one score per listing, for its strongest brand. That row is kept; the listing's
+    other brands with stored evidence get their cold-start score from that evidence (no matching
+    again). A verdict is about the brand its listing was scored for. Listings also gain
+    ``last_seen_at`` (when a feed last delivered them).
+    """
+    connection.execute(sa.text("ALTER TABLE listings ADD COLUMN last_seen_at " + _timestamp(connection)))
+    connection.execute(sa.text("CREATE TABLE scores_v1 AS SELECT * FROM scores"))
+    connection.execute(sa.text("ALTER TABLE verdicts ADD COLUMN brand_id INTEGER REFERENCES brands (brand_id)"))
+    for index in t.verdicts.indexes:
+        if "brand_id" in index.columns:
+            index.create(connection)
+    connection.execute(
+        sa.text(
+            "UPDATE verdicts SET brand_id = "
+            "(SELECT scores_v1.brand_id FROM scores_v1 WHERE scores_v1.listing_pk = verdicts.listing_pk)"
+        )
+    )
+    connection.execute(sa.text("DROP TABLE scores"))
+    t.scores.create(connection)
+    connection.execute(
+        sa.text(
+            "INSERT INTO scores (listing_pk, brand_id, score, best_position, scorer, scan_id, scored_at) "
+            "SELECT listing_pk, brand_id, score, best_position, scorer, scan_id, scored_at FROM scores_v1 "
+            "WHERE brand_id IS NOT NULL"
+        )
+    )
+    _score_other_brands(connection)
+    connection.execute(sa.text("DROP TABLE scores_v1"))
+
+
+def _timestamp(connection: sa.Connection) -> str:
+    return t.TS.compile(dialect=connection.dialect)
+
+
+def _score_other_brands(connection: sa.Connection) -> None:
+    # Imported here: only a store being upgraded needs the scorer (and scikit-learn behind it).
+    from counterscan.ranking import cold_start_scores
+    from counterscan.records import Evidence
+
+    old = sa.table(
+        "scores_v1", sa.column("listing_pk", sa.Integer), sa.column("scan_id", sa.Integer), sa.column("scored_at", t.TS)
+    )
+    missing = (
+        sa.select(t.evidence, old.c.scan_id.label("listing_scan_id"), old.c.scored_at.label("at"))
+        .join(old, old.c.listing_pk == t.evidence.c.listing_pk)
+        .order_by(t.evidence.c.listing_pk, t.evidence.c.position)
+    )
+    per_listing: dict[int, list[Any]] = {}
+    for row in connection.execute(missing):
+        per_listing.setdefault(row.listing_pk, []).append(row)
+    scored = {(row.listing_pk, row.brand_id) for row in connection.execute(sa.select(t.scores))}
+    added = []
+    for listing_pk, rows in per_listing.items():
+        ordered = sorted(rows, key=lambda row: row.position)
+        evidence = [
+            Evidence(
+                matcher=row.matcher,
+                brand_id=row.brand_id,
+                brand="",
+                score=row.score,
+                reason=row.reason,
+                details=row.details or {},
+            )
+            for row in ordered
+        ]
+        for found in cold_start_scores(evidence):
+            if (listing_pk, found.brand_id) in scored or found.brand_id is None:
+                continue
+            added.append(
+                {
+                    "listing_pk": listing_pk,
+                    "brand_id": found.brand_id,
+                    "score": found.score,
+                    "best_position": None if found.best is None else ordered[found.best].position,
+                    "scorer": "cold-start",
+                    "scan_id": ordered[0].listing_scan_id,
+                    "scored_at": ordered[0].at,
+                }
+            )
+    if added:
+        connection.execute(sa.insert(t.scores), added)
+
+
 # STEPS[n] upgrades a database at version n to n + 1. Version 1 is the first release's schema.
-STEPS: dict[int, Step] = {1: _member_keys}
+STEPS: dict[int, Step] = {1: _member_keys, 2: _scores_per_brand}
 
 
 def current_version(connection: sa.Connection) -> int | None:

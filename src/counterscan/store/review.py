@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,14 +23,29 @@ class ReviewStore(StoreBase):
         self,
         *,
         limit: int | None = None,
+        offset: int = 0,
         min_score: float = 0.0,
         include_clean: bool = False,
         brand_ids: Sequence[int] | None = None,
         brand: str | None = None,
-        status: str | None = None,
+        status: str | Sequence[str] | None = None,
+        marketplace: str | None = None,
+        seller_id: str | None = None,
+        since: datetime | None = None,
+        listing_pks: Sequence[int] | None = None,
     ) -> list[Suspect]:
-        """Scored listings, best first; ``brand_ids`` keeps only suspects of those brands."""
+        """Suspects, one per (listing, brand) with evidence, best first.
+
+        ``brand_ids``/``brand`` keep only suspects of those brands; ``status`` is ``new`` (no
+        verdict yet) or a verdict, or several of them; ``since`` keeps listings first seen then or
+        later. ``include_clean`` adds scanned listings without evidence (score 0, no brand).
+        """
         latest = _latest_verdicts()
+        score = sa.func.coalesce(t.scores.c.score, 0.0)
+        if include_clean:
+            base = t.listings.outerjoin(t.scores, t.scores.c.listing_pk == t.listings.c.listing_pk)
+        else:
+            base = t.scores.join(t.listings, t.listings.c.listing_pk == t.scores.c.listing_pk)
         query = (
             sa.select(
                 t.listings.c.listing_pk,
@@ -39,14 +55,24 @@ class ReviewStore(StoreBase):
                 t.listings.c.price,
                 t.listings.c.currency,
                 t.listings.c.url,
-                t.scores.c.score,
+                t.listings.c.seller_id,
+                t.listings.c.seller_name,
+                t.listings.c.marketplace,
+                t.listings.c.ingested_at,
+                t.listings.c.updated_at,
+                t.listings.c.last_seen_at,
+                score.label("score"),
+                t.scores.c.brand_id,
+                t.scores.c.scorer,
                 t.brands.c.name.label("brand"),
                 t.evidence.c.asset_id,
                 t.evidence.c.matcher,
                 t.evidence.c.reason,
                 t.verdicts.c.verdict,
+                t.verdicts.c.analyst,
+                t.verdicts.c.decided_at,
             )
-            .join(t.listings, t.listings.c.listing_pk == t.scores.c.listing_pk)
+            .select_from(base)
             .outerjoin(t.brands, t.brands.c.brand_id == t.scores.c.brand_id)
             .outerjoin(
                 t.evidence,
@@ -55,24 +81,38 @@ class ReviewStore(StoreBase):
                     t.evidence.c.position == t.scores.c.best_position,
                 ),
             )
-            .outerjoin(latest, latest.c.listing_pk == t.listings.c.listing_pk)
+            .outerjoin(
+                latest,
+                sa.and_(latest.c.listing_pk == t.scores.c.listing_pk, latest.c.brand_id == t.scores.c.brand_id),
+            )
             .outerjoin(t.verdicts, t.verdicts.c.verdict_id == latest.c.verdict_id)
-            .order_by(t.scores.c.score.desc(), t.listings.c.source, t.listings.c.listing_id)
+            .order_by(score.desc(), t.listings.c.source, t.listings.c.listing_id, t.brands.c.name)
         )
-        query = (
-            query.where(t.scores.c.score >= min_score)
-            if include_clean
-            else query.where(t.scores.c.score > 0, t.scores.c.score >= min_score)
-        )
+        if include_clean:
+            query = query.where(t.listings.c.scanned_at.is_not(None), score >= min_score)
+        else:
+            query = query.where(t.scores.c.score > 0, t.scores.c.score >= min_score)
         if brand_ids is not None:
             query = query.where(t.scores.c.brand_id.in_(list(brand_ids)))
         if brand is not None:
             query = query.where(t.brands.c.name_key == " ".join(brand.split()).casefold())
-        if status == "new":
-            query = query.where(t.verdicts.c.verdict.is_(None))
-        elif status is not None:
-            query = query.where(t.verdicts.c.verdict == status)
-
+        wanted = [status] if isinstance(status, str) else list(status or [])
+        if wanted:
+            named = [label for label in wanted if label != "new"]
+            conditions = [t.verdicts.c.verdict.in_(named)] if named else []
+            if "new" in wanted:
+                conditions.append(t.verdicts.c.verdict.is_(None))
+            query = query.where(sa.or_(*conditions))
+        if marketplace is not None:
+            query = query.where(t.listings.c.marketplace == marketplace)
+        if seller_id is not None:
+            query = query.where(t.listings.c.seller_id == seller_id)
+        if since is not None:
+            query = query.where(t.listings.c.ingested_at >= since)
+        if listing_pks is not None:
+            query = query.where(t.listings.c.listing_pk.in_(list(listing_pks)))
+        if offset:
+            query = query.offset(offset)
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
@@ -93,23 +133,37 @@ class ReviewStore(StoreBase):
                 currency=row.currency,
                 url=row.url,
                 status=row.verdict or "new",
+                brand_id=row.brand_id,
+                seller_id=row.seller_id,
+                seller_name=row.seller_name,
+                marketplace=row.marketplace,
+                first_seen=iso(row.ingested_at),
+                last_seen=iso(row.last_seen_at or row.updated_at),
+                analyst=row.analyst,
+                decided_at=iso(row.decided_at) if row.decided_at is not None else None,
+                scorer=row.scorer,
             )
-            for rank, row in enumerate(rows, start=1)
+            for rank, row in enumerate(rows, start=offset + 1)
         ]
 
-    def labelled(self) -> list[tuple[int, Listing, int]]:
-        """(listing key, listing, 1 for counterfeit / 0 for legit) by each listing's latest verdict."""
+    def labelled(self) -> list[tuple[int, int, Listing, int]]:
+        """(listing key, brand id, listing, 1 counterfeit / 0 legit) by the latest verdict per (listing, brand)."""
         latest = _latest_verdicts()
         query = (
-            sa.select(t.listings, t.verdicts.c.verdict)
+            sa.select(t.listings, latest.c.brand_id.label("verdict_brand_id"), t.verdicts.c.verdict)
             .join(latest, latest.c.listing_pk == t.listings.c.listing_pk)
             .join(t.verdicts, t.verdicts.c.verdict_id == latest.c.verdict_id)
-            .where(t.verdicts.c.verdict.in_(["counterfeit", "legit"]))
-            .order_by(t.listings.c.listing_pk)
+            .where(t.verdicts.c.verdict.in_(["counterfeit", "legit"]), latest.c.brand_id.is_not(None))
+            .order_by(t.listings.c.listing_pk, latest.c.brand_id)
         )
         with self.engine.connect() as conn:
             return [
-                (row.listing_pk, listing_from_row(row), 1 if row.verdict == "counterfeit" else 0)
+                (
+                    row.listing_pk,
+                    row.verdict_brand_id,
+                    listing_from_row(row),
+                    1 if row.verdict == "counterfeit" else 0,
+                )
                 for row in conn.execute(query)
             ]
 
@@ -134,21 +188,39 @@ class ReviewStore(StoreBase):
         return int(row.model_id), bytes(row.data), dict(row.metrics), list(row.features)
 
     def counterfeit_sellers(self) -> dict[str, dict[int, int]]:
-        """Per seller id, listings whose latest verdict is counterfeit, by the brand they were scored for."""
+        """Per seller id, listings whose latest verdict for a brand is counterfeit, counted per brand."""
+        found: dict[str, dict[int, int]] = {}
+        for seller_id, _listing_pk, brand_id, _decided_at in self.confirmed_counterfeits():
+            per_brand = found.setdefault(seller_id, {})
+            per_brand[brand_id] = per_brand.get(brand_id, 0) + 1
+        return found
+
+    def confirmed_counterfeits(self) -> list[tuple[str, int, int, datetime]]:
+        """(seller, listing key, brand id, decided at) per (listing, brand) whose latest verdict is counterfeit."""
         latest = _latest_verdicts()
         query = (
-            sa.select(t.listings.c.seller_id, t.scores.c.brand_id, sa.func.count().label("confirmed"))
-            .join(latest, latest.c.listing_pk == t.listings.c.listing_pk)
-            .join(t.verdicts, t.verdicts.c.verdict_id == latest.c.verdict_id)
-            .outerjoin(t.scores, t.scores.c.listing_pk == t.listings.c.listing_pk)
+            sa.select(t.listings.c.seller_id, t.verdicts.c.listing_pk, t.verdicts.c.brand_id, t.verdicts.c.decided_at)
+            .join(latest, latest.c.verdict_id == t.verdicts.c.verdict_id)
+            .join(t.listings, t.listings.c.listing_pk == t.verdicts.c.listing_pk)
             .where(t.verdicts.c.verdict == "counterfeit", t.listings.c.seller_id.is_not(None))
-            .group_by(t.listings.c.seller_id, t.scores.c.brand_id)
+            .order_by(t.verdicts.c.verdict_id)
         )
-        found: dict[str, dict[int, int]] = {}
         with self.engine.connect() as conn:
-            for row in conn.execute(query):
-                found.setdefault(row.seller_id, {})[row.brand_id or 0] = int(row.confirmed)
-        return found
+            return [
+                (row.seller_id, int(row.listing_pk), int(row.brand_id or 0), _aware(row.decided_at))
+                for row in conn.execute(query)
+            ]
+
+    def suspect_brands(self, listing_pk: int) -> list[tuple[int, str]]:
+        """(brand id, name) of the brands a listing is a suspect of, best score first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.scores.c.brand_id, t.brands.c.name)
+                .join(t.brands, t.brands.c.brand_id == t.scores.c.brand_id)
+                .where(t.scores.c.listing_pk == listing_pk, t.scores.c.score > 0)
+                .order_by(t.scores.c.score.desc(), t.brands.c.name)
+            ).all()
+        return [(int(row.brand_id), row.name) for row in rows]
 
     def listing_detail(self, listing_pk: int) -> dict[str, Any]:
         """Everything an analyst reads about one listing: fields, images, evidence, price history, verdicts."""
@@ -200,7 +272,13 @@ class ReviewStore(StoreBase):
                     .order_by(t.listing_versions.c.version)
                 )
             ]
-            score = conn.execute(sa.select(t.scores).where(t.scores.c.listing_pk == listing_pk)).first()
+            scored = conn.execute(
+                sa.select(t.scores, t.brands.c.name.label("brand_name"))
+                .join(t.brands, t.brands.c.brand_id == t.scores.c.brand_id)
+                .where(t.scores.c.listing_pk == listing_pk)
+                .order_by(t.scores.c.score.desc(), t.brands.c.name)
+            ).all()
+        score = scored[0] if scored else None
         listing = listing_from_row(row)
         return {
             "listing_pk": listing_pk,
@@ -211,18 +289,23 @@ class ReviewStore(StoreBase):
             "price": listing.price,
             "currency": listing.currency,
             "seller_id": listing.seller_id,
+            "seller_name": listing.seller_name,
+            "marketplace": listing.marketplace,
             "url": listing.url,
             "version": row.version,
+            "first_seen": iso(row.ingested_at),
+            "last_seen": iso(row.last_seen_at or row.updated_at),
             "score": None if score is None else score.score,
             "scorer": None if score is None else score.scorer,
+            "brands": [
+                {"brand": item.brand_name, "brand_id": item.brand_id, "score": item.score, "scorer": item.scorer}
+                for item in scored
+            ],
             "images": images,
             "evidence": evidence,
             "price_history": history
             or [{"version": 1, "title": listing.title, "price": listing.price, "currency": listing.currency}],
-            "verdicts": [
-                {"verdict": verdict, "note": note, "analyst": analyst}
-                for verdict, note, analyst in self.verdicts(listing_pk)
-            ],
+            "verdicts": self.verdict_history(listing_pk),
         }
 
     def find_listing(self, reference: str) -> int:
@@ -242,36 +325,124 @@ class ReviewStore(StoreBase):
             raise UserError(f"listing id {reference!r} exists in several sources; name one of: {choices}")
         return int(rows[0].listing_pk)
 
-    def record_verdict(self, listing_pk: int, *, verdict: VerdictLabel, note: str | None, analyst: str) -> None:
+    def record_verdict(
+        self,
+        listing_pk: int,
+        *,
+        verdict: VerdictLabel,
+        note: str | None,
+        analyst: str,
+        brand_id: int | None = None,
+    ) -> None:
+        """Record a verdict on a listing as a suspect of ``brand_id``.
+
+        Without ``brand_id`` the listing must be a suspect of exactly one brand, which is then meant.
+        """
+        self.record_verdicts([(listing_pk, brand_id)], verdict=verdict, note=note, analyst=analyst)
+
+    def record_verdicts(
+        self,
+        targets: Sequence[tuple[int, int | None]],
+        *,
+        verdict: VerdictLabel,
+        note: str | None,
+        analyst: str,
+    ) -> list[tuple[int, int]]:
+        """Record one verdict on many (listing, brand) suspects in one transaction; all or nothing.
+
+        A target's brand may be None when its listing is a suspect of exactly one brand.
+        Returns the (listing, brand) pairs written.
+        """
+        moment = now()
+        written: list[tuple[int, int]] = []
         with self.engine.begin() as conn:
-            conn.execute(
-                sa.insert(t.verdicts).values(
-                    listing_pk=listing_pk, verdict=verdict, note=note, analyst=analyst, decided_at=now()
+            for listing_pk, brand_id in targets:
+                chosen = brand_id if brand_id is not None else _only_brand(conn, listing_pk)
+                conn.execute(
+                    sa.insert(t.verdicts).values(
+                        listing_pk=listing_pk,
+                        brand_id=chosen,
+                        verdict=verdict,
+                        note=note,
+                        analyst=analyst,
+                        decided_at=moment,
+                    )
                 )
-            )
-            self._audit(conn, analyst, "verdict", f"listing {listing_pk}", {"verdict": verdict, "note": note})
-            webhooks.enqueue_event(
-                conn,
-                "verdict.recorded",
-                listing_pk=listing_pk,
-                brand_ids=webhooks.listing_brands(conn, listing_pk),
-                details={"verdict": verdict, "analyst": analyst},
-            )
+                self._audit(
+                    conn,
+                    analyst,
+                    "verdict",
+                    f"listing {listing_pk}",
+                    {"verdict": verdict, "note": note, "brand_id": chosen},
+                )
+                # The owner of the brand the verdict is about hears of it, not other brands' owners.
+                webhooks.enqueue_event(
+                    conn,
+                    "verdict.recorded",
+                    listing_pk=listing_pk,
+                    brand_ids=[chosen],
+                    details={"verdict": verdict, "analyst": analyst},
+                )
+                written.append((listing_pk, chosen))
+        return written
 
     def verdicts(self, listing_pk: int) -> list[tuple[str, str | None, str]]:
+        return [(item["verdict"], item["note"], item["analyst"]) for item in self.verdict_history(listing_pk)]
+
+    def verdict_history(self, listing_pk: int) -> list[dict[str, Any]]:
+        """Every verdict on a listing, oldest first, with the brand it was about."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(t.verdicts.c.verdict, t.verdicts.c.note, t.verdicts.c.analyst)
+                sa.select(t.verdicts, t.brands.c.name.label("brand_name"))
+                .outerjoin(t.brands, t.brands.c.brand_id == t.verdicts.c.brand_id)
                 .where(t.verdicts.c.listing_pk == listing_pk)
                 .order_by(t.verdicts.c.verdict_id)
             ).all()
-        return [(row.verdict, row.note, row.analyst) for row in rows]
+        return [
+            {
+                "verdict": row.verdict,
+                "note": row.note,
+                "analyst": row.analyst,
+                "brand": row.brand_name,
+                "brand_id": row.brand_id,
+                "decided_at": iso(row.decided_at),
+            }
+            for row in rows
+        ]
+
+
+def _only_brand(conn: sa.Connection, listing_pk: int) -> int:
+    rows = conn.execute(
+        sa.select(t.scores.c.brand_id, t.brands.c.name)
+        .join(t.brands, t.brands.c.brand_id == t.scores.c.brand_id)
+        .where(t.scores.c.listing_pk == listing_pk, t.scores.c.score > 0)
+        .order_by(t.brands.c.name)
+    ).all()
+    if len(rows) == 1:
+        return int(rows[0].brand_id)
+    listing = conn.execute(
+        sa.select(t.listings.c.source, t.listings.c.listing_id).where(t.listings.c.listing_pk == listing_pk)
+    ).one()
+    name = f"{listing.source}/{listing.listing_id}"
+    if not rows:
+        raise UserError(f"listing {name} is no brand's suspect; name the brand the verdict is about with --brand")
+    choices = ", ".join(row.name for row in rows)
+    raise UserError(f"listing {name} is a suspect of several brands ({choices}); name one with --brand")
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes for what was stored as UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _latest_verdicts() -> sa.Subquery:
-    """Each listing's newest verdict id: analysts may change their minds; the last word counts."""
+    """Each (listing, brand)'s newest verdict id: analysts may change their minds; the last word counts."""
     return (
-        sa.select(t.verdicts.c.listing_pk, sa.func.max(t.verdicts.c.verdict_id).label("verdict_id"))
-        .group_by(t.verdicts.c.listing_pk)
+        sa.select(
+            t.verdicts.c.listing_pk,
+            t.verdicts.c.brand_id,
+            sa.func.max(t.verdicts.c.verdict_id).label("verdict_id"),
+        )
+        .group_by(t.verdicts.c.listing_pk, t.verdicts.c.brand_id)
         .subquery()
     )

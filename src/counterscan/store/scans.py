@@ -326,7 +326,7 @@ class ScanStore(StoreBase):
         cursor: int | None = None,
         mark_scanned: bool = True,
     ) -> None:
-        """Replace each listing's evidence and score in one transaction (and the scan's cursor with it)."""
+        """Replace each listing's evidence and its score per brand in one transaction (and the scan's cursor)."""
         moment = now()
         with self.engine.begin() as conn:
             for chunk in chunks(list(results)):
@@ -361,19 +361,23 @@ class ScanStore(StoreBase):
                     [
                         {
                             "listing_pk": result.listing_pk,
-                            "score": result.score,
-                            "brand_id": result.brand_id,
-                            "best_position": result.best,
+                            "brand_id": found.brand_id,
+                            "score": found.score,
+                            "best_position": found.best,
                             "scorer": scorer,
                             "scan_id": scan_id,
                             "scored_at": moment,
                         }
                         for result in chunk
+                        for found in result.per_brand()
                     ],
                 )
                 # New suspects go to the webhook outbox in this same transaction: never lost, never early.
                 webhooks.enqueue_new_suspects(
-                    conn, before, [(r.listing_pk, r.brand_id, r.score) for r in chunk], scan_id=scan_id
+                    conn,
+                    before,
+                    [(r.listing_pk, found.brand_id, found.score) for r in chunk for found in r.per_brand()],
+                    scan_id=scan_id,
                 )
                 if mark_scanned:
                     conn.execute(

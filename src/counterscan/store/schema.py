@@ -159,6 +159,8 @@ listings = sa.Table(
     sa.Column("ingested_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
     sa.Column("scanned_at", TS, nullable=True),
+    # When a feed last delivered the listing, changed or not (NULL: as updated_at); for takedown evidence.
+    sa.Column("last_seen_at", TS, nullable=True),
     sa.UniqueConstraint("source", "listing_id", name="uq_listings_source_id"),
 )
 
@@ -288,10 +290,13 @@ evidence = sa.Table(
 scores = sa.Table(
     "scores",
     metadata,
+    # One row per listing and brand it has evidence for: a listing is a suspect of each such brand.
+    # A listing without evidence has no row (its listings.scanned_at says it was scanned).
     sa.Column("listing_pk", sa.Integer, sa.ForeignKey("listings.listing_pk"), primary_key=True),
+    sa.Column("brand_id", sa.Integer, sa.ForeignKey("brands.brand_id"), primary_key=True, index=True),
     sa.Column("score", sa.Float, nullable=False, index=True),
-    sa.Column("brand_id", sa.Integer, sa.ForeignKey("brands.brand_id"), nullable=True),
     sa.Column("best_position", sa.Integer, nullable=True),
+    # "cold-start" or "model:N": which scorer gave the score, so a scan can tell stale scores.
     sa.Column("scorer", sa.String(40), nullable=False),
     sa.Column("scan_id", sa.Integer, sa.ForeignKey("scans.scan_id"), nullable=False),
     sa.Column("scored_at", TS, nullable=False),
@@ -302,6 +307,9 @@ verdicts = sa.Table(
     metadata,
     sa.Column("verdict_id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("listing_pk", sa.Integer, sa.ForeignKey("listings.listing_pk"), nullable=False, index=True),
+    # The brand the verdict is about: a listing may be a counterfeit of one brand and innocent of another.
+    # NULL only for verdicts carried over from version 1 whose listing had no scored brand.
+    sa.Column("brand_id", sa.Integer, sa.ForeignKey("brands.brand_id"), nullable=True, index=True),
     sa.Column("verdict", sa.String(20), nullable=False),
     sa.Column("note", sa.Text, nullable=True),
     sa.Column("analyst", sa.String(200), nullable=False),
@@ -379,6 +387,7 @@ webhook_attempts = sa.Table(
     sa.Column("duration_ms", sa.Float, nullable=False),
 )
 
-LATEST_VERSION = 2
+LATEST_VERSION = 3
 
-"""Version 1 creates every table above. A later change adds a step to ``migrations.py``."""
+"""Version 1 was the first release; 2 moved API keys to ``member_keys``; 3 keys scores and verdicts by
+(listing, brand). The steps are in ``migrations.py``."""

@@ -1,0 +1,280 @@
+"""The store schema of version 1 (the first release), frozen here so migrations are tested on a real version-1 store."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+TS = sa.DateTime(timezone=True)
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", TS, nullable=False),
+)
+
+members = sa.Table(
+    "members",
+    metadata,
+    sa.Column("member_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("key_hash", sa.String(128), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+brands = sa.Table(
+    "brands",
+    metadata,
+    sa.Column("brand_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("name_key", sa.String(200), nullable=False, unique=True),
+    sa.Column("member_id", sa.Integer, sa.ForeignKey("members.member_id"), nullable=False),
+    sa.Column("aliases", sa.JSON, nullable=False),
+    sa.Column("lookalikes", sa.JSON, nullable=False),
+    sa.Column("msrp", sa.Float, nullable=True),
+    sa.Column("currency", sa.String(3), nullable=True),
+    sa.Column("authorised_sellers", sa.JSON, nullable=False),
+    sa.Column("categories", sa.JSON, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+brand_products = sa.Table(
+    "brand_products",
+    metadata,
+    sa.Column("brand_id", sa.Integer, sa.ForeignKey("brands.brand_id"), primary_key=True),
+    sa.Column("name_key", sa.String(300), primary_key=True),
+    sa.Column("name", sa.String(300), nullable=False),
+    sa.Column("msrp", sa.Float, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+)
+
+assets = sa.Table(
+    "assets",
+    metadata,
+    sa.Column("asset_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("brand_id", sa.Integer, sa.ForeignKey("brands.brand_id"), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("original_name", sa.String(500), nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("removed_at", TS, nullable=True),
+    sa.Column("removed_by", sa.String(200), nullable=True),
+    sa.Column("replaces_asset_id", sa.Integer, nullable=True),
+    # Unique only among live assets: a removed asset's content may be uploaded again.
+    sa.Column("live_key", sa.String(80), nullable=True, unique=True),
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("audit_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(60), nullable=False),
+    sa.Column("target", sa.String(300), nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Column("at", TS, nullable=False),
+)
+
+asset_signals = sa.Table(
+    "asset_signals",
+    metadata,
+    sa.Column("asset_id", sa.Integer, sa.ForeignKey("assets.asset_id"), primary_key=True),
+    sa.Column("matcher", sa.String(40), primary_key=True),
+    sa.Column("variant", sa.String(40), primary_key=True),
+    sa.Column("signal", sa.LargeBinary, nullable=False),
+)
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("location", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("mapping", sa.JSON, nullable=True),
+    sa.Column("checkpoint", sa.JSON, nullable=True),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+listings = sa.Table(
+    "listings",
+    metadata,
+    sa.Column("listing_pk", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("listing_id", sa.String(200), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("price", sa.Float, nullable=True),
+    sa.Column("currency", sa.String(3), nullable=True),
+    sa.Column("seller_id", sa.String(200), nullable=True),
+    sa.Column("seller_name", sa.String(500), nullable=True),
+    sa.Column("url", sa.Text, nullable=True),
+    sa.Column("marketplace", sa.String(200), nullable=True),
+    sa.Column("observed_at", sa.String(40), nullable=True),
+    sa.Column("attributes", sa.JSON, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("ingested_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Column("scanned_at", TS, nullable=True),
+    sa.UniqueConstraint("source", "listing_id", name="uq_listings_source_id"),
+)
+
+listing_versions = sa.Table(
+    "listing_versions",
+    metadata,
+    sa.Column("listing_pk", sa.Integer, sa.ForeignKey("listings.listing_pk"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("price", sa.Float, nullable=True),
+    sa.Column("currency", sa.String(3), nullable=True),
+    sa.Column("observed_at", sa.String(40), nullable=True),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("recorded_at", TS, nullable=False),
+)
+
+listing_images = sa.Table(
+    "listing_images",
+    metadata,
+    sa.Column("listing_pk", sa.Integer, sa.ForeignKey("listings.listing_pk"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("ref", sa.Text, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
+)
+
+url_cache = sa.Table(
+    "url_cache",
+    metadata,
+    sa.Column("url", sa.Text, primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("fetched_at", TS, nullable=False),
+)
+
+image_signals = sa.Table(
+    "image_signals",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("matcher", sa.String(40), primary_key=True),
+    sa.Column("signal", sa.LargeBinary, nullable=False),
+)
+
+scans = sa.Table(
+    "scans",
+    metadata,
+    sa.Column("scan_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("finished_at", TS, nullable=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("listings_scanned", sa.Integer, nullable=False),
+    sa.Column("scope", sa.String(250), nullable=False, server_default="all"),
+    # What the scan set out to do (brands to re-scan and their fingerprints), to resume it.
+    sa.Column("plan", sa.JSON, nullable=True),
+    # The highest listing key of the last committed batch of the re-scan phase.
+    sa.Column("cursor", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("holder", sa.String(250), nullable=True),
+)
+
+brand_scan_state = sa.Table(
+    "brand_scan_state",
+    metadata,
+    # "*" for scans of every source, else the source a scan was limited to.
+    sa.Column("scope", sa.String(250), primary_key=True),
+    sa.Column("brand_id", sa.Integer, sa.ForeignKey("brands.brand_id"), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("scan_id", sa.Integer, nullable=False),
+)
+
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("name", sa.String(250), primary_key=True),
+    sa.Column("holder", sa.String(250), nullable=False),
+    sa.Column("acquired_at", TS, nullable=False),
+    sa.Column("heartbeat_at", TS, nullable=False),
+)
+
+lock_guard = sa.Table(
+    "lock_guard",
+    metadata,
+    sa.Column("guard_id", sa.Integer, primary_key=True),
+    sa.Column("touched_at", TS, nullable=True),
+)
+"""One row, updated first by every lock change, so that lock changes take turns on any database."""
+
+
+evidence = sa.Table(
+    "evidence",
+    metadata,
+    sa.Column("evidence_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("listing_pk", sa.Integer, sa.ForeignKey("listings.listing_pk"), nullable=False, index=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("scan_id", sa.Integer, sa.ForeignKey("scans.scan_id"), nullable=False),
+    sa.Column("matcher", sa.String(40), nullable=False),
+    sa.Column("brand_id", sa.Integer, sa.ForeignKey("brands.brand_id"), nullable=False),
+    sa.Column("asset_id", sa.Integer, sa.ForeignKey("assets.asset_id"), nullable=True),
+    sa.Column("image_sha256", sa.String(64), nullable=True),
+    sa.Column("distance", sa.Float, nullable=True),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+)
+
+scores = sa.Table(
+    "scores",
+    metadata,
+    sa.Column("listing_pk", sa.Integer, sa.ForeignKey("listings.listing_pk"), primary_key=True),
+    sa.Column("score", sa.Float, nullable=False, index=True),
+    sa.Column("brand_id", sa.Integer, sa.ForeignKey("brands.brand_id"), nullable=True),
+    sa.Column("best_position", sa.Integer, nullable=True),
+    sa.Column("scorer", sa.String(40), nullable=False),
+    sa.Column("scan_id", sa.Integer, sa.ForeignKey("scans.scan_id"), nullable=False),
+    sa.Column("scored_at", TS, nullable=False),
+)
+
+verdicts = sa.Table(
+    "verdicts",
+    metadata,
+    sa.Column("verdict_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("listing_pk", sa.Integer, sa.ForeignKey("listings.listing_pk"), nullable=False, index=True),
+    sa.Column("verdict", sa.String(20), nullable=False),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Column("analyst", sa.String(200), nullable=False),
+    sa.Column("decided_at", TS, nullable=False),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("entry_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(200), nullable=False, index=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("record", sa.String(500), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("raw", sa.JSON, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("resolved_at", TS, nullable=True),
+)
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("model_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("features", sa.JSON, nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+)
+
+LATEST_VERSION = 1
+
+"""Version 1 creates every table above. A later change adds a step to ``migrations.py``."""

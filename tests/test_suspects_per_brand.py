@@ -1,0 +1,231 @@
+"""Issue 14, item 1: suspects, scores and verdicts keyed by (listing, brand); the version 1 -> 2 migration."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from PIL import Image
+
+from counterscan.store import Store
+from counterscan.store import schema as t
+from counterscan.store.migrations import current_version
+from tests.conftest import Cli, jpeg_bytes
+from tests.old_schemas import schema_v1 as v1
+
+
+def _two_brands_one_listing(cli: Cli, tmp_path: Path, photos: dict[str, Image.Image]) -> None:
+    """Acme owns a product photo; Ferrari owns its name. One listing copies the photo and names Ferrari."""
+    cli.add_member("acme-group")
+    cli("brands", "add", "Acme", "--member", "acme-group")
+    asset = tmp_path / "asset.jpg"
+    asset.write_bytes(jpeg_bytes(photos["coffee"], 95))
+    cli("assets", "add", "--brand", "Acme", "--kind", "product", str(asset))
+    cli.add_member("ferrari-spa")
+    cli("brands", "add", "Ferrari", "--member", "ferrari-spa", "--keyword", "Testarossa")
+    feed = tmp_path / "feed"
+    (feed / "img").mkdir(parents=True)
+    (feed / "img" / "copy.jpg").write_bytes(jpeg_bytes(photos["coffee"].resize((300, 200)), 60))
+    (feed / "img" / "moon.jpg").write_bytes(jpeg_bytes(photos["moon"]))
+    (feed / "feed.csv").write_text(
+        "listing_id,title,price,currency,seller_id,image_paths\n"
+        "M1,F3rrari Testarossa 1:1 replica,20,USD,s1,img/copy.jpg\n"
+        "M2,Moon poster,8,USD,s2,img/moon.jpg\n"
+        "M3,Ferrari Testarossa replica AAA quality,30,USD,s3,\n",
+        encoding="utf-8",
+    )
+    cli("ingest", str(feed / "feed.csv"))
+    cli("scan")
+
+
+def _listed(cli: Cli, *args: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads(cli("review", "list", "--format", "json", *args).stdout)
+    return rows
+
+
+def test_a_listing_with_evidence_for_two_brands_is_a_suspect_of_each(
+    cli: Cli, tmp_path: Path, photos: dict[str, Image.Image]
+) -> None:
+    _two_brands_one_listing(cli, tmp_path, photos)
+    acme = _listed(cli, "--brand", "Acme")
+    ferrari = _listed(cli, "--brand", "Ferrari")
+    assert [row["listing_id"] for row in acme] == ["M1"]
+    assert sorted(row["listing_id"] for row in ferrari) == ["M1", "M3"]
+    [acme_m1] = acme
+    [ferrari_m1] = [row for row in ferrari if row["listing_id"] == "M1"]
+    # Each brand's suspect shows that brand's own strongest evidence.
+    assert acme_m1["brand"] == "Acme" and acme_m1["matcher"] in {"phash", "dhash", "pdq"}
+    assert ferrari_m1["brand"] == "Ferrari" and ferrari_m1["matcher"] == "text"
+    everything = _listed(cli)
+    assert sorted((row["listing_id"], row["brand"]) for row in everything) == [
+        ("M1", "Acme"),
+        ("M1", "Ferrari"),
+        ("M3", "Ferrari"),
+    ]
+
+    # A verdict is about one brand: without --brand a two-brand listing is refused and nothing is written.
+    refused = cli("review", "decide", "M1", "M3", "--verdict", "counterfeit", expect=2)
+    assert "several brands (Acme, Ferrari)" in refused.stderr and "--brand" in refused.stderr
+    store = cli.store()
+    try:
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(t.verdicts)).scalar_one() == 0
+    finally:
+        store.close()
+    decided = cli("review", "decide", "M1", "M3", "--verdict", "counterfeit", "--brand", "Ferrari")
+    assert "M1 (Ferrari): counterfeit" in decided.stdout and "M3 (Ferrari): counterfeit" in decided.stdout
+    assert {row["listing_id"]: row["status"] for row in _listed(cli, "--brand", "Ferrari")} == {
+        "M1": "counterfeit",
+        "M3": "counterfeit",
+    }
+    assert [row["status"] for row in _listed(cli, "--brand", "Acme")] == ["new"]
+    assert [row["listing_id"] for row in _listed(cli, "--brand", "Acme", "--status", "new")] == ["M1"]
+    # The listing's own page lists both brands and the verdict's brand.
+    shown = json.loads(cli("review", "show", "M1").stdout)
+    assert sorted(item["brand"] for item in shown["brands"]) == ["Acme", "Ferrari"]
+    assert [(item["brand"], item["verdict"]) for item in shown["verdicts"]] == [("Ferrari", "counterfeit")]
+
+
+# -- migration from version 1 -------------------------------------------------------------------------
+
+MOMENT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def _version_1_store(url: str) -> None:
+    """A store as counterscan's first release made it, with suspects, evidence and verdicts."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            v1.metadata.create_all(conn)
+            conn.execute(sa.insert(v1.lock_guard).values(guard_id=1))
+            conn.execute(sa.insert(v1.schema_version).values(version=1, applied_at=MOMENT))
+            conn.execute(
+                sa.insert(v1.members).values(member_id=1, name="owner", role="member", key_hash="x", created_at=MOMENT)
+            )
+            for brand_id, name in ((1, "Acme"), (2, "Beeline")):
+                conn.execute(
+                    sa.insert(v1.brands).values(
+                        brand_id=brand_id,
+                        name=name,
+                        name_key=name.lower(),
+                        member_id=1,
+                        aliases=[],
+                        lookalikes=[],
+                        authorised_sellers=[],
+                        categories=[],
+                        created_at=MOMENT,
+                        updated_at=MOMENT,
+                    )
+                )
+            for pk in (1, 2, 3):
+                conn.execute(
+                    sa.insert(v1.listings).values(
+                        listing_pk=pk,
+                        source="feed",
+                        listing_id=f"L{pk}",
+                        title=f"listing {pk}",
+                        description="",
+                        seller_id="s",
+                        attributes={},
+                        content_hash=f"h{pk}",
+                        version=1,
+                        ingested_at=MOMENT,
+                        updated_at=MOMENT,
+                        scanned_at=MOMENT,
+                    )
+                )
+            conn.execute(
+                sa.insert(v1.scans).values(scan_id=1, started_at=MOMENT, status="done", listings_scanned=3, scope="all")
+            )
+            evidence = [
+                # L1: a copied photo of Acme's and a counterfeit word beside Beeline's name.
+                (1, 0, "phash", 1, 0.9, "signal-a"),
+                (1, 1, "text", 2, 0.5, "counterfeit-term"),
+                (1, 2, "price", 2, 0.4, "price"),
+                # L3: Acme only.
+                (3, 0, "text", 1, 0.3, "brand-mention"),
+            ]
+            for listing_pk, position, matcher, brand_id, score, signal in evidence:
+                conn.execute(
+                    sa.insert(v1.evidence).values(
+                        listing_pk=listing_pk,
+                        position=position,
+                        scan_id=1,
+                        matcher=matcher,
+                        brand_id=brand_id,
+                        score=score,
+                        reason=f"{matcher} found",
+                        details={"signal": signal},
+                    )
+                )
+            old_scores: list[tuple[int, float, int | None, int | None]] = [
+                (1, 0.77, 1, 0),
+                (2, 0.0, None, None),
+                (3, 0.3, 1, 0),
+            ]
+            for listing_pk, score, scored_brand, best in old_scores:
+                conn.execute(
+                    sa.insert(v1.scores).values(
+                        listing_pk=listing_pk,
+                        score=score,
+                        brand_id=scored_brand,
+                        best_position=best,
+                        scorer="model:1" if listing_pk == 1 else "cold-start",
+                        scan_id=1,
+                        scored_at=MOMENT,
+                    )
+                )
+            for listing_pk, verdict in ((1, "counterfeit"), (3, "legit"), (3, "counterfeit")):
+                conn.execute(
+                    sa.insert(v1.verdicts).values(
+                        listing_pk=listing_pk, verdict=verdict, note=None, analyst="ana", decided_at=MOMENT
+                    )
+                )
+    finally:
+        engine.dispose()
+
+
+def test_migration_from_version_1_keys_suspects_by_listing_and_brand(db_url: str) -> None:
+    _version_1_store(db_url)
+    store = Store.open(db_url)
+    try:
+        with store.engine.connect() as conn:
+            assert current_version(conn) == t.LATEST_VERSION == 3
+            scores = {
+                (row.listing_pk, row.brand_id): (row.score, row.best_position, row.scorer)
+                for row in conn.execute(sa.select(t.scores))
+            }
+            verdicts = [(row.listing_pk, row.brand_id, row.verdict) for row in conn.execute(sa.select(t.verdicts))]
+            last_seen = conn.execute(sa.select(t.listings.c.last_seen_at)).scalars().all()
+            tables = set(sa.inspect(conn).get_table_names())
+        # The version-1 score is kept; Beeline's evidence on L1 gets its cold-start score (1 - 0.5 * 0.6);
+        # the clean listing L2 is no brand's suspect.
+        assert scores[(1, 1)] == (0.77, 0, "model:1")
+        assert scores[(1, 2)] == (pytest.approx(0.7), 1, "cold-start")
+        assert scores[(3, 1)] == (0.3, 0, "cold-start")
+        assert set(scores) == {(1, 1), (1, 2), (3, 1)}
+        assert sorted(verdicts) == [(1, 1, "counterfeit"), (3, 1, "counterfeit"), (3, 1, "legit")]
+        assert last_seen == [None, None, None] and "scores_v1" not in tables
+
+        assert [(s.listing_id, s.brand, s.status) for s in store.suspects()] == [
+            ("L1", "Acme", "counterfeit"),
+            ("L1", "Beeline", "new"),
+            ("L3", "Acme", "counterfeit"),
+        ]
+        assert [s.listing_id for s in store.suspects(brand="Beeline")] == ["L1"]
+        assert [(pk, brand, label) for pk, brand, _listing, label in store.labelled()] == [(1, 1, 1), (3, 1, 1)]
+        # The migrated store works as a new one does.
+        store.record_verdict(1, verdict="legit", note=None, analyst="ana", brand_id=2)
+        assert [s.status for s in store.suspects(brand="Beeline")] == ["legit"]
+    finally:
+        store.close()
+    again = Store.open(db_url)  # a second open finds the latest version and changes nothing
+    try:
+        with again.engine.connect() as conn:
+            assert [row.version for row in conn.execute(sa.select(t.schema_version))] == [1, 2, 3]
+    finally:
+        again.close()
