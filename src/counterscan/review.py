@@ -98,4 +98,4 @@ def decide_many(
         raise UserError("name at least one listing")
     brand_id = store.brand(brand).brand_id if brand is not None else None
     targets = [(store.find_listing(reference), brand_id) for reference in references]
-    return store.record_verdicts(targets, verdict=label, note=note, analyst=analyst)
+    return store.record_suspect_verdicts(targets, verdict=label, note=note, analyst=analyst)

@@ -305,7 +305,7 @@ class ReviewStore(StoreBase):
             "evidence": evidence,
             "price_history": history
             or [{"version": 1, "title": listing.title, "price": listing.price, "currency": listing.currency}],
-            "verdicts": self.verdict_history(listing_pk),
+            "verdicts": self.listing_verdicts(listing_pk),
         }
 
     def find_listing(self, reference: str) -> int:
@@ -338,9 +338,9 @@ class ReviewStore(StoreBase):
 
         Without ``brand_id`` the listing must be a suspect of exactly one brand, which is then meant.
         """
-        self.record_verdicts([(listing_pk, brand_id)], verdict=verdict, note=note, analyst=analyst)
+        self.record_suspect_verdicts([(listing_pk, brand_id)], verdict=verdict, note=note, analyst=analyst)
 
-    def record_verdicts(
+    def record_suspect_verdicts(
         self,
         targets: Sequence[tuple[int, int | None]],
         *,
@@ -387,9 +387,9 @@ class ReviewStore(StoreBase):
         return written
 
     def verdicts(self, listing_pk: int) -> list[tuple[str, str | None, str]]:
-        return [(item["verdict"], item["note"], item["analyst"]) for item in self.verdict_history(listing_pk)]
+        return [(item["verdict"], item["note"], item["analyst"]) for item in self.listing_verdicts(listing_pk)]
 
-    def verdict_history(self, listing_pk: int) -> list[dict[str, Any]]:
+    def listing_verdicts(self, listing_pk: int) -> list[dict[str, Any]]:
         """Every verdict on a listing, oldest first, with the brand it was about."""
         with self.engine.connect() as conn:
             rows = conn.execute(

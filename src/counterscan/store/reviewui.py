@@ -97,10 +97,11 @@ class SharedPicture:
     seller_name: str | None
 
 
-def _latest_verdict(listing: sa.ColumnElement[int]) -> sa.ScalarSelect[Any]:
+def _latest_verdict(listing: sa.ColumnElement[int], brand: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
+    """The newest verdict on a listing as a suspect of a brand (verdicts are per (listing, brand))."""
     return (
         sa.select(t.verdicts.c.verdict)
-        .where(t.verdicts.c.listing_pk == listing)
+        .where(t.verdicts.c.listing_pk == listing, t.verdicts.c.brand_id == brand)
         .order_by(t.verdicts.c.verdict_id.desc())
         .limit(1)
         .scalar_subquery()
@@ -139,7 +140,7 @@ def decode_cursor(cursor: str) -> tuple[float, int] | None:
 
 class ReviewUIStore(StoreBase):
     def _queue_query(self, spec: QueueFilter) -> sa.Select[Any]:
-        status = _latest_verdict(t.scores.c.listing_pk).label("status")
+        status = _latest_verdict(t.scores.c.listing_pk, t.scores.c.brand_id).label("status")
         query = (
             sa.select(
                 t.scores.c.listing_pk,
@@ -195,9 +196,9 @@ class ReviewUIStore(StoreBase):
                 )
             )
         if spec.status == "new":
-            query = query.where(_latest_verdict(t.scores.c.listing_pk).is_(None))
+            query = query.where(_latest_verdict(t.scores.c.listing_pk, t.scores.c.brand_id).is_(None))
         elif spec.status:
-            query = query.where(_latest_verdict(t.scores.c.listing_pk) == spec.status)
+            query = query.where(_latest_verdict(t.scores.c.listing_pk, t.scores.c.brand_id) == spec.status)
         return query
 
     def queue_page(self, spec: QueueFilter, *, after: str | None = None, limit: int = 50) -> QueuePage:
@@ -296,7 +297,7 @@ class ReviewUIStore(StoreBase):
     def verdict_history(self, key: SuspectKey) -> list[VerdictEntry]:
         query = (
             sa.select(t.verdicts)
-            .where(t.verdicts.c.listing_pk == key[0])
+            .where(t.verdicts.c.listing_pk == key[0], t.verdicts.c.brand_id == key[1])
             .order_by(t.verdicts.c.verdict_id.desc())
             .limit(200)
         )
@@ -315,7 +316,12 @@ class ReviewUIStore(StoreBase):
             for listing_pk, brand_id in keys:
                 conn.execute(
                     sa.insert(t.verdicts).values(
-                        listing_pk=listing_pk, verdict=verdict, note=note, analyst=analyst, decided_at=moment
+                        listing_pk=listing_pk,
+                        brand_id=brand_id,
+                        verdict=verdict,
+                        note=note,
+                        analyst=analyst,
+                        decided_at=moment,
                     )
                 )
                 self._audit(
@@ -350,7 +356,7 @@ class ReviewUIStore(StoreBase):
                 t.scores.c.score,
                 t.scores.c.brand_id,
                 t.brands.c.name.label("brand"),
-                _latest_verdict(t.listings.c.listing_pk).label("status"),
+                _latest_verdict(t.listings.c.listing_pk, t.scores.c.brand_id).label("status"),
                 _first_picture(t.listings.c.listing_pk).label("picture"),
             )
             .select_from(t.listings)
