@@ -67,6 +67,7 @@ def test_a_listing_with_evidence_for_two_brands_is_a_suspect_of_each(
         ("M3", "Ferrari"),
     ]
 
+    cli.add_member("inspector", role="analyst")
     # A verdict is about one brand: without --brand a two-brand listing is refused and nothing is written.
     refused = cli("review", "decide", "M1", "M3", "--verdict", "counterfeit", expect=2)
     assert "several brands (Acme, Ferrari)" in refused.stderr and "--brand" in refused.stderr
