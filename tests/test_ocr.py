@@ -212,3 +212,20 @@ def test_words_the_reader_ran_together_are_split_only_when_wholly_known() -> Non
     assert split_run_together("oxford", vocabulary) is None  # "ox" is not a word looked for
     assert split_run_together("ford", vocabulary) is None  # one word is not run together
     assert spaced("REDBULL energy, AAAREPLICA!", vocabulary) == "red bull energy, aaa replica!"
+
+
+def test_a_one_letter_misspelling_counts_only_when_read_surely(matcher: OcrMatcher) -> None:
+    from counterscan.matchers.ocr_engine import TextLine
+
+    heineken = Brand(brand_id=9, name="Heineken", member="m", lookalikes=("Heinekem",))
+    box = ((0.0, 0.0), (100.0, 0.0), (100.0, 20.0), (0.0, 20.0))
+    index = matcher.index_brands([heineken])
+
+    def signals(text: str, confidence: float) -> set[str]:
+        read = ReadText("r", (100, 20), (TextLine(text, confidence, box),))
+        return {str(item.details["signal"]) for item in matcher.match_text(index, "s", read)}
+
+    assert signals("HEINEKCN", 0.97) == {"lookalike"}  # printed so, read surely
+    assert signals("HEINEKCN", 0.7) == set()  # more likely the reader's slip on a real can
+    assert signals("HEINEKEM", 0.7) == {"lookalike"}  # registered by the owner: any confidence
+    assert signals("HEINEKEN", 0.7) == {"brand-mention"}

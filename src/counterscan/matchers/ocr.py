@@ -32,6 +32,8 @@ READ_SIDE = 800
 
 # A signal read in a photo, scaled by how sure the reading is (mean confidence of its lines).
 PHOTO_SCORES = {"brand-mention": 0.45, "disguised-brand": 0.5, "lookalike": 0.5, "counterfeit-term": 0.65}
+SURE_READING = 0.9
+"""Recognition confidence at which a one-letter misspelling is taken as written, not misread."""
 PHOTO_REASONS = {
     "brand-mention": "photo reads the brand name",
     "disguised-brand": "photo reads a disguised brand name",
@@ -149,6 +151,18 @@ def word_box(line: TextLine, word: str) -> Quad:
     )
 
 
+def _sure_misspellings(brand: Brand, lines: list[tuple[TextLine, list[str]]]) -> list[tuple[TextLine, list[str]]]:
+    """A word one letter from the brand's name is a seller's look-alike only when read surely: a
+    reader's own slip ("HEINEKCN" on a real can) comes with a lower confidence. Registered
+    look-alikes count at any confidence."""
+    registered = {" ".join(skeleton_tokens(word)) for word in brand.lookalikes}
+    kept = [
+        (line, [word for word in words if word in registered or line.confidence >= SURE_READING])
+        for line, words in lines
+    ]
+    return [(line, words) for line, words in kept if words]
+
+
 class OcrMatcher:
     """Brand names and counterfeit vocabulary read in listing photos."""
 
@@ -185,6 +199,8 @@ class OcrMatcher:
         per_line = [self.words.hits(text, index.brands) for _line, text in spaced_lines] if hits else []
         for hit in hits:
             lines = self._lines_of(hit, spaced_lines, per_line)
+            if hit.signal == "lookalike":
+                lines = _sure_misspellings(hit.brand, lines)
             if not lines:
                 continue
             confidence = float(np.mean([line.confidence for line, _words in lines]))
