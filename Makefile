@@ -41,7 +41,8 @@ demo: $(BIN)/.installed
 	echo "  Review web UI:         $(BIN)/counterscan --home $(DEMO_HOME) serve   (leave it running)"; \
 	echo "                         then open http://127.0.0.1:8080/review/ and sign in with the analyst key"; \
 	echo "                         $$key"; \
-	echo "  API docs (offline):    http://127.0.0.1:8080/docs"
+	echo "  API docs (offline):    http://127.0.0.1:8080/docs"; \
+	echo "  Record a verdict:      $(BIN)/counterscan --home $(DEMO_HOME) review decide LISTING_ID --verdict counterfeit --key $$key"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests scripts

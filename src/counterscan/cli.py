@@ -854,7 +854,7 @@ def webhooks_add(
     from counterscan.service.webhooks import add_webhook
 
     with _store(ctx) as (settings, store, _blobs):
-        actor = members.authenticate(store, acting_as or member, key)
+        actor = _authenticate(ctx, store, acting_as or member, key)
         if actor.name != member:
             raise PermissionDeniedError(f"{actor.name!r} may not register webhooks for {member!r}")
         hook, secret = add_webhook(
