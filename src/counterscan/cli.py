@@ -543,7 +543,15 @@ def serve(
     os.environ[DELIVER_ENV] = "1" if deliver_webhooks else "0"
     with tempfile.TemporaryDirectory(prefix="counterscan-metrics-") as folder:
         os.environ.setdefault(MULTIPROC_ENV, folder)
-        uvicorn.run("counterscan.service.app:from_environment", factory=True, workers=workers, **options)
+        # A worker imports the matchers' libraries and loads its app before it answers the
+        # supervisor's health pings: uvicorn's 5 s default kills it on a busy machine.
+        uvicorn.run(
+            "counterscan.service.app:from_environment",
+            factory=True,
+            workers=workers,
+            timeout_worker_healthcheck=120,
+            **options,
+        )
 
 
 def _emit(rows: list[dict[str, Any]], fmt: str, columns: Sequence[str], widths: dict[str, int] | None = None) -> None:
