@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from PIL import Image
 
 from counterscan.config import Settings
+from counterscan.members import key_prefix, revoke_key
 from counterscan.store import Store
 from counterscan.store.reviewui import QueueFilter, QueueRow
 from tests.reviewsite import MATCHERS, Site, build_store, csrf_of, serve, signed_in
@@ -171,3 +172,12 @@ def test_a_store_made_before_the_review_indexes_gets_them_on_open(db_url: str) -
         inspector = sa.inspect(conn)
         names = {index["name"] for table in ("listings", "listing_images") for index in inspector.get_indexes(table)}
     assert {"ix_listings_seller_id", "ix_listing_images_sha256"} <= names
+
+
+def test_revoking_the_key_ends_its_web_session(site: Site) -> None:
+    with signed_in(site, site.owner_key) as client:
+        assert client.get("/review/").status_code == 200
+        with site.store() as store:
+            owner = store.member("acme-group")
+            revoke_key(store, owner, key_prefix(site.owner_key))
+        assert client.get("/review/").status_code == 303  # back to the sign-in form
