@@ -103,8 +103,13 @@ def test_review_loop_train_and_rescan(world: tuple[Path, LabelledSet], tmp_path:
         verdict = "legit" if labelled.labels[listing_id] else "counterfeit"
         cli("review", "decide", listing_id, "--verdict", verdict)
     refused = cli("train", expect=2)
-    assert "not better than the current model" in refused.stdout
+    assert "not better than the" in refused.stdout and "use --force" in refused.stdout
     assert "model 2 is now active" in cli("train", "--force").stdout
+    listed = json.loads(cli("models", "list", "--format", "json").stdout)
+    assert [(row["model_id"], row["active"]) for row in listed] == [(1, False), (2, True)]
+    assert "model 1 is now active" in cli("models", "rollback").stdout
+    assert "model 2 is now active" in cli("models", "activate", "2").stdout
+    assert "unknown model 9" in cli("models", "activate", "9", expect=2).stderr
 
 
 @pytest.mark.skipif(

@@ -7,13 +7,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from PIL import Image
 
-from counterscan.store import Store
+from counterscan.brands import add_brand
+from counterscan.config import Settings
+from counterscan.errors import NotFoundError
+from counterscan.features import FEATURES
+from counterscan.ingest import ingest, open_source
+from counterscan.matchers import decode_limits
+from counterscan.members import add_member
+from counterscan.records import VerdictLabel
+from counterscan.scan import run_scan
+from counterscan.store import BlobStore, Store
 from counterscan.store import schema as t
 from counterscan.store.migrations import current_version
+from counterscan.training import activate, cross_validated_ap, models, rollback, train, training_set
 from tests.conftest import Cli, jpeg_bytes
 from tests.old_schemas import schema_v1 as v1
 
@@ -230,3 +241,87 @@ def test_migration_from_version_1_keys_suspects_by_listing_and_brand(db_url: str
             assert [row.version for row in conn.execute(sa.select(t.schema_version))] == [1, 2, 3]
     finally:
         again.close()
+
+
+# -- honest seller history (issue 14, item 2) ---------------------------------------------------------
+
+
+def _text_world(tmp_path: Path, rows: list[tuple[str, str, str]]) -> tuple[Settings, Store]:
+    settings = Settings.load(home=tmp_path / "home", environ={})
+    store = Store.open(settings.database_url)
+    owner = add_member(store, "acme-group").member
+    add_brand(store, owner, "Acme", keywords=["Roadrunner"])
+    feed = tmp_path / "feed.csv"
+    feed.write_text(
+        "listing_id,title,seller_id\n" + "".join(f"{lid},{title},{seller}\n" for lid, title, seller in rows),
+        encoding="utf-8",
+    )
+    ingest(store, BlobStore(settings.blob_dir), decode_limits(settings), open_source(str(feed), name="feed"))
+    run_scan(store, settings)
+    return settings, store
+
+
+def test_seller_history_counts_only_other_listings_decided_before(tmp_path: Path) -> None:
+    # Text that cannot tell the two kinds apart, and one seller per listing: a seller's history could
+    # only ever be the listing's own verdict, which must not become its feature.
+    rows = [(f"L{n:02d}", "Acme Roadrunner" + (" replica" if n % 2 else ""), f"seller-{n}") for n in range(16)]
+    labels = {f"L{n:02d}": int(n % 4 in (0, 1)) for n in range(16)}
+    settings, store = _text_world(tmp_path, rows)
+    try:
+        acme = store.brand("Acme").brand_id
+        for listing_id, label in labels.items():
+            verdict: VerdictLabel = "counterfeit" if label else "legit"
+            store.record_verdict(store.find_listing(listing_id), verdict=verdict, note=None, analyst="ana")
+        run_scan(store, settings, rescan_all=True)  # evidence matched again, with every verdict known
+        evidence = store.evidence_of([store.find_listing(lid) for lid in labels], except_brands=())
+        assert not [item for found in evidence.values() for item in found if item.matcher == "seller"]
+
+        features, y, _cold = training_set(store)
+        seller = FEATURES.index("seller_confirmed")
+        assert list(y) == list(labels.values()) and not features[:, seller].any()
+        honest = cross_validated_ap(features, y)
+        without = cross_validated_ap(np.delete(features, seller, axis=1), y)
+        assert honest == pytest.approx(without) and honest < 0.95
+        # What the leak looked like: the same labels, the seller's count including the listing itself.
+        leaky = features.copy()
+        leaky[:, seller] = y
+        assert cross_validated_ap(leaky, y) == pytest.approx(1.0)
+
+        # A seller's other listing counts, but only when confirmed before this listing was first seen.
+        add = tmp_path / "more.csv"
+        add.write_text("listing_id,title,seller_id\nM1,Acme Roadrunner,seller-0\n", encoding="utf-8")
+        ingest(store, BlobStore(settings.blob_dir), decode_limits(settings), open_source(str(add), name="feed"))
+        run_scan(store, settings)
+        m1 = store.find_listing("M1")
+        [seller_evidence] = [item for item in store.evidence_of([m1], except_brands=())[m1] if item.matcher == "seller"]
+        assert seller_evidence.details["confirmed"] == 1  # L00, decided before M1 was scanned
+        store.record_verdict(m1, verdict="legit", note=None, analyst="ana", brand_id=acme)
+        with store.engine.begin() as conn:  # M1 as first seen before L00's verdict was recorded
+            conn.execute(sa.update(t.listings).where(t.listings.c.listing_pk == m1).values(ingested_at=MOMENT))
+        features, y, _cold = training_set(store)
+        assert not features[:, seller].any()
+    finally:
+        store.close()
+
+
+def test_train_refuses_a_model_that_does_not_beat_the_cold_start_scorer(tmp_path: Path) -> None:
+    # Counterfeit words are the whole story here: the cold-start scorer ranks perfectly.
+    rows = [(f"L{n:02d}", "Acme Roadrunner" + (" replica" if n % 2 else ""), f"seller-{n}") for n in range(12)]
+    _settings, store = _text_world(tmp_path, rows)
+    try:
+        for n in range(12):
+            verdict: VerdictLabel = "counterfeit" if n % 2 else "legit"
+            store.record_verdict(store.find_listing(f"L{n:02d}"), verdict=verdict, note=None, analyst="ana")
+        refused = train(store)
+        assert not refused.accepted and refused.cold_start_average_precision == pytest.approx(1.0)
+        assert "not better than the cold-start scorer" in refused.line() and store.active_model() is None
+        forced = train(store, force=True)
+        assert forced.accepted and forced.model_id == 1
+        assert [(info.model_id, info.active) for info in models(store)] == [(1, True)]
+        assert rollback(store, actor="ana") is None and store.active_model() is None
+        activate(store, 1, actor="ana")
+        assert [(info.model_id, info.active) for info in models(store)] == [(1, True)]
+        with pytest.raises(NotFoundError):
+            activate(store, 7, actor="ana")
+    finally:
+        store.close()

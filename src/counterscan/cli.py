@@ -695,6 +695,46 @@ def train_command(
         raise typer.Exit(2)
 
 
+models_app = typer.Typer(no_args_is_help=True, help="Trained ranking models: list, activate, roll back.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """Trained models with their held-out average precision; the active one scores scans."""
+    with _store(ctx) as (_, store, _blobs):
+        rows = [asdict(info) for info in training.models(store)]
+    columns = ("model_id", "created_at", "active", "average_precision", "cold_start_average_precision", "examples")
+    _emit(rows, fmt, columns)
+
+
+@models_app.command("activate")
+def models_activate(
+    ctx: typer.Context,
+    model_id: Annotated[int, typer.Argument(help="The model to score with.")],
+    acting_as: AnalystName = None,
+    key: ApiKey = None,
+) -> None:
+    """Score with model N from the next scan on (an analyst's key needed)."""
+    with _store(ctx) as (_, store, _blobs):
+        analyst = _analyst(ctx, store, acting_as, key)
+        training.activate(store, model_id, actor=analyst.name)
+    typer.echo(f"model {model_id} is now active; the next scan re-scores every listing with it")
+
+
+@models_app.command("rollback")
+def models_rollback(ctx: typer.Context, acting_as: AnalystName = None, key: ApiKey = None) -> None:
+    """Go back to the model before the active one, or to the cold-start scorer (an analyst's key needed)."""
+    with _store(ctx) as (_, store, _blobs):
+        analyst = _analyst(ctx, store, acting_as, key)
+        target = training.rollback(store, actor=analyst.name)
+    shown = "the cold-start scorer" if target is None else f"model {target}"
+    typer.echo(f"{shown} is now active; the next scan re-scores every listing with it")
+
+
 @review_app.command("decide")
 def review_decide(
     ctx: typer.Context,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 AssetKind = Literal["logo", "product", "text"]
@@ -245,6 +246,18 @@ class Suspect:
     """Who recorded the latest verdict (``status``) for this brand, and when."""
     scorer: str | None = None
     """``cold-start`` or ``model:N``: what gave the score."""
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """A listing an analyst confirmed as a counterfeit of a brand (its latest verdict for that brand)."""
+
+    seller_id: str
+    listing_pk: int
+    source: str
+    listing_id: str
+    brand_id: int
+    decided_at: datetime
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from counterscan.executors import Executor, InlineExecutor, Partition
 from counterscan.holders import holder_is_dead, this_holder
 from counterscan.imaging import Picture
 from counterscan.matchers import ImageMatcher, decode_limits, image_matchers
-from counterscan.matchers.context import SellerHistory
+from counterscan.matchers.context import seller_history
 from counterscan.records import Brand, BrandScore, Evidence, ListingToScan, ScanResult
 from counterscan.scan_work import Assessment, MatchContext, PartitionResult, assess_many
 from counterscan.store import BlobStore, Store
@@ -118,7 +118,7 @@ def _context(store: Store, settings: Settings, brands: Sequence[Brand], key: str
         brands=tuple(brands),
         asset_signals=signals,
         blob_root=settings.blob_dir,
-        sellers=SellerHistory(sellers),
+        sellers=seller_history(store.confirmed_counterfeits()),
     )
 
 

@@ -12,6 +12,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from counterscan.errors import UserError
 from counterscan.features import FEATURES, feature_row
+from counterscan.matchers.context import SellerMatcher, seller_history
 from counterscan.ranking import Ranker, cold_start_scores
 from counterscan.records import Evidence, Listing
 from counterscan.store import Store
@@ -42,14 +43,35 @@ class TrainReport:
         )
         if self.accepted:
             return text + f"; model {self.model_id} is now active"
+        if self.cold_start_average_precision >= self.average_precision:
+            return (
+                text + "; not better than the cold-start scorer, kept the current scoring (use --force to replace it)"
+            )
         return text + "; not better than the current model, kept it (use --force to replace it)"
 
 
 def training_set(store: Store) -> tuple[np.ndarray, np.ndarray, list[float]]:
-    """Features, labels and cold-start scores of every (listing, brand) with a counterfeit or legit verdict."""
+    """Features, labels and cold-start scores of every (listing, brand) with a counterfeit or legit verdict.
+
+    Evidence is as stored, except the seller's history, which is rebuilt as of the time the listing
+    was first seen: only verdicts on *other* listings, recorded before then, count. Otherwise a
+    listing's own label (or later ones) would leak into its features through a re-scan.
+    """
     labelled = store.labelled()
-    evidence = store.evidence_of(sorted({pk for pk, _brand, _listing, _label in labelled}), except_brands=())
-    rows = [(listing, evidence.get(pk, []), brand_id) for pk, brand_id, listing, _label in labelled]
+    pks = sorted({pk for pk, _brand, _listing, _label in labelled})
+    evidence = store.evidence_of(pks, except_brands=())
+    seen = store.first_seen(pks)
+    confirmed = store.confirmed_counterfeits()
+    brands = {brand.brand_id: brand for brand in store.brands()}
+    rows = []
+    for pk, brand_id, listing, _label in labelled:
+        found = [item for item in evidence.get(pk, []) if item.matcher != "seller"]
+        if brand_id in brands and pk in seen:
+            history = seller_history(
+                [item for item in confirmed if item.seller_id == listing.seller_id], before=seen[pk]
+            )
+            found.extend(SellerMatcher(history).match(listing, [brands[brand_id]]))
+        rows.append((listing, found, brand_id))
     cold = [_cold_start_for(found, brand_id) for _listing, found, brand_id in rows]
     features = (
         np.stack([feature_row(listing, found, brand_id=brand_id) for listing, found, brand_id in rows])
@@ -82,12 +104,56 @@ def train(store: Store, *, force: bool = False, actor: str = "analyst") -> Train
     cold_ap = float(average_precision_score(labels, cold))
     current = store.active_model()
     previous = float(current[2]["average_precision"]) if current is not None else None
-    if previous is not None and ap < previous and not force:
+    # A model must beat, on held-out folds, both what ranks today and the scorer that needs no model.
+    beaten = ap <= cold_ap or (previous is not None and ap <= previous)
+    if beaten and not force:
         return TrainReport(None, len(labels), int(counts[1]), ap, cold_ap, previous, accepted=False)
     model = Ranker().fit(features, labels)
     metrics = {"average_precision": ap, "cold_start_average_precision": cold_ap, "examples": len(labels)}
     model_id = store.save_model(pickle.dumps(model), features=FEATURES, metrics=metrics, actor=actor)
     return TrainReport(model_id, len(labels), int(counts[1]), ap, cold_ap, previous, accepted=True)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    model_id: int
+    created_at: str
+    active: bool
+    average_precision: float | None
+    cold_start_average_precision: float | None
+    examples: int | None
+
+
+def models(store: Store) -> list[ModelInfo]:
+    return [
+        ModelInfo(
+            model_id=model_id,
+            created_at=created_at,
+            active=active,
+            average_precision=metrics.get("average_precision"),
+            cold_start_average_precision=metrics.get("cold_start_average_precision"),
+            examples=metrics.get("examples"),
+        )
+        for model_id, created_at, active, metrics in store.models()
+    ]
+
+
+def activate(store: Store, model_id: int, *, actor: str) -> int:
+    """Make model ``model_id`` the one scans score with; the next plain scan re-scores."""
+    store.activate_model(model_id, actor=actor)
+    return model_id
+
+
+def rollback(store: Store, *, actor: str) -> int | None:
+    """Go back to the model before the active one (None: back to the cold-start scorer)."""
+    listed = store.models()
+    active = next((model_id for model_id, _at, is_active, _m in listed if is_active), None)
+    if active is None:
+        raise UserError("no model is active: scans already use the cold-start scorer")
+    earlier = [model_id for model_id, _at, _active, _m in listed if model_id < active]
+    target = max(earlier) if earlier else None
+    store.activate_model(target, actor=actor)
+    return target
 
 
 class ModelScorer:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from counterscan.matchers.title import ProductTitleMatcher
-from counterscan.records import Brand, Evidence, Listing
+from counterscan.records import Brand, Confirmed, Evidence, Listing
 
 FAR_UNDER_MSRP = 0.5
 """A price at or under this share of MSRP is evidence."""
@@ -26,6 +27,30 @@ class SellerHistory:
     """Confirmed counterfeits per seller and brand, from analysts' verdicts."""
 
     confirmed: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
+    listings: Mapping[str, tuple[tuple[str, str, int], ...]] = field(default_factory=dict)
+    """Per seller, the (source, listing id, brand id) confirmations counted in ``confirmed``: a
+    listing's own verdict is not evidence about it (that would feed its label into its features)."""
+
+    def for_listing(self, listing: Listing) -> dict[int, int]:
+        """Confirmed counterfeits of the listing's seller per brand, not counting the listing itself."""
+        record = dict(self.confirmed.get(listing.seller_id or "", {}))
+        for source, listing_id, brand_id in self.listings.get(listing.seller_id or "", ()):
+            if (source, listing_id) == (listing.source, listing.listing_id) and record.get(brand_id, 0) > 0:
+                record[brand_id] -= 1
+        return {brand_id: count for brand_id, count in record.items() if count > 0}
+
+
+def seller_history(confirmed: Sequence[Confirmed], *, before: datetime | None = None) -> SellerHistory:
+    """The sellers' history from confirmed counterfeits (those decided before ``before``, if given)."""
+    counts: dict[str, dict[int, int]] = {}
+    listings: dict[str, list[tuple[str, str, int]]] = {}
+    for item in confirmed:
+        if before is not None and item.decided_at >= before:
+            continue
+        per_brand = counts.setdefault(item.seller_id, {})
+        per_brand[item.brand_id] = per_brand.get(item.brand_id, 0) + 1
+        listings.setdefault(item.seller_id, []).append((item.source, item.listing_id, item.brand_id))
+    return SellerHistory(counts, {seller: tuple(found) for seller, found in listings.items()})
 
 
 class PriceMatcher:
@@ -83,7 +108,7 @@ class SellerMatcher:
         self.history = history
 
     def match(self, listing: Listing, brands: Sequence[Brand]) -> list[Evidence]:
-        record = self.history.confirmed.get(listing.seller_id or "", {})
+        record = self.history.for_listing(listing)
         if not record:
             return []
         total = sum(record.values())

@@ -19,7 +19,7 @@ from counterscan.config import Settings
 from counterscan.errors import ExternalError, ImageError
 from counterscan.executors import limit_native_threads
 from counterscan.matchers import image_matchers
-from counterscan.matchers.context import SellerHistory, SellerMatcher
+from counterscan.matchers.context import SellerMatcher, seller_history
 from counterscan.records import Brand, Listing
 from counterscan.scan import backfill_asset_signals
 from counterscan.scan_work import Assessment, MatchContext, Prepared, assess_listing, encode_images, prepare
@@ -90,7 +90,7 @@ class Checker:
             return False
         if current is not None and current.version[0] == version[0]:
             # Only verdicts changed: sellers' history is refreshed, the indexes stay.
-            sellers = SellerHistory(self.store.counterfeit_sellers())
+            sellers = seller_history(self.store.confirmed_counterfeits())
             context = replace(current.context, sellers=sellers, key=f"check:{version}")
             prepared = replace(current.prepared, seller=SellerMatcher(sellers))
             with self._lock:
@@ -121,7 +121,7 @@ class Checker:
             brands=brands,
             asset_signals=signals,
             blob_root=self.settings.blob_dir,
-            sellers=SellerHistory(self.store.counterfeit_sellers()),
+            sellers=seller_history(self.store.confirmed_counterfeits()),
         )
         return Warm(
             version=version,

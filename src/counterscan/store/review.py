@@ -9,10 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from counterscan.errors import NotFoundError, UserError
-from counterscan.records import Listing, Suspect, VerdictLabel
+from counterscan.records import Confirmed, Listing, Suspect, VerdictLabel
 from counterscan.store import schema as t
 from counterscan.store import webhooks
-from counterscan.store.base import StoreBase, iso, new_id, now
+from counterscan.store.base import StoreBase, iso, new_id, now, rows_in
 from counterscan.store.listings import listing_from_row
 
 
@@ -180,6 +180,26 @@ class ReviewStore(StoreBase):
             self._audit(conn, actor, "model.train", f"model {model_id}", dict(metrics))
         return model_id
 
+    def models(self) -> list[tuple[int, str, bool, dict[str, Any]]]:
+        """(model id, created at, active, metrics) of every trained model, oldest first."""
+        query = sa.select(t.models.c.model_id, t.models.c.created_at, t.models.c.active, t.models.c.metrics)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(t.models.c.model_id)).all()
+        return [(int(row.model_id), iso(row.created_at), bool(row.active), dict(row.metrics)) for row in rows]
+
+    def activate_model(self, model_id: int | None, *, actor: str) -> None:
+        """Make ``model_id`` the active model (None: none, scans use the cold-start scorer); audited."""
+        with self.engine.begin() as conn:
+            if model_id is not None:
+                found = conn.execute(sa.select(t.models.c.model_id).where(t.models.c.model_id == model_id)).first()
+                if found is None:
+                    raise NotFoundError(f"unknown model {model_id}")
+            conn.execute(sa.update(t.models).values(active=False))
+            if model_id is not None:
+                conn.execute(sa.update(t.models).where(t.models.c.model_id == model_id).values(active=True))
+            target = "cold-start scorer" if model_id is None else f"model {model_id}"
+            self._audit(conn, actor, "model.activate", target, {"model_id": model_id})
+
     def active_model(self) -> tuple[int, bytes, dict[str, Any], list[str]] | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(t.models).where(t.models.c.active.is_(True))).first()
@@ -190,16 +210,23 @@ class ReviewStore(StoreBase):
     def counterfeit_sellers(self) -> dict[str, dict[int, int]]:
         """Per seller id, listings whose latest verdict for a brand is counterfeit, counted per brand."""
         found: dict[str, dict[int, int]] = {}
-        for seller_id, _listing_pk, brand_id, _decided_at in self.confirmed_counterfeits():
-            per_brand = found.setdefault(seller_id, {})
-            per_brand[brand_id] = per_brand.get(brand_id, 0) + 1
+        for confirmed in self.confirmed_counterfeits():
+            per_brand = found.setdefault(confirmed.seller_id, {})
+            per_brand[confirmed.brand_id] = per_brand.get(confirmed.brand_id, 0) + 1
         return found
 
-    def confirmed_counterfeits(self) -> list[tuple[str, int, int, datetime]]:
-        """(seller, listing key, brand id, decided at) per (listing, brand) whose latest verdict is counterfeit."""
+    def confirmed_counterfeits(self) -> list[Confirmed]:
+        """Each (listing, brand) whose latest verdict is counterfeit, with its seller and the verdict's time."""
         latest = _latest_verdicts()
         query = (
-            sa.select(t.listings.c.seller_id, t.verdicts.c.listing_pk, t.verdicts.c.brand_id, t.verdicts.c.decided_at)
+            sa.select(
+                t.listings.c.seller_id,
+                t.listings.c.source,
+                t.listings.c.listing_id,
+                t.verdicts.c.listing_pk,
+                t.verdicts.c.brand_id,
+                t.verdicts.c.decided_at,
+            )
             .join(latest, latest.c.verdict_id == t.verdicts.c.verdict_id)
             .join(t.listings, t.listings.c.listing_pk == t.verdicts.c.listing_pk)
             .where(t.verdicts.c.verdict == "counterfeit", t.listings.c.seller_id.is_not(None))
@@ -207,9 +234,25 @@ class ReviewStore(StoreBase):
         )
         with self.engine.connect() as conn:
             return [
-                (row.seller_id, int(row.listing_pk), int(row.brand_id or 0), _aware(row.decided_at))
+                Confirmed(
+                    seller_id=row.seller_id,
+                    listing_pk=int(row.listing_pk),
+                    source=row.source,
+                    listing_id=row.listing_id,
+                    brand_id=int(row.brand_id or 0),
+                    decided_at=_aware(row.decided_at),
+                )
                 for row in conn.execute(query)
             ]
+
+    def first_seen(self, listing_pks: Sequence[int]) -> dict[int, datetime]:
+        """When each listing was first ingested: the time its features are built as of, for training."""
+        query = sa.select(t.listings.c.listing_pk, t.listings.c.ingested_at)
+        with self.engine.connect() as conn:
+            return {
+                row.listing_pk: _aware(row.ingested_at)
+                for row in rows_in(conn, query, t.listings.c.listing_pk, listing_pks)
+            }
 
     def suspect_brands(self, listing_pk: int) -> list[tuple[int, str]]:
         """(brand id, name) of the brands a listing is a suspect of, best score first."""
