@@ -14,6 +14,7 @@ from counterscan.members import authenticate, hash_api_key, issue_key, rotate_ke
 from counterscan.store import Store
 from counterscan.store import schema as t
 from tests.conftest import Cli
+from tests.old_schemas import schema_v1 as v1
 from tests.test_api import Server, _client, server  # noqa: F401  (the real HTTP server fixture)
 
 
@@ -160,33 +161,14 @@ def test_api_throttles_wrong_keys_with_429(server: Server) -> None:  # noqa: F81
 def test_a_single_key_store_migrates_to_member_keys(db_url: str) -> None:
     """A store made by the previous version (members.key_hash, schema version 1) keeps its keys."""
     engine = sa.create_engine(db_url)
-    old = sa.MetaData()
-    v1_members = sa.Table(
-        "members",
-        old,
-        sa.Column("member_id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("name", sa.String(200), nullable=False, unique=True),
-        sa.Column("role", sa.String(20), nullable=False),
-        sa.Column("key_hash", sa.String(128), nullable=False),
-        sa.Column("created_at", t.TS, nullable=False),
-    )
-    version = sa.Table(
-        "schema_version",
-        old,
-        sa.Column("version", sa.Integer, primary_key=True),
-        sa.Column("applied_at", t.TS, nullable=False),
-    )
-    guard = sa.Table(
-        "lock_guard", old, sa.Column("guard_id", sa.Integer, primary_key=True), sa.Column("touched_at", t.TS)
-    )
     legacy_key = "cs_" + "L" * 43
     moment = datetime.now(UTC)
     with engine.begin() as conn:
-        old.create_all(conn)
-        conn.execute(sa.insert(version).values(version=1, applied_at=moment))
-        conn.execute(sa.insert(guard).values(guard_id=1))
+        v1.metadata.create_all(conn)
+        conn.execute(sa.insert(v1.schema_version).values(version=1, applied_at=moment))
+        conn.execute(sa.insert(v1.lock_guard).values(guard_id=1))
         conn.execute(
-            sa.insert(v1_members),
+            sa.insert(v1.members),
             [
                 {"name": "acme-group", "role": "member", "key_hash": hash_api_key(legacy_key), "created_at": moment},
                 {"name": "ana", "role": "analyst", "key_hash": hash_api_key("cs_" + "A" * 43), "created_at": moment},
