@@ -229,7 +229,10 @@ def test_scan_review_decide_and_export(brand_ready: Cli, tmp_path: Path, photos:
     assert "scanned 4 listings, 2 with evidence" in result.stdout
     assert "nothing to do" in cli("scan", expect=10).stdout  # nothing new
 
-    assert "scanned 0 listings, 2 with evidence, re-scanned 4\n" in cli("scan", "--all").stdout
+    assert (
+        "scanned 0 listings, 2 with evidence, re-scanned 4; image matchers: phash, dhash\n"
+        in cli("scan", "--all").stdout
+    )
 
     scores = {row.listing_pk: row.score for row in rows(cli, t.scores)}
     by_id = {row.listing_id: row.listing_pk for row in rows(cli, t.listings)}

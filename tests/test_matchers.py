@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +13,17 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageOps
 
 from counterscan.config import Settings
-from counterscan.errors import ImageError
+from counterscan.errors import ImageError, UserError
 from counterscan.imaging import DecodeLimits
-from counterscan.matchers import IMAGE_MATCHERS, ImageMatcher, image_matchers
+from counterscan.matchers import (
+    IMAGE_MATCHERS,
+    MATCHER_RULES,
+    ImageMatcher,
+    default_matchers,
+    image_matchers,
+    matcher_fingerprints,
+    matcher_names,
+)
 from counterscan.matchers.index import BinaryHashIndex, SyncReport
 from counterscan.matchers.perceptual import (
     DHASH,
@@ -27,7 +35,7 @@ from counterscan.matchers.perceptual import (
     phash_bytes,
     trim_border,
 )
-from counterscan.records import AssetSignal
+from counterscan.records import ASSET_KINDS, AssetSignal
 from tests.conftest import PHOTO_NAMES, as_picture, jpeg_bytes
 
 ROBUST_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "camera", "coins", "brick")
@@ -299,3 +307,30 @@ def test_hashes_agree_with_imagehash(
         for photo in photos.values()
     ]
     assert np.mean(apart) <= 1.5 and max(apart) <= 6, apart
+
+
+def test_every_registered_image_matcher_declares_its_rule() -> None:
+    """A matcher joins default scans by its rule: the asset kinds it runs for and the settings it
+    depends on (a change of those re-scans the listings it looks at)."""
+    known = {f.name for f in fields(Settings)}
+    assert set(MATCHER_RULES) == set(IMAGE_MATCHERS)
+    for name, rule in MATCHER_RULES.items():
+        assert set(rule.settings) <= known, name
+        assert rule.runs_for is None or set(rule.runs_for) <= set(ASSET_KINDS), name
+
+
+def test_default_matchers_follow_the_registered_asset_kinds(settings: Settings) -> None:
+    assert default_matchers(set()) == tuple(n for n, r in MATCHER_RULES.items() if r.runs_for == ())
+    with_photos = default_matchers({"product"})
+    assert {"phash", "dhash"} <= set(with_photos) and "keypoints" not in with_photos
+    assert "keypoints" in default_matchers({"product", "logo"})
+    assert matcher_names(replace(settings, image_matchers="pdq, phash"), {"logo"}) == ("phash", "pdq")
+    assert matcher_names(replace(settings, image_matchers="none"), {"logo"}) == ()
+    with pytest.raises(UserError, match="unknown image matcher"):
+        matcher_names(replace(settings, image_matchers="phash,nope"), {"logo"})
+    tighter = replace(settings, phash_max_distance=settings.phash_max_distance - 1)
+    before, after = (
+        matcher_fingerprints(settings, ["phash", "dhash"]),
+        matcher_fingerprints(tighter, ["phash", "dhash"]),
+    )
+    assert before["phash"] != after["phash"] and before["dhash"] == after["dhash"]

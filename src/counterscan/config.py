@@ -37,10 +37,14 @@ class Settings:
     phash_max_distance: int = 10
     dhash_max_distance: int = 6
     pdq_max_distance: int = 32
-    # Image matchers a scan runs, comma-separated: "phash", "dhash", "pdq" (whole-image copies),
-    # "keypoints" (logos inside photos) and "embedding". Per image: pHash and dHash ~1.5 ms each,
-    # PDQ ~7 ms, keypoints ~50 ms, embeddings ~16 ms.
-    image_matchers: str = "phash,dhash"
+    # Image matchers a scan runs. Empty (the default): chosen by what the brands registered, the
+    # hashes ("phash", "dhash") where they have product photos or logos, the logo matchers
+    # ("keypoints", ...) where they have logos, readers of brand names in photos where there are
+    # brands. Or an explicit comma-separated list of "phash", "dhash", "pdq" (whole-image copies),
+    # "keypoints" (logos inside photos), "embedding", ...; "none" for none. Per image: pHash and
+    # dHash ~1.5 ms each (one shared decode), PDQ ~7 ms, keypoints ~50 ms, embeddings ~16 ms.
+    # A change re-scans the listings the changed matchers look at on the next scan.
+    image_matchers: str = ""
     # Cosine similarity at or over which embeddings match (docs/matching.md), and an optional
     # local ONNX model to embed with instead of the built-in VLAD descriptor.
     embedding_min_similarity: float = 0.45

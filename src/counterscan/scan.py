@@ -16,20 +16,27 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 from counterscan.config import Settings
 from counterscan.errors import ImageError
 from counterscan.executors import Executor, InlineExecutor, Partition
 from counterscan.holders import holder_is_dead, this_holder
 from counterscan.imaging import Picture
-from counterscan.matchers import ImageMatcher, decode_limits, image_matchers
+from counterscan.matchers import (
+    ImageMatcher,
+    decode_limits,
+    image_matchers,
+    matcher_fingerprints,
+    matcher_names,
+    with_matchers,
+)
 from counterscan.matchers.context import seller_history
-from counterscan.records import Brand, BrandScore, Evidence, ListingToScan, ScanResult
+from counterscan.records import AssetKind, Brand, BrandScore, Evidence, ListingToScan, ScanResult
 from counterscan.scan_work import Assessment, MatchContext, PartitionResult, assess_many
 from counterscan.store import BlobStore, Store
 from counterscan.training import ModelScorer
@@ -48,6 +55,25 @@ class ScanStatus(Enum):
 
 
 @dataclass(frozen=True)
+class MatcherChange:
+    """How the image matchers of a scan differ from those the listings were last scanned with."""
+
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    """Same matcher, other settings (or a new version of it)."""
+    removed: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+    def words(self) -> str:
+        parts = [f"{', '.join(self.added)} added"] if self.added else []
+        parts += [f"{', '.join(self.changed)} settings changed"] if self.changed else []
+        parts += [f"{', '.join(self.removed)} removed"] if self.removed else []
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
 class ScanSummary:
     scan_id: int | None
     status: ScanStatus
@@ -57,15 +83,30 @@ class ScanSummary:
     images_unreadable: int
     remaining: int
     full_rescan: bool = False
+    matchers: tuple[str, ...] = ()
+    """The image matchers the scan ran."""
+    matcher_change: MatcherChange = MatcherChange()
+    rescanned_for_matchers: int = 0
+    """Listings re-scanned because the matchers changed (their images go through the changed ones)."""
+    rescored: int = 0
+    """Listings whose stored evidence was scored again because the active scorer changed."""
+    scorer: str = "cold-start"
 
     def line(self) -> str:
         if self.status is ScanStatus.NOTHING_TO_DO:
-            return "scan: nothing to do (no new listings, no changed assets)"
+            return "scan: nothing to do (no new listings, no changed assets, matchers or model)"
         text = (
             f"scan {self.scan_id}: scanned {self.scanned} listings, {self.suspects} with evidence"
             + (f", re-scanned {self.rescanned}" if self.rescanned else "")
             + (" for changed brands" if self.rescanned and not self.full_rescan else "")
+            + (
+                f", re-scanned {self.rescanned_for_matchers} for changed image matchers ({self.matcher_change.words()})"
+                if self.rescanned_for_matchers or self.matcher_change
+                else ""
+            )
+            + (f", re-scored {self.rescored} with the {self.scorer} scorer" if self.rescored else "")
             + (f", {self.images_unreadable} images unreadable" if self.images_unreadable else "")
+            + f"; image matchers: {', '.join(self.matchers) or 'none'}"
         )
         if self.status is ScanStatus.PARTIAL:
             text += f"; time budget reached, {self.remaining} listings left for the next run"
@@ -169,15 +210,26 @@ class _Scan:
         self.model = ModelScorer.active(store)
         self.brands: Sequence[Brand] = ()
 
-    def batches(self, *, unscanned: bool, after: int) -> Iterator[Sequence[ListingToScan]]:
-        """Batches in key order until none is left or the time budget is spent."""
+    def batches(
+        self,
+        *,
+        unscanned: bool,
+        after: int,
+        skip: Collection[int] = (),
+        select: Callable[[Sequence[ListingToScan]], list[ListingToScan]] | None = None,
+    ) -> Iterator[Sequence[ListingToScan]]:
+        """Batches in key order until none is left or the time budget is spent; ``skip`` leaves
+        listings out, ``select`` keeps those of a batch that it returns."""
         size = PER_WORKER_BATCH * max(1, self.executor.workers)
         while not self.out_of_budget():
             batch = self.store.next_listings(after=after, limit=size, unscanned=unscanned, source=self.source)
             if not batch:
                 return
-            yield batch
             after = batch[-1].listing_pk
+            kept = [item for item in batch if item.listing_pk not in skip]
+            kept = select(kept) if select is not None and kept else kept
+            if kept:
+                yield kept
 
     def matched(
         self, batches: Iterator[Sequence[ListingToScan]]
@@ -228,11 +280,20 @@ class _Scan:
         self.out_of_time = self.deadline is not None and time.monotonic() >= self.deadline
         return self.out_of_time
 
-    def commit(self, scan_id: int, results: list[ScanResult], *, cursor: int | None, mark_scanned: bool) -> None:
+    def commit(
+        self,
+        scan_id: int,
+        results: list[ScanResult],
+        *,
+        cursor: int | None,
+        mark_scanned: bool,
+        count_suspects: bool = True,
+    ) -> None:
         scorer = "cold-start" if self.model is None else self.model.name
         self.store.write_results(scan_id, results, cursor=cursor, mark_scanned=mark_scanned, scorer=scorer)
         self.store.heartbeat(self.lock_name, self.holder)
-        self.suspects += sum(1 for result in results if result.evidence)
+        if count_suspects:
+            self.suspects += sum(1 for result in results if result.evidence)
         if self.progress is not None:
             self.progress(len(results))
 
@@ -260,21 +321,50 @@ def run_scan(
         store.release_lock(lock_name, holder)
 
 
+MATCHERS_STATE = "matchers"
+"""scan_state: fingerprints of the image matchers the listings in scope were last scanned with."""
+MATCHERS_PENDING = "matchers-pending"
+"""scan_state: a re-scan for changed matchers under way (its target fingerprints and cursor)."""
+
+
+def matcher_change(saved: dict[str, str] | None, now: dict[str, str]) -> MatcherChange:
+    if saved is None:
+        return MatcherChange(added=tuple(now))
+    return MatcherChange(
+        added=tuple(name for name in now if name not in saved),
+        changed=tuple(name for name in now if name in saved and saved[name] != now[name]),
+        removed=tuple(name for name in saved if name not in now),
+    )
+
+
 def _run(store: Store, settings: Settings, scan: _Scan, *, rescan_all: bool, scope: str) -> ScanSummary:
-    backfill_asset_signals(store, settings)
     brands = store.brands()
     scan.brands = brands
+    # The matchers follow what the brands registered, unless image_matchers names them; workers
+    # get settings that name them, so every process runs the same set.
+    names = matcher_names(settings, cast(set[AssetKind], store.live_asset_kinds()), brands=bool(brands))
+    settings = scan.settings = with_matchers(settings, names)
+    backfill_asset_signals(store, settings)
     fingerprints = store.brand_fingerprints()
+    state = store.scan_state(scan.source)
+    matcher_fps = matcher_fingerprints(settings, names)
+    scanned_before = store.count_listings(unscanned=False, source=scan.source)
+    change = (
+        matcher_change(state.get(MATCHERS_STATE), matcher_fps) if scanned_before and not rescan_all else MatcherChange()
+    )
+    scorer = scan.model.name if scan.model is not None else "cold-start"
 
     seen = store.scanned_fingerprints(scan.source)
     changed = sorted(brand_id for brand_id, fp in fingerprints.items() if rescan_all or seen.get(brand_id) != fp)
     plan = {"rescan_brands": {str(brand_id): fingerprints[brand_id] for brand_id in changed}}
     pending_new = store.count_listings(unscanned=True, source=scan.source)
-    pending_old = store.count_listings(unscanned=False, source=scan.source) if changed else 0
-    if not pending_new and not pending_old:
+    pending_old = scanned_before if changed else 0
+    to_rescore = bool(store.listings_scored_otherwise(scorer, after=0, limit=1, source=scan.source))
+    if not pending_new and not pending_old and not change and not to_rescore:
         if changed:
             store.save_fingerprints(0, {brand_id: fingerprints[brand_id] for brand_id in changed}, scan.source)
-        return ScanSummary(None, ScanStatus.NOTHING_TO_DO, 0, 0, 0, 0, 0)
+        store.save_scan_state(0, {MATCHERS_STATE: matcher_fps, MATCHERS_PENDING: None}, scan.source)
+        return ScanSummary(None, ScanStatus.NOTHING_TO_DO, 0, 0, 0, 0, 0, matchers=names)
 
     resumed = store.unfinished_scan(scope, plan) if changed else None
     if resumed is not None:
@@ -282,8 +372,16 @@ def _run(store: Store, settings: Settings, scan: _Scan, *, rescan_all: bool, sco
         store.resume_scan(scan_id, scan.holder)
     else:
         scan_id, cursor = store.start_scan(scope=scope, plan=plan, holder=scan.holder), 0
-    scanned = rescanned = 0
+    scanned = rescanned = for_matchers = rescored = 0
+    matchers_done = not change
     try:
+        # Phase 0: listings scanned before whose images the changed matchers look at (or that hold
+        # evidence of a removed one), matched again in full; unchanged matchers reuse cached signals.
+        done_here: set[int] = set()
+        if change:
+            for_matchers, matchers_done = _rescan_for_matchers(
+                store, settings, scan, scan_id, brands, fingerprints, change, matcher_fps, done_here
+            )
         # Phase 1: listings scanned before, against the brands that changed since.
         if changed:
             changed_set = set(changed)
@@ -291,7 +389,7 @@ def _run(store: Store, settings: Settings, scan: _Scan, *, rescan_all: bool, sco
             scan.executor.start(
                 _context(store, settings, rescan_brands, _context_key(settings, fingerprints) + ":rescan")
             )
-            for batch, fresh in scan.matched(scan.batches(unscanned=False, after=cursor)):
+            for batch, fresh in scan.matched(scan.batches(unscanned=False, after=cursor, skip=done_here)):
                 kept = store.evidence_of([item.listing_pk for item in batch], except_brands=changed_set)
                 results = scan.scored(
                     batch, [[*kept.get(item.listing_pk, ()), *fresh[item.listing_pk]] for item in batch]
@@ -314,18 +412,95 @@ def _run(store: Store, settings: Settings, scan: _Scan, *, rescan_all: bool, sco
                 mark_scanned=True,
             )
             scanned += len(batch)
+        # Phase 3: the active model changed (trained, activated, rolled back): stored evidence is
+        # scored again, nothing is matched.
+        rescored = _rescore(store, scan, scan_id, brands, scorer)
+        if rescan_all and not scan.out_of_time:
+            matchers_done = True
+        if matchers_done:
+            store.save_scan_state(scan_id, {MATCHERS_STATE: matcher_fps, MATCHERS_PENDING: None}, scan.source)
     except BaseException:
-        store.finish_scan(scan_id, status="failed", listings_scanned=scanned + rescanned)
+        store.finish_scan(scan_id, status="failed", listings_scanned=scanned + rescanned + for_matchers)
         raise
     finally:
         scan.executor.close()
     remaining = store.count_listings(unscanned=True, source=scan.source)
-    status = (
-        ScanStatus.PARTIAL
-        if scan.out_of_time and (remaining or (changed and rescanned < pending_old))
-        else ScanStatus.DONE
-    )
+    left_to_rescore = bool(store.listings_scored_otherwise(scorer, after=0, limit=1, source=scan.source))
+    unfinished = remaining or (changed and rescanned < pending_old) or not matchers_done or left_to_rescore
+    status = ScanStatus.PARTIAL if scan.out_of_time and unfinished else ScanStatus.DONE
     store.finish_scan(
-        scan_id, status="partial" if status is ScanStatus.PARTIAL else "done", listings_scanned=scanned + rescanned
+        scan_id,
+        status="partial" if status is ScanStatus.PARTIAL else "done",
+        listings_scanned=scanned + rescanned + for_matchers,
     )
-    return ScanSummary(scan_id, status, scanned, rescanned, scan.suspects, scan.unreadable, remaining, rescan_all)
+    return ScanSummary(
+        scan_id,
+        status,
+        scanned,
+        rescanned,
+        scan.suspects,
+        scan.unreadable,
+        remaining,
+        rescan_all,
+        matchers=names,
+        matcher_change=change,
+        rescanned_for_matchers=for_matchers,
+        rescored=rescored,
+        scorer=scorer,
+    )
+
+
+def _rescan_for_matchers(
+    store: Store,
+    settings: Settings,
+    scan: _Scan,
+    scan_id: int,
+    brands: Sequence[Brand],
+    fingerprints: dict[int, str],
+    change: MatcherChange,
+    matcher_fps: dict[str, str],
+    done: set[int],
+) -> tuple[int, bool]:
+    """Re-scan the listings a matcher change affects; returns how many, and whether all were done.
+    Progress is kept in the store after every batch, so a scan cut short resumes where it stopped."""
+    pending = store.scan_state(scan.source).get(MATCHERS_PENDING) or {}
+    after = int(pending.get("cursor", 0)) if pending.get("fingerprints") == matcher_fps else 0
+    looks_at_images = bool(change.added or change.changed)
+    removed = set(change.removed)
+    scan.executor.start(_context(store, settings, brands, _context_key(settings, fingerprints)))
+    count = 0
+
+    def affected(batch: Sequence[ListingToScan]) -> list[ListingToScan]:
+        holding = store.evidence_of([item.listing_pk for item in batch], except_brands=()) if removed else {}
+        return [
+            item
+            for item in batch
+            if (looks_at_images and item.image_sha256s)
+            or any(found.matcher in removed for found in holding.get(item.listing_pk, ()))
+        ]
+
+    for batch, fresh in scan.matched(scan.batches(unscanned=False, after=after, select=affected)):
+        results = scan.scored(batch, [fresh[item.listing_pk] for item in batch])
+        scan.commit(scan_id, results, cursor=None, mark_scanned=False)
+        done.update(item.listing_pk for item in batch)
+        count += len(batch)
+        pending = {"fingerprints": matcher_fps, "cursor": batch[-1].listing_pk}
+        store.save_scan_state(scan_id, {MATCHERS_PENDING: pending}, scan.source)
+    return count, not scan.out_of_time
+
+
+def _rescore(store: Store, scan: _Scan, scan_id: int, brands: Sequence[Brand], scorer: str) -> int:
+    """Score again, with the active scorer, the listings with evidence that another scorer scored."""
+    count, after = 0, 0
+    while not scan.out_of_budget():
+        pks = store.listings_scored_otherwise(scorer, after=after, limit=PER_WORKER_BATCH * 4, source=scan.source)
+        if not pks:
+            break
+        listings = store.listings_by_pk(pks)
+        evidence = store.evidence_of(pks, except_brands=())
+        items = [ListingToScan(pk, listings[pk], ()) for pk in pks if pk in listings]
+        results = scan.scored(items, [evidence.get(item.listing_pk, []) for item in items])
+        scan.commit(scan_id, results, cursor=None, mark_scanned=False, count_suspects=False)
+        count += len(results)
+        after = pks[-1]
+    return count

@@ -1,9 +1,18 @@
-"""Matchers and their registry."""
+"""Matchers and their registry.
+
+Which image matchers a scan runs is decided by what the brands in scope registered, not by
+configuration: every registered matcher declares a :class:`MatcherRule` (the asset kinds it
+looks for, whether it is costly, the settings it depends on). ``image_matchers`` in the settings
+stays an explicit override.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from counterscan.config import Settings
@@ -17,6 +26,7 @@ from counterscan.matchers.ocr_engine import ReaderOptions, TextReader
 from counterscan.matchers.perceptual import DHASH, PDQ, PHASH, HashAlgorithm, HashMatcher
 from counterscan.matchers.text import TextMatcher
 from counterscan.matchers.title import ProductTitleMatcher
+from counterscan.records import AssetKind
 
 
 def decode_limits(settings: Settings) -> DecodeLimits:
@@ -69,19 +79,107 @@ IMAGE_MATCHERS: dict[str, Callable[[Settings], ImageMatcher]] = {
     ),
 }
 
+
+@dataclass(frozen=True)
+class MatcherRule:
+    """When a default scan runs an image matcher, and what its results depend on."""
+
+    runs_for: tuple[AssetKind, ...] | None
+    """On by default when the brands have live assets of one of these kinds; ``()`` for a matcher
+    that looks for the brands themselves (their names), on whenever there are brands; None: only
+    when named in ``image_matchers``."""
+    costly: bool = False
+    """Costs far more per image than a hash: on a time budget it runs in the order cheap evidence
+    suggests and what it did not reach is carried to the next scan."""
+    settings: tuple[str, ...] = ()
+    """Settings its signals or evidence depend on: a change re-scans the listings it looks at."""
+    version: str = "1"
+    """Bump when a code change alters its results, so stores re-scan with it."""
+
+
+_HASH_KINDS: tuple[AssetKind, ...] = ("product", "logo")
+"""Whole-image copies: of a product photo, or of a logo used as the listing's picture."""
+
+MATCHER_RULES: dict[str, MatcherRule] = {
+    "phash": MatcherRule(_HASH_KINDS, settings=("phash_max_distance",)),
+    "dhash": MatcherRule(_HASH_KINDS, settings=("dhash_max_distance",)),
+    "pdq": MatcherRule(None, settings=("pdq_max_distance",)),
+    "embedding": MatcherRule(None, costly=True, settings=("embedding_min_similarity", "embedding_model")),
+    "keypoints": MatcherRule(("logo",), costly=True, settings=("keypoint_min_inliers", "keypoint_min_inlier_ratio")),
+}
+"""One rule per entry of IMAGE_MATCHERS (a test holds every registered matcher to it)."""
+
 LISTING_MATCHERS: dict[str, Callable[[Settings], ListingMatcher]] = {
     "text": lambda settings: TextMatcher(),
     "title": lambda settings: ProductTitleMatcher(),
 }
 
 
-def image_matchers(settings: Settings) -> list[ImageMatcher]:
-    """The image matchers the settings turn on (``image_matchers``), in registry order."""
+def _rule(name: str) -> MatcherRule:
+    return MATCHER_RULES.get(name, MatcherRule(None))
+
+
+def explicit_matchers(settings: Settings) -> tuple[str, ...] | None:
+    """The names ``image_matchers`` lists, in registry order; None when it is empty (automatic)."""
     wanted = [name.strip() for name in settings.image_matchers.split(",") if name.strip()]
+    if not wanted:
+        return None
+    if wanted == [NO_MATCHERS]:
+        return ()
     unknown = set(wanted) - set(IMAGE_MATCHERS)
     if unknown:
         raise UserError(f"unknown image matcher(s) {', '.join(sorted(unknown))} (known: {', '.join(IMAGE_MATCHERS)})")
-    return [factory(settings) for name, factory in IMAGE_MATCHERS.items() if name in wanted]
+    return tuple(name for name in IMAGE_MATCHERS if name in wanted)
+
+
+def default_matchers(kinds: Collection[AssetKind] | None, *, brands: bool = True) -> tuple[str, ...]:
+    """The matchers a default scan runs when the brands in scope have live assets of ``kinds``
+    (None: of every kind), in registry order."""
+    chosen = []
+    for name in IMAGE_MATCHERS:
+        runs_for = _rule(name).runs_for
+        if runs_for is None:
+            continue
+        if (runs_for == () and brands) or kinds is None or set(runs_for) & set(kinds):
+            chosen.append(name)
+    return tuple(chosen)
+
+
+def matcher_names(
+    settings: Settings, kinds: Collection[AssetKind] | None = None, *, brands: bool = True
+) -> tuple[str, ...]:
+    """What a scan runs: ``image_matchers`` when set, otherwise :func:`default_matchers`."""
+    explicit = explicit_matchers(settings)
+    return explicit if explicit is not None else default_matchers(kinds, brands=brands)
+
+
+def with_matchers(settings: Settings, names: Sequence[str]) -> Settings:
+    """Settings that name exactly these matchers (what a scan hands its workers)."""
+    return replace(settings, image_matchers=",".join(names) or NO_MATCHERS)
+
+
+NO_MATCHERS = "none"
+"""``image_matchers = "none"``: no image matcher at all (words and prices only)."""
+
+
+def image_matchers(settings: Settings) -> list[ImageMatcher]:
+    """The image matchers the settings turn on, in registry order: those ``image_matchers`` names,
+    or when it is empty every matcher a default scan may run (asset uploads compute their signals)."""
+    return [IMAGE_MATCHERS[name](settings) for name in matcher_names(settings)]
+
+
+def is_costly(name: str) -> bool:
+    return _rule(name).costly
+
+
+def matcher_fingerprints(settings: Settings, names: Sequence[str]) -> dict[str, str]:
+    """Per matcher, a digest of what its results depend on (its rule's version and settings)."""
+    found = {}
+    for name in names:
+        rule = _rule(name)
+        values = [rule.version, *[repr(getattr(settings, setting)) for setting in rule.settings]]
+        found[name] = hashlib.sha256(json.dumps([name, values]).encode()).hexdigest()[:16]
+    return found
 
 
 def listing_matchers(settings: Settings) -> list[ListingMatcher]:
@@ -91,9 +189,15 @@ def listing_matchers(settings: Settings) -> list[ListingMatcher]:
 __all__ = [
     "IMAGE_MATCHERS",
     "LISTING_MATCHERS",
+    "MATCHER_RULES",
     "ImageMatcher",
     "ListingMatcher",
+    "MatcherRule",
     "decode_limits",
+    "default_matchers",
     "image_matchers",
     "listing_matchers",
+    "matcher_fingerprints",
+    "matcher_names",
+    "with_matchers",
 ]

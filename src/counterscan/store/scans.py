@@ -202,6 +202,76 @@ class ScanStore(StoreBase):
                 )
         return found
 
+    def live_asset_kinds(self) -> set[str]:
+        """The kinds of asset that brands have registered and not removed."""
+        query = sa.select(t.assets.c.kind).where(t.assets.c.removed_at.is_(None)).distinct()
+        with self.engine.connect() as conn:
+            return {str(kind) for kind in conn.execute(query).scalars()}
+
+    def scan_state(self, source: str | None) -> dict[str, Any]:
+        """What the listings in scope were last scanned with (see ``schema.scan_state``); a source's
+        own record wins, where it has none the last scan of every source speaks for it."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.scan_state).where(t.scan_state.c.scope.in_(["*", source or "*"]))).all()
+        return {row.name: row.value for row in sorted(rows, key=lambda row: row.scope != "*")}
+
+    def save_scan_state(self, scan_id: int, values: Mapping[str, Any], source: str | None) -> None:
+        """Record ``values``; None removes a name. A scan of every source speaks for all sources."""
+        names = list(values)
+        with self.engine.begin() as conn:
+            stale: sa.ColumnElement[bool] = t.scan_state.c.name.in_(names)
+            if source is not None:
+                stale = stale & (t.scan_state.c.scope == source)
+            conn.execute(sa.delete(t.scan_state).where(stale))
+            bulk_insert(
+                conn,
+                t.scan_state,
+                [
+                    {"scope": source or "*", "name": name, "value": value, "scan_id": scan_id}
+                    for name, value in values.items()
+                    if value is not None
+                ],
+            )
+
+    def listings_scored_otherwise(self, scorer: str, *, after: int, limit: int, source: str | None = None) -> list[int]:
+        """Keys above ``after`` of scanned listings with evidence whose score another scorer gave."""
+        query = (
+            sa.select(t.scores.c.listing_pk)
+            .join(t.listings, t.listings.c.listing_pk == t.scores.c.listing_pk)
+            .where(
+                t.scores.c.listing_pk > after,
+                t.scores.c.scorer != scorer,
+                t.listings.c.scanned_at.is_not(None),
+                sa.exists().where(t.evidence.c.listing_pk == t.scores.c.listing_pk),
+            )
+            .distinct()
+            .order_by(t.scores.c.listing_pk)
+            .limit(limit)
+        )
+        if source is not None:
+            query = query.where(t.listings.c.source == source)
+        with self.engine.connect() as conn:
+            return [int(pk) for pk in conn.execute(query).scalars()]
+
+    def listings_with_evidence(
+        self, *, after: int, limit: int, matchers: Collection[str] | None = None, source: str | None = None
+    ) -> list[int]:
+        """Keys above ``after`` of scanned listings holding evidence (from one of ``matchers``), in order."""
+        query = (
+            sa.select(t.evidence.c.listing_pk)
+            .join(t.listings, t.listings.c.listing_pk == t.evidence.c.listing_pk)
+            .where(t.evidence.c.listing_pk > after, t.listings.c.scanned_at.is_not(None))
+            .distinct()
+            .order_by(t.evidence.c.listing_pk)
+            .limit(limit)
+        )
+        if matchers is not None:
+            query = query.where(t.evidence.c.matcher.in_(list(matchers)))
+        if source is not None:
+            query = query.where(t.listings.c.source == source)
+        with self.engine.connect() as conn:
+            return [int(pk) for pk in conn.execute(query).scalars()]
+
     # -- the scan lock ---------------------------------------------------------------------
 
     def acquire_lock(

@@ -252,6 +252,18 @@ brand_scan_state = sa.Table(
     sa.Column("scan_id", sa.Integer, nullable=False),
 )
 
+scan_state = sa.Table(
+    "scan_state",
+    metadata,
+    # What the listings of a scope were last scanned and scored with, besides brands: the image
+    # matchers and their settings ("matchers"), the scorer ("scorer"), progress of a re-scan.
+    # "*" for scans of every source, else the source a scan was limited to.
+    sa.Column("scope", sa.String(250), primary_key=True),
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("value", sa.JSON, nullable=False),
+    sa.Column("scan_id", sa.Integer, nullable=False),
+)
+
 locks = sa.Table(
     "locks",
     metadata,
