@@ -230,7 +230,7 @@ def test_scan_review_decide_and_export(brand_ready: Cli, tmp_path: Path, photos:
     assert "nothing to do" in cli("scan", expect=10).stdout  # nothing new
 
     assert (
-        "scanned 0 listings, 2 with evidence, re-scanned 4; image matchers: phash, dhash\n"
+        "scanned 0 listings, 2 with evidence, re-scanned 4; image matchers: phash, dhash, ocr\n"
         in cli("scan", "--all").stdout
     )
 

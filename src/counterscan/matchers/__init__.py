@@ -106,6 +106,8 @@ MATCHER_RULES: dict[str, MatcherRule] = {
     "pdq": MatcherRule(None, settings=("pdq_max_distance",)),
     "embedding": MatcherRule(None, costly=True, settings=("embedding_min_similarity", "embedding_model")),
     "keypoints": MatcherRule(("logo",), costly=True, settings=("keypoint_min_inliers", "keypoint_min_inlier_ratio")),
+    # Reads brand names and counterfeit words printed in photos: needs no asset, only brands.
+    "ocr": MatcherRule((), costly=True, settings=("ocr_det_side", "ocr_max_lines", "ocr_min_confidence")),
 }
 """One rule per entry of IMAGE_MATCHERS (a test holds every registered matcher to it)."""
 
