@@ -288,6 +288,15 @@ def test_scan_review_decide_and_export(brand_ready: Cli, tmp_path: Path, photos:
         "price",
         "url",
         "status",
+        "seller_id",
+        "seller_name",
+        "marketplace",
+        "currency",
+        "first_seen",
+        "last_seen",
+        "verdict",
+        "analyst",
+        "decided_at",
     ]
     assert [(row["rank"], row["listing_id"], row["status"]) for row in exported] == [
         ("1", "L1", "counterfeit"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,10 +97,38 @@ def test_a_listing_with_evidence_for_two_brands_is_a_suspect_of_each(
     }
     assert [row["status"] for row in _listed(cli, "--brand", "Acme")] == ["new"]
     assert [row["listing_id"] for row in _listed(cli, "--brand", "Acme", "--status", "new")] == ["M1"]
+    # Exports: one row per (listing, brand), filtered; every reason of the suspect's brand in the JSON.
+    cli("review", "decide", "M1", "--verdict", "legit", "--brand", "Acme")
+    out = tmp_path / "out.csv"
+    cli("export", "--format", "csv", "--status", "counterfeit", "--out", str(out))
+    exported = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert sorted((row["listing_id"], row["brand"], row["verdict"]) for row in exported) == [
+        ("M1", "Ferrari", "counterfeit"),
+        ("M3", "Ferrari", "counterfeit"),
+    ]
+    first = exported[0]
+    assert first["seller_id"] in {"s1", "s3"} and first["currency"] == "USD" and first["analyst"] == "inspector"
+    assert first["first_seen"].startswith("20") and first["last_seen"] and first["decided_at"].startswith("20")
+    cli("export", "--format", "csv", "--out", str(out))  # legit suspects leave the default export
+    assert ("M1", "Acme") not in {(row["listing_id"], row["brand"]) for row in csv.DictReader(out.open())}
+    cli("export", "--format", "csv", "--status", "legit", "--brand", "Acme", "--out", str(out))
+    assert [(row["listing_id"], row["verdict"]) for row in csv.DictReader(out.open())] == [("M1", "legit")]
+    cli("export", "--format", "csv", "--since", "2999-01-01", "--out", str(out))
+    assert list(csv.DictReader(out.open())) == []
+    assert "not an ISO date" in cli("export", "--format", "csv", "--since", "soon", "--out", str(out), expect=2).stderr
+    out_json = tmp_path / "out.json"
+    cli("export", "--format", "json", "--brand", "Ferrari", "--min-score", "0.01", "--out", str(out_json))
+    rows = json.loads(out_json.read_text(encoding="utf-8"))
+    m1 = next(row for row in rows if row["listing_id"] == "M1")
+    assert m1["reasons"] and all(item["reason"] for item in m1["reasons"])
+    assert len(m1["reasons"]) >= 2 and {item["matcher"] for item in m1["reasons"]} <= {"text", "title", "price", "ocr"}
     # The listing's own page lists both brands and the verdict's brand.
     shown = json.loads(cli("review", "show", "M1").stdout)
     assert sorted(item["brand"] for item in shown["brands"]) == ["Acme", "Ferrari"]
-    assert [(item["brand"], item["verdict"]) for item in shown["verdicts"]] == [("Ferrari", "counterfeit")]
+    assert [(item["brand"], item["verdict"]) for item in shown["verdicts"]] == [
+        ("Ferrari", "counterfeit"),
+        ("Acme", "legit"),
+    ]
 
 
 # -- migration from version 1 -------------------------------------------------------------------------

@@ -765,15 +765,32 @@ def export(
     fmt: Annotated[str, typer.Option("--format", help="csv, json or html.")],
     out: Annotated[Path, typer.Option(help="File to write (a folder for html).")],
     limit: Annotated[int | None, typer.Option(help="Only the best this many.")] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(help="new, counterfeit, legit or unsure; repeatable (default: all but legit)."),
+    ] = None,
+    brand: Annotated[str | None, typer.Option(help="Only this brand's suspects.")] = None,
+    marketplace: Annotated[str | None, typer.Option(help="Only listings of this marketplace.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only listings first seen on or after this ISO date.")] = None,
+    min_score: Annotated[float, typer.Option(help="Only suspects scored at least this.")] = 0.0,
 ) -> None:
-    """Export the ranked suspects: CSV/JSON for takedown tools, an HTML evidence report for people."""
+    """Export suspects, one per (listing, brand): CSV/JSON for takedown tools, an HTML evidence report for people."""
     with _store(ctx) as (_, store, blobs):
-        suspects = review.queue(store, limit=limit)
+        suspects = review.export_suspects(
+            store,
+            statuses=status or [],
+            brand=brand,
+            marketplace=marketplace,
+            since=since,
+            min_score=min_score,
+            limit=limit,
+        )
         if fmt == "html":
             written = write_html(store, blobs, suspects, out)
             typer.echo(f"wrote {len(suspects)} suspects to {written}")
             return
-    report.export(suspects, fmt=fmt, out=out)
+        reasons = review.reasons_of(store, suspects) if fmt == "json" else {}
+    report.export(suspects, fmt=fmt, out=out, reasons=reasons)
     typer.echo(f"wrote {len(suspects)} suspects to {out}")
 
 

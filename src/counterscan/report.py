@@ -1,16 +1,16 @@
-"""Exports for takedown tools: CSV and JSON, one row per suspect listing, best first."""
+"""Exports for takedown tools: CSV and JSON, one row per (listing, brand) suspect, best first."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from counterscan.errors import UserError
-from counterscan.records import Suspect
+from counterscan.records import VERDICTS, Evidence, Suspect
 
 CSV_COLUMNS = (
     "rank",
@@ -24,7 +24,17 @@ CSV_COLUMNS = (
     "price",
     "url",
     "status",
+    "seller_id",
+    "seller_name",
+    "marketplace",
+    "currency",
+    "first_seen",
+    "last_seen",
+    "verdict",
+    "analyst",
+    "decided_at",
 )
+"""One row per (listing, brand) suspect: a listing with evidence for two brands is two rows."""
 FORMATS = ("csv", "json")
 
 
@@ -41,6 +51,15 @@ def suspect_row(suspect: Suspect) -> dict[str, Any]:
         "price": suspect.price if suspect.price is not None else "",
         "url": suspect.url or "",
         "status": suspect.status,
+        "seller_id": suspect.seller_id or "",
+        "seller_name": suspect.seller_name or "",
+        "marketplace": suspect.marketplace or "",
+        "currency": suspect.currency or "",
+        "first_seen": suspect.first_seen or "",
+        "last_seen": suspect.last_seen or "",
+        "verdict": suspect.status if suspect.status in VERDICTS else "",
+        "analyst": suspect.analyst or "",
+        "decided_at": suspect.decided_at or "",
     }
 
 
@@ -48,19 +67,44 @@ def render_csv(suspects: Sequence[Suspect]) -> str:
     return render_csv_rows([suspect_row(suspect) for suspect in suspects], CSV_COLUMNS)
 
 
-def render_json(suspects: Sequence[Suspect]) -> str:
-    rows = [suspect_row(suspect) | {"source": suspect.source, "currency": suspect.currency} for suspect in suspects]
+def render_json(suspects: Sequence[Suspect], reasons: Mapping[tuple[int, int | None], Sequence[Evidence]]) -> str:
+    """Every column of the CSV, the source, and every reason the suspect's brand has (strongest first)."""
+    rows = [
+        suspect_row(suspect)
+        | {
+            "source": suspect.source,
+            "reasons": [
+                {
+                    "matcher": item.matcher,
+                    "reason": item.reason,
+                    "score": item.score,
+                    "asset_id": item.asset_id,
+                    "distance": item.distance,
+                    "image_sha256": item.image_sha256,
+                }
+                for item in sorted(reasons.get((suspect.listing_pk, suspect.brand_id), ()), key=lambda e: -e.score)
+            ],
+        }
+        for suspect in suspects
+    ]
     return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
 
 
-def export(suspects: Sequence[Suspect], *, fmt: str, out: Path) -> None:
-    renderers = {"csv": render_csv, "json": render_json}
-    if fmt not in renderers:
+def export(
+    suspects: Sequence[Suspect],
+    *,
+    fmt: str,
+    out: Path,
+    reasons: Mapping[tuple[int, int | None], Sequence[Evidence]] | None = None,
+) -> None:
+    """Write ``suspects`` as CSV or JSON; ``reasons`` (per (listing, brand)) fill the JSON's reasons."""
+    if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r} (one of {', '.join(FORMATS)}, html)")
     if out.is_dir():
         raise UserError(f"{out}: is a folder; give a file path")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(renderers[fmt](suspects), encoding="utf-8")
+    text = render_csv(suspects) if fmt == "csv" else render_json(suspects, reasons or {})
+    out.write_text(text, encoding="utf-8")
 
 
 # A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...), +cmd|...).

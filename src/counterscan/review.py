@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from counterscan.errors import UserError
-from counterscan.records import VERDICTS, Suspect, VerdictLabel
+from counterscan.records import VERDICTS, Evidence, Suspect, VerdictLabel
 from counterscan.store import BlobStore, Store
 
 STATUSES = ("new", *VERDICTS)
@@ -99,3 +100,55 @@ def decide_many(
     brand_id = store.brand(brand).brand_id if brand is not None else None
     targets = [(store.find_listing(reference), brand_id) for reference in references]
     return store.record_suspect_verdicts(targets, verdict=label, note=note, analyst=analyst)
+
+
+EXPORTED_BY_DEFAULT = ("new", "counterfeit", "unsure")
+"""Listings judged legit leave takedown exports unless a status filter asks for them."""
+
+
+def export_suspects(
+    store: Store,
+    *,
+    statuses: Sequence[str] = (),
+    brand: str | None = None,
+    marketplace: str | None = None,
+    since: str | None = None,
+    min_score: float = 0.0,
+    limit: int | None = None,
+) -> list[Suspect]:
+    """Suspects for an export, best first: by status (default: all but legit), brand, marketplace,
+    first seen on or after ``since`` (an ISO date or time), and score."""
+    for status in statuses:
+        if status not in STATUSES:
+            raise UserError(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be at least 1, not {limit}")
+    if brand is not None:
+        store.brand(brand)
+    return store.suspects(
+        limit=limit,
+        min_score=min_score,
+        brand=brand,
+        status=list(statuses) or list(EXPORTED_BY_DEFAULT),
+        marketplace=marketplace,
+        since=parse_since(since) if since else None,
+    )
+
+
+def parse_since(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"--since {value!r} is not an ISO date or time (2026-01-31 or 2026-01-31T08:00)") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def reasons_of(store: Store, suspects: Sequence[Suspect]) -> dict[tuple[int, int | None], list[Evidence]]:
+    """Every piece of evidence of each suspect, for its own brand."""
+    evidence = store.evidence_of(sorted({suspect.listing_pk for suspect in suspects}), except_brands=())
+    return {
+        (suspect.listing_pk, suspect.brand_id): [
+            item for item in evidence.get(suspect.listing_pk, []) if item.brand_id == suspect.brand_id
+        ]
+        for suspect in suspects
+    }
