@@ -15,7 +15,8 @@ from tqdm import tqdm
 from typer.core import TyperGroup
 
 from counterscan import assets, brands, members, report, review, training
-from counterscan.config import Settings
+from counterscan.config import CONFIG_FILE_NAME, Settings
+from counterscan.config_template import config_template
 from counterscan.demo import demo_data_dir, run_demo
 from counterscan.errors import AuthenticationError, CounterscanError, PermissionDeniedError, UserError
 from counterscan.executors import make_executor
@@ -98,10 +99,14 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str], widths: dict[
 
 @app.command()
 def init(ctx: typer.Context) -> None:
-    """Create the working folder and the database schema."""
+    """Create the working folder, the database schema, and a commented config.toml (never overwritten)."""
     with _store(ctx) as (settings, _, blobs):
         blobs.root.mkdir(parents=True, exist_ok=True)
         typer.echo(f"ready: {settings.database_url}")
+        config = settings.home / CONFIG_FILE_NAME
+        if not config.exists():
+            config.write_text(config_template(), encoding="utf-8")
+            typer.echo(f"wrote {config}: every setting with its default and cost, commented out")
 
 
 ActingAs = Annotated[str | None, typer.Option("--as", help="Act as this member (authenticated by --key).")]
