@@ -264,9 +264,9 @@ class _PinnedTransport(httpx.HTTPTransport):
         http2: bool = False,
     ) -> None:
         chosen = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        super().__init__(verify=verify, limits=chosen, http2=http2, trust_env=False)
         ssl_context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
-        # Same pool as httpx builds, with our backend underneath: httpx has no public knob for it.
+        # The pool httpx's own __init__ would build (not called: it would load the CA bundle a second
+        # time), with our backend underneath: httpx has no public knob for the network backend.
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl_context,
             max_connections=chosen.max_connections,
