@@ -19,7 +19,7 @@ from pathlib import Path
 
 import cairosvg
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 from skimage import data as skdata
 
 BRANDS = {
@@ -56,6 +56,22 @@ def jpeg(image: Image.Image, path: Path, quality: int = 85) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, "JPEG", quality=quality)
     return path.name
+
+
+LABEL_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+
+
+def printed(image: Image.Image, *lines: str) -> Image.Image:
+    """A shoe-box label with ``lines`` printed on it, laid over the lower part of a photo."""
+    label = Image.new("RGB", (image.width * 3 // 4, image.height // 3), (250, 250, 245))
+    draw = ImageDraw.Draw(label)
+    size = label.height // (len(lines) + 1)
+    for number, line in enumerate(lines):
+        font = ImageFont.truetype(str(LABEL_FONT), size if number == 0 else size * 2 // 3)
+        draw.text((size // 2, size // 3 + number * size * 5 // 4), line, font=font, fill=(15, 15, 20))
+    base = image.copy()
+    base.paste(label, (image.width // 8, image.height - label.height - image.height // 12))
+    return base
 
 
 def crop(image: Image.Image, left: float, top: float, right: float, bottom: float) -> Image.Image:
@@ -176,6 +192,15 @@ def main() -> None:
             "text",
         ),
         ("m-2004", "Puma Suede Classic low", 9.0, "stickerz", jpeg(photo("coins"), images / "m-2004.jpg"), "text"),
+        # the brand's name printed on the photo, nowhere in the words (the "ocr" matcher reads it)
+        (
+            "m-2101",
+            "Running shoes, original box",
+            30.0,
+            "shoe-deals",
+            jpeg(printed(photo("coffee"), "adidas", "ULTRABOOST"), images / "m-2101.jpg", 80),
+            "printed",
+        ),
         # an honest second-hand listing that names the brand at a fair price
         (
             "m-3002",
@@ -263,7 +288,8 @@ def main() -> None:
         "# Demo data\n\nBuilt by `scripts/build_demo_data.py`. Logos: simple-icons (CC0; the marks remain "
         "trademarks of their owners). Photos: scikit-image sample images (CC0 / public domain). "
         "`listings/listings.csv` has a `demo_truth` column: `reuse` (a planted re-use of an official "
-        "asset), `text` (only its words give it away) or `clean`. Three rows are bad on purpose "
+        "asset), `text` (only its words give it away), `printed` (the brand's name printed on its "
+        "photo) or `clean`. Three rows are bad on purpose "
         "(a non-numeric price, a missing id, a corrupt photo) and end in the quarantine.\n",
         encoding="utf-8",
     )

@@ -894,7 +894,11 @@ def demo(ctx: typer.Context) -> None:
     typer.echo("")
     clean = result.count("clean")
     failed = False
-    for kind, label in (("reuse", "planted re-uses"), ("text", "text- and price-only suspects")):
+    for kind, label in (
+        ("reuse", "planted re-uses"),
+        ("text", "text- and price-only suspects"),
+        ("printed", "listings with the brand name printed on the photo"),
+    ):
         if result.above_clean(kind):
             typer.echo(f"check: all {result.count(kind)} {label} rank above all {clean} clean listings")
         else:
