@@ -150,7 +150,7 @@ def backfill_asset_signals(store: Store, settings: Settings) -> int:
 def _context(store: Store, settings: Settings, brands: Sequence[Brand], key: str) -> MatchContext:
     # Every brand's signals, even when only some brands are scanned: the indexes persisted under
     # HOME/index then stay the same from one scan to the next; evidence is filtered by brand.
-    signals = {matcher.name: tuple(store.asset_signals(matcher.name)) for matcher in image_matchers(settings)}
+    signals = {matcher.name: store.asset_signals(matcher.name) for matcher in image_matchers(settings)}
     sellers = store.counterfeit_sellers()
     key += hashlib.sha256(json.dumps(sorted((k, sorted(v.items())) for k, v in sellers.items())).encode()).hexdigest()
     return MatchContext(

@@ -23,7 +23,8 @@ from counterscan.matchers.context import PriceMatcher, SellerHistory, SellerMatc
 from counterscan.matchers.ocr import OcrMatcher, ReadText
 from counterscan.matchers.title import ProductTitleMatcher
 from counterscan.ranking import cold_start_scores
-from counterscan.records import AssetSignal, Brand, Evidence, Listing, ListingToScan
+from counterscan.records import Brand, Evidence, Listing, ListingToScan
+from counterscan.signals import SignalTable
 from counterscan.store.blobs import BlobStore
 from counterscan.training import ModelScorer
 
@@ -35,7 +36,7 @@ class MatchContext:
     key: str
     settings: Settings
     brands: tuple[Brand, ...]
-    asset_signals: dict[str, tuple[AssetSignal, ...]]
+    asset_signals: dict[str, SignalTable]
     blob_root: Path
     sellers: SellerHistory = field(default_factory=SellerHistory)
 
@@ -63,7 +64,7 @@ def _index(matcher: ImageMatcher, context: MatchContext) -> Any:
     # Words read in photos are matched against the brands themselves (names, aliases), not assets.
     if isinstance(matcher, OcrMatcher):
         return matcher.index_brands(context.brands)
-    return matcher.build_index(context.asset_signals.get(matcher.name, ()))
+    return matcher.build_index(context.asset_signals.get(matcher.name) or SignalTable.from_signals(()))
 
 
 def prepare(context: MatchContext) -> Prepared:

@@ -24,6 +24,7 @@ from counterscan.errors import ImageDecodeError, UserError
 from counterscan.imaging import Picture
 from counterscan.matchers.index import VectorIndex
 from counterscan.records import IMAGE_ASSET_KINDS, AssetKind, AssetSignal, Evidence
+from counterscan.signals import as_table
 
 EMBED_SIDE = 320
 SIFT_FEATURES = 400
@@ -129,7 +130,7 @@ class EmbeddingMatcher:
 
     def build_index(self, signals: Sequence[AssetSignal]) -> VectorIndex:
         index = VectorIndex(self.embedder.dim, self.index_dir, f"{self.name}-{self.embedder.name}")
-        index.sync([signal for signal in signals if len(signal.signal) == 4 * self.embedder.dim])
+        index.sync(as_table(signals).of_width(4 * self.embedder.dim))
         return index
 
     def query(self, index: VectorIndex, signals: Sequence[tuple[str, bytes]]) -> list[list[Evidence]]:

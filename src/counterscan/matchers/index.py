@@ -21,6 +21,7 @@ import faiss
 import numpy as np
 
 from counterscan.records import AssetSignal
+from counterscan.signals import SignalTable, as_table
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,11 @@ class SyncReport:
 
 
 class PersistedIndex(ABC):
-    """The shared bookkeeping; subclasses say how to make, fill and (de)serialise their FAISS index."""
+    """The shared bookkeeping; subclasses say how to make, fill and (de)serialise their FAISS index.
+
+    Row r of the FAISS index is row ``order[r]`` of the signal table last synced, so a search
+    result names its asset without one Python object per row.
+    """
 
     removable: bool = False
 
@@ -40,15 +45,17 @@ class PersistedIndex(ABC):
         self.folder = folder
         self.name = name
         self._ids = np.zeros(0, np.int64)
-        self._variants = np.zeros(0, np.str_)
-        self.signals: list[AssetSignal] = []
+        self._codes = np.zeros(0, np.uint16)
+        self._vocabulary: tuple[str, ...] = ()
+        self.table: SignalTable = SignalTable.from_signals(())
+        self._order = np.zeros(0, np.int64)
         self._index = self._empty()
 
     @abstractmethod
     def _empty(self) -> Any: ...
 
     @abstractmethod
-    def _rows(self, signals: Sequence[AssetSignal]) -> np.ndarray: ...
+    def _rows(self, table: SignalTable) -> np.ndarray: ...
 
     @abstractmethod
     def _serialise(self, index: Any) -> np.ndarray: ...
@@ -61,7 +68,11 @@ class PersistedIndex(ABC):
         """Whether a loaded index has this index's shape (dimension, metric)."""
 
     def __len__(self) -> int:
-        return len(self.signals)
+        return len(self._order)
+
+    def signal_at(self, row: int) -> AssetSignal:
+        """The asset signal behind row ``row`` of the FAISS index."""
+        return self.table[int(self._order[row])]
 
     @property
     def path(self) -> Path | None:
@@ -69,31 +80,41 @@ class PersistedIndex(ABC):
 
     def sync(self, signals: Sequence[AssetSignal]) -> SyncReport:
         """Hold exactly ``signals``: load the saved index, drop what is gone, add what is new."""
-        ids = np.fromiter((signal.asset_id for signal in signals), np.int64, count=len(signals))
-        variants = np.array([signal.variant for signal in signals], dtype=np.str_).reshape(len(signals))
+        table = as_table(signals)
         rebuilt = not self._load()
-        # (asset, variant) pairs as integers, so a million keys compare in numpy, not in Python sets.
-        vocabulary = np.unique(np.concatenate([variants, self._variants]))
-        wanted = ids * len(vocabulary) + np.searchsorted(vocabulary, variants)
-        held = self._ids * len(vocabulary) + np.searchsorted(vocabulary, self._variants)
+        # (asset, variant) pairs as integers over one vocabulary, so ten million keys compare in numpy.
+        vocabulary = tuple(sorted(set(table.variants) | set(self._vocabulary)))
+        wanted = _keys(table.asset_ids, table.variant_codes, table.variants, vocabulary)
+        held = _keys(self._ids, self._codes, self._vocabulary, vocabulary)
+        codes = _recode(table.variant_codes, table.variants, vocabulary)
+        if len(held) == len(wanted) and np.array_equal(held, wanted):
+            # The usual case, an unchanged catalogue: rows line up one to one, nothing to sort.
+            self._ids, self._codes, self._vocabulary = table.asset_ids, codes, vocabulary
+            self.table, self._order = table, np.arange(len(table), dtype=np.int64)
+            if rebuilt and len(held):
+                self._save()
+            return SyncReport(added=0, removed=0, rebuilt=rebuilt)
+        self._codes = _recode(self._codes, self._vocabulary, vocabulary)
+        self._vocabulary = vocabulary
         gone = ~np.isin(held, wanted)
         stale = int(gone.sum())
         if stale and self.removable:
             self._index.remove_ids(faiss.IDSelectorBatch(np.flatnonzero(gone).astype(np.int64)))
-            self._ids, self._variants, held = self._ids[~gone], self._variants[~gone], held[~gone]
+            self._ids, self._codes, held = self._ids[~gone], self._codes[~gone], held[~gone]
         elif stale:
             self._index, rebuilt = self._empty(), True
-            self._ids, self._variants, held = self._ids[:0], self._variants[:0], held[:0]
+            self._ids, self._codes, held = self._ids[:0], self._codes[:0], held[:0]
         distinct, first = np.unique(wanted, return_index=True)
         missing = np.sort(first[~np.isin(distinct, held)])
         if len(missing):
-            self._index.add(np.ascontiguousarray(self._rows([signals[i] for i in missing.tolist()])))
-            self._ids = np.concatenate([self._ids, ids[missing]])
-            self._variants = np.concatenate([self._variants, variants[missing]])
+            self._index.add(np.ascontiguousarray(self._rows(table.take(missing))))
+            self._ids = np.concatenate([self._ids, table.asset_ids[missing]])
+            self._codes = np.concatenate([self._codes, codes[missing]])
             held = np.concatenate([held, wanted[missing]])
         if len(missing) or stale or (rebuilt and len(held)):
             self._save()
-        self.signals = [signals[i] for i in first[np.searchsorted(distinct, held)].tolist()]
+        self.table = table
+        self._order = first[np.searchsorted(distinct, held)].astype(np.int64)
         return SyncReport(added=len(missing), removed=stale, rebuilt=rebuilt)
 
     def _load(self) -> bool:
@@ -103,12 +124,15 @@ class PersistedIndex(ABC):
         try:
             with np.load(path) as saved:
                 index = self._deserialise(saved["index"])
-                ids, variants = saved["asset_ids"].astype(np.int64), saved["variants"].astype(np.str_)
+                ids, codes = saved["asset_ids"].astype(np.int64), saved["variant_codes"].astype(np.uint16)
+                vocabulary = tuple(str(name) for name in saved["variant_names"])
         except (OSError, ValueError, KeyError, RuntimeError):
-            return False  # a damaged or foreign file: rebuilt from the signals
-        if index.ntotal != len(ids) or len(ids) != len(variants) or not self._fits(index):
+            return False  # a damaged, foreign or older file: rebuilt from the signals
+        if index.ntotal != len(ids) or len(ids) != len(codes) or not self._fits(index):
             return False
-        self._index, self._ids, self._variants = index, ids, variants
+        if len(codes) and int(codes.max()) >= len(vocabulary):
+            return False
+        self._index, self._ids, self._codes, self._vocabulary = index, ids, codes, vocabulary
         return True
 
     def _save(self) -> None:
@@ -123,9 +147,22 @@ class PersistedIndex(ABC):
                 handle,
                 index=self._serialise(self._index),
                 asset_ids=self._ids,
-                variants=self._variants,
+                variant_codes=self._codes,
+                variant_names=np.array(self._vocabulary, dtype=np.str_),
             )
         aside.replace(path)
+
+
+def _recode(codes: np.ndarray, names: Sequence[str], vocabulary: Sequence[str]) -> np.ndarray:
+    """Codes into ``names`` as codes into the sorted ``vocabulary`` (which holds every name)."""
+    if not len(names):
+        return codes.astype(np.uint16)
+    mapping = np.searchsorted(np.array(vocabulary, dtype=np.str_), np.array(names, dtype=np.str_))
+    return np.asarray(mapping.astype(np.uint16)[codes], dtype=np.uint16)
+
+
+def _keys(ids: np.ndarray, codes: np.ndarray, names: Sequence[str], vocabulary: Sequence[str]) -> np.ndarray:
+    return np.asarray(ids.astype(np.int64) * max(len(vocabulary), 1) + _recode(codes, names, vocabulary), np.int64)
 
 
 class BinaryHashIndex(PersistedIndex):
@@ -143,8 +180,8 @@ class BinaryHashIndex(PersistedIndex):
     def _empty(self) -> Any:
         return faiss.IndexBinaryFlat(self.bits)
 
-    def _rows(self, signals: Sequence[AssetSignal]) -> np.ndarray:
-        return as_matrix([signal.signal for signal in signals], self.bits)
+    def _rows(self, table: SignalTable) -> np.ndarray:
+        return table.matrix(self.bits // 8)
 
     def _serialise(self, index: Any) -> np.ndarray:
         return np.asarray(faiss.serialize_index_binary(index))
@@ -157,12 +194,12 @@ class BinaryHashIndex(PersistedIndex):
 
     def within(self, queries: np.ndarray, max_distance: int) -> list[list[tuple[AssetSignal, int]]]:
         """For each query row, every indexed signal at Hamming distance <= ``max_distance``."""
-        if not self.signals or len(queries) == 0:
+        if not len(self) or len(queries) == 0:
             return [[] for _ in range(len(queries))]
         # FAISS's binary range search keeps distances strictly below the radius.
         limits, distances, ids = self._index.range_search(np.ascontiguousarray(queries), max_distance + 1)
         return [
-            [(self.signals[int(ids[k])], int(distances[k])) for k in range(limits[row], limits[row + 1])]
+            [(self.signal_at(int(ids[k])), int(distances[k])) for k in range(limits[row], limits[row + 1])]
             for row in range(len(queries))
         ]
 
@@ -178,8 +215,8 @@ class VectorIndex(PersistedIndex):
     def _empty(self) -> Any:
         return faiss.IndexHNSWFlat(self.dim, 32, faiss.METRIC_INNER_PRODUCT)
 
-    def _rows(self, signals: Sequence[AssetSignal]) -> np.ndarray:
-        return np.stack([np.frombuffer(signal.signal, np.float32) for signal in signals])
+    def _rows(self, table: SignalTable) -> np.ndarray:
+        return table.matrix(4 * self.dim).view(np.float32)
 
     def _serialise(self, index: Any) -> np.ndarray:
         return np.asarray(faiss.serialize_index(index))
@@ -191,13 +228,11 @@ class VectorIndex(PersistedIndex):
         return bool(index.d == self.dim and index.metric_type == faiss.METRIC_INNER_PRODUCT)
 
     def search(self, vectors: np.ndarray, k: int) -> list[list[tuple[AssetSignal, float]]]:
-        if not self.signals or len(vectors) == 0:
+        if not len(self) or len(vectors) == 0:
             return [[] for _ in range(len(vectors))]
-        similarities, ids = self._index.search(
-            np.ascontiguousarray(vectors, dtype=np.float32), min(k, len(self.signals))
-        )
+        similarities, ids = self._index.search(np.ascontiguousarray(vectors, dtype=np.float32), min(k, len(self)))
         return [
-            [(self.signals[int(i)], float(s)) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
+            [(self.signal_at(int(i)), float(s)) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
             for row_s, row_i in zip(similarities, ids, strict=True)
         ]
 

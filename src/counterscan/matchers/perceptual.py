@@ -21,6 +21,7 @@ from PIL import Image
 from counterscan.imaging import HASH_DRAFT_SIDE, Picture
 from counterscan.matchers.index import BinaryHashIndex, as_matrix
 from counterscan.records import IMAGE_ASSET_KINDS, AssetKind, AssetSignal, Evidence
+from counterscan.signals import as_table
 
 Cut = tuple[float, float, float, float]
 
@@ -197,7 +198,7 @@ class HashMatcher:
 
     def build_index(self, signals: Sequence[AssetSignal]) -> BinaryHashIndex:
         index = BinaryHashIndex(self.algorithm.bits, self.index_dir, self.name)
-        index.sync([signal for signal in signals if len(signal.signal) * 8 == self.algorithm.bits])
+        index.sync(as_table(signals).of_width(self.algorithm.bits // 8))
         return index
 
     def query(self, index: BinaryHashIndex, signals: Sequence[tuple[str, bytes]]) -> list[list[Evidence]]:
