@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import sqlalchemy as sa
+from PIL import Image
 
 from counterscan.matchers.index import BinaryHashIndex
 from counterscan.records import AssetSignal
 from counterscan.signals import SignalTable, SignalTableBuilder
+from counterscan.store import schema as t
+from tests.conftest import Cli
 
 
 def signals(count: int, seed: int = 1) -> list[AssetSignal]:
@@ -77,3 +81,35 @@ def test_an_index_synced_from_a_table_follows_adds_and_removals(tmp_path: Path) 
     assert not later.within(query, 0)[0]
     assert not later.within(np.frombuffer(given[6].signal, np.uint8).reshape(1, 8), 0)[0]
     assert len(later) == len(changed)
+
+
+def test_the_store_hands_back_every_signal_row(cli: Cli, tmp_path: Path, photos: dict[str, Image.Image]) -> None:
+    cli.add_member("acme-group")
+    cli("brands", "add", "Acme", "--member", "acme-group")
+    for name in ("coffee", "rocket"):
+        photos[name].save(tmp_path / f"{name}.png")
+    cli(
+        "assets",
+        "add",
+        "--brand",
+        "Acme",
+        "--kind",
+        "product",
+        str(tmp_path / "coffee.png"),
+        str(tmp_path / "rocket.png"),
+    )
+    store = cli.store()
+    try:
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.asset_signals.c.asset_id, t.asset_signals.c.variant, t.asset_signals.c.signal)
+                .where(t.asset_signals.c.matcher == "phash")
+                .order_by(t.asset_signals.c.asset_id, t.asset_signals.c.variant)
+            ).all()
+        table = store.asset_signals("phash")
+    finally:
+        store.close()
+    assert len(rows) > 20
+    assert [(s.asset_id, s.variant, s.signal, s.brand) for s in table] == [
+        (row.asset_id, row.variant, bytes(row.signal), "Acme") for row in rows
+    ]

@@ -112,9 +112,7 @@ class Checker:
         except Exception:  # another worker backfilling the same asset at once; its rows serve us too
             self.log.info("asset signal backfill raced another process", exc_info=True)
         brands = tuple(self.store.brands())
-        signals = {
-            matcher.name: tuple(self.store.asset_signals(matcher.name)) for matcher in image_matchers(self.settings)
-        }
+        signals = {matcher.name: self.store.asset_signals(matcher.name) for matcher in image_matchers(self.settings)}
         context = MatchContext(
             key=f"check:{version}",
             settings=self.settings,

@@ -24,7 +24,7 @@ from counterscan.records import (
 )
 from counterscan.signals import SignalTable, SignalTableBuilder
 from counterscan.store import schema as t
-from counterscan.store.base import StoreBase, bulk_insert, iso, name_key, new_id, now
+from counterscan.store.base import StoreBase, bulk_insert, driver_chunks, iso, name_key, new_id, now
 
 BRAND_LIST_FIELDS = ("aliases", "lookalikes", "authorised_sellers", "categories")
 
@@ -322,10 +322,7 @@ class CatalogueStore(StoreBase):
         )
         builder = SignalTableBuilder()
         with self.engine.connect() as conn:
-            # Straight from the driver's cursor in chunks: ten million rows through SQLAlchemy's row
-            # objects cost minutes; as column chunks they cost seconds.
-            cursor = conn.execution_options(stream_results=True).execute(query).cursor
-            while chunk := cursor.fetchmany(100_000):
+            for chunk in driver_chunks(conn, query, 100_000):
                 builder.add_rows(chunk)
             builder.brand_names.update(
                 (row.brand_id, row.name) for row in conn.execute(sa.select(t.brands.c.brand_id, t.brands.c.name))
