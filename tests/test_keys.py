@@ -54,8 +54,10 @@ def test_keys_listed_by_prefix_added_rotated_revoked_and_expiring(cli: Cli) -> N
     assert statuses == {first[:11]: "revoked", second[:11]: "revoked", third[:11]: "live"}
 
     # Expiring: a key made to last one second is refused once it has passed.
+    hour = _key_of(cli("members", "keys", "add", "acme-group", "--expires-in", "1h", "--key", third).stdout)
+    cli("brands", "add", "Quick", "--member", "acme-group", "--key", hour)
+    assert {row["prefix"]: row["expires_at"] for row in _json_keys(cli)}[hour[:11]]
     short = _key_of(cli("members", "keys", "add", "acme-group", "--expires-in", "1s", "--key", third).stdout)
-    cli("brands", "add", "Quick", "--member", "acme-group", "--key", short)
     time.sleep(1.2)
     assert "expired" in cli("brands", "add", "Slow", "--member", "acme-group", "--key", short, expect=5).stderr
     assert (
@@ -69,7 +71,7 @@ def test_keys_listed_by_prefix_added_rotated_revoked_and_expiring(cli: Cli) -> N
     assert "may not manage the keys" in denied.stderr
     audit = " ".join(str(row) for row in _rows(cli, t.audit))
     assert "key.revoke" in audit and "key.rotate" in audit
-    for key in (first, second, third, short, rival):
+    for key in (first, second, third, hour, short, rival):
         assert key not in audit and key[11:] not in audit
 
 
