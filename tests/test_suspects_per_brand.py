@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
+from counterscan import __version__
 from counterscan.brands import add_brand
 from counterscan.config import Settings
 from counterscan.errors import NotFoundError
@@ -20,7 +21,8 @@ from counterscan.features import FEATURES
 from counterscan.ingest import ingest, open_source
 from counterscan.matchers import decode_limits
 from counterscan.members import add_member
-from counterscan.records import VerdictLabel
+from counterscan.ranking import cold_start_scores
+from counterscan.records import Evidence, VerdictLabel
 from counterscan.scan import run_scan
 from counterscan.store import BlobStore, Store
 from counterscan.store import schema as t
@@ -354,3 +356,30 @@ def test_train_refuses_a_model_that_does_not_beat_the_cold_start_scorer(tmp_path
             activate(store, 7, actor="ana")
     finally:
         store.close()
+
+
+# -- the CLI for people (issue 14, item 5) -----------------------------------------------------------
+
+
+def test_reasons_in_plain_words_headline_by_strength_width_and_version(
+    sqlite_cli: Cli, tmp_path: Path, photos: dict[str, Image.Image]
+) -> None:
+    cli = sqlite_cli
+    assert cli("--version").stdout.strip() == f"counterscan {__version__}"
+    _two_brands_one_listing(cli, tmp_path, photos)
+    [acme] = _listed(cli, "--brand", "Acme")
+    assert "copy of Acme asset #1 (" in acme["reason"] and "distance" in acme["reason"]
+    assert "crop-" not in cli("review", "show", "M1").stdout
+    wide = cli("review", "list", "--brand", "Acme", env={"COLUMNS": "260"}).stdout
+    assert acme["reason"] in wide
+    narrow = cli("review", "list", "--brand", "Acme", env={"COLUMNS": "100"}).stdout
+    assert acme["reason"] not in narrow and "…" in narrow
+
+
+def test_the_headline_reason_is_picture_evidence_before_a_price() -> None:
+    def found(matcher: str, score: float) -> Evidence:
+        return Evidence(matcher=matcher, brand_id=1, brand="Acme", score=score, reason=matcher)
+
+    evidence = [found("price", 0.69), found("text", 0.5), found("phash", 0.62)]
+    assert cold_start_scores(evidence)[0].best == 2
+    assert cold_start_scores(evidence[:2])[0].best == 0  # without a picture, the strongest finding leads

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -56,11 +57,22 @@ signals_app = typer.Typer(no_args_is_help=True, help="Share brands' image hashes
 app.add_typer(signals_app, name="signals")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from counterscan import __version__
+
+        typer.echo(f"counterscan {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
     db: Annotated[str | None, typer.Option(help="Database URL (default: SQLite file under --home).")] = None,
     home: Annotated[Path | None, typer.Option(help="Working folder (default ./.counterscan).")] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """counterscan: find counterfeit marketplace listings that re-use brands' logos and photos."""
     ctx.obj = Settings.load(home=home, db_url=db)
@@ -649,6 +661,14 @@ def scan(
         raise typer.Exit(SCAN_EXIT_CODES[summary.status])
 
 
+def _queue_widths() -> dict[str, int]:
+    """Reason and title widths for the queue table from the terminal's width (COLUMNS, else the tty)."""
+    columns = shutil.get_terminal_size((120, 24)).columns
+    # Rank, id, score, brand, matcher, price and status take about 75 columns; the reason gets the rest.
+    title = 40 if columns >= 160 else 30
+    return {"reason": max(30, columns - 75 - title), "title": title}
+
+
 SUSPECT_COLUMNS = ("rank", "listing_id", "score", "brand", "matcher", "reason", "title", "price", "status")
 
 
@@ -670,7 +690,7 @@ def review_list(
     with _store(ctx) as (_, store, _blobs):
         suspects = review.queue(store, limit=limit, min_score=min_score, brand=brand, status=status, explore=explore)
     columns = report.CSV_COLUMNS if fmt != "table" else SUSPECT_COLUMNS
-    _emit(_suspect_rows(suspects), fmt, columns, {"reason": 70, "title": 40})
+    _emit(_suspect_rows(suspects), fmt, columns, _queue_widths())
 
 
 @review_app.command("show")
@@ -890,7 +910,7 @@ def demo(ctx: typer.Context) -> None:
     typer.echo(result.scan.line())
     typer.echo("")
     suspects = [suspect for suspect in result.ranking if suspect.score > 0]
-    typer.echo(_table(_suspect_rows(suspects), SUSPECT_COLUMNS, {"reason": 70, "title": 40}))
+    typer.echo(_table(_suspect_rows(suspects), SUSPECT_COLUMNS, _queue_widths()))
     typer.echo("")
     clean = result.count("clean")
     failed = False

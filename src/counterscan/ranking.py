@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from counterscan.features import same_photo
+from counterscan.features import HASH_MATCHERS, LOGO_MATCHERS, same_photo
 from counterscan.records import Evidence
 
 SAME_PHOTO_BONUS = 0.5
@@ -27,6 +27,15 @@ class Score:
     brand_id: int | None
     best: int | None
     """Index of the strongest evidence for the winning brand."""
+
+
+PICTURE_EVIDENCE = HASH_MATCHERS | LOGO_MATCHERS | {"embedding"}
+"""A copied photo or a logo found in one: what a takedown notice leads with, before words or a price."""
+
+
+def headline_key(evidence: Evidence) -> tuple[bool, float]:
+    """Orders a brand's evidence for its headline reason: picture evidence first, then by confidence."""
+    return evidence.matcher in PICTURE_EVIDENCE, evidence.score
 
 
 def _signal(evidence: Evidence) -> str:
@@ -55,7 +64,7 @@ def cold_start_scores(evidence: Sequence[Evidence]) -> list[Score]:
             miss *= 1.0 - min(max(evidence[position].score, 0.0), 1.0)
         if brand_id in corroborated:
             miss *= 1.0 - SAME_PHOTO_BONUS
-        strongest = max(signals.values(), key=lambda position: (evidence[position].score, -position))
+        strongest = max(signals.values(), key=lambda position: (*headline_key(evidence[position]), -position))
         found.append(Score(score=round(1.0 - miss, 6), brand_id=brand_id, best=strongest))
     return sorted(found, key=lambda item: (-item.score, item.best if item.best is not None else 0))
 

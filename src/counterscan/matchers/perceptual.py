@@ -152,6 +152,24 @@ def variant_name(cut: Cut) -> str:
     return "crop-" + "-".join(f"{round(part * 100)}" for part in cut)
 
 
+_TURNS = {
+    "mirror": "mirrored copy",
+    "flip": "upside-down mirrored copy",
+    "rotate-90": "copy turned a quarter",
+    "rotate-180": "copy turned upside down",
+    "rotate-270": "copy turned a quarter",
+    "transpose": "mirrored, turned copy",
+    "transverse": "mirrored, turned copy",
+}
+
+
+def describe_variant(variant: str) -> str:
+    """The asset variant a listing's photo matched, in an analyst's words ("crop-5-5-5-5": cropped copy)."""
+    if variant.startswith("crop-"):
+        return "cropped copy"
+    return _TURNS.get(variant, "copy")
+
+
 def asset_variants(image: Image.Image, compute: Callable[[Image.Image], bytes]) -> list[tuple[str, bytes]]:
     """The hash of every indexed variant of an asset picture, the original first."""
     variants = [(variant_name(cut), compute(crop_fraction(image, cut))) for cut in CROP_VARIANTS]
@@ -233,8 +251,8 @@ class HashMatcher:
                 distance=float(distance),
                 score=self.confidence(distance),
                 reason=(
-                    f"image is a near-copy of {asset_signal.brand} asset #{asset_signal.asset_id} "
-                    f"({self.algorithm.label} distance {distance}/{self.algorithm.bits}, {asset_signal.variant})"
+                    f"{describe_variant(asset_signal.variant)} of {asset_signal.brand} asset "
+                    f"#{asset_signal.asset_id} ({self.algorithm.label} distance {distance}/{self.algorithm.bits})"
                     + (f", hash-only from {asset_signal.origin}" if asset_signal.origin else "")
                 ),
                 details={"variant": asset_signal.variant, "max_distance": self.max_distance}
