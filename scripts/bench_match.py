@@ -202,14 +202,81 @@ def reading(datas: list[bytes], count: int = 40) -> None:
               f"(ours is {np.median(theirs) / np.median(ours):.1f}x faster)")  # fmt: skip
 
 
+NIGHT_HOURS = 8.0
+NIGHT_IMAGES = 1_000_000
+NIGHT_CORES = 2
+
+
+def projection(datas: list[bytes], photos: list[Path], logo_count: int, count: int = 30) -> None:
+    """CPU time per distinct listing photo of the default image-matcher set for brands with logos
+    (one shared decode; hashes; keypoints against ``logo_count`` logos; words read), on one thread,
+    and what it means for a nightly scan of 1M distinct images on the 2-core machine."""
+    from counterscan.config import Settings
+    from counterscan.executors import limit_native_threads
+    from counterscan.matchers import IMAGE_MATCHERS, default_matchers, is_costly
+
+    limit_native_threads(1)
+    settings = Settings(home=Path(tempfile.mkdtemp()))
+    names = default_matchers({"product", "logo"})
+    matchers = {name: IMAGE_MATCHERS[name](settings) for name in names}
+    logos_index = None
+    if "keypoints" in matchers:
+        crops = []
+        for path in photos[:logo_count]:
+            image = Image.open(path).convert("RGB")
+            w, h = image.size
+            buffer = io.BytesIO()
+            image.crop((w // 4, h // 4, 3 * w // 4, 3 * h // 4)).save(buffer, "PNG")
+            crops.append(matchers["keypoints"].encode_asset(as_picture(buffer.getvalue()))[0][1])
+        logos_index = matchers["keypoints"].build_index([AssetSignal(i, i, f"b{i}", s) for i, s in enumerate(crops)])
+    indexes = {
+        name: logos_index if name == "keypoints" else matcher.build_index([]) for name, matcher in matchers.items()
+    }
+    spent = {name: [] for name in ["decode", *names]}  # type: dict[str, list[float]]
+    for data in datas[:count]:
+        started = time.process_time()
+        picture = as_picture(data)
+        picture.reduced(128, "L")  # the shared decode the hashes use
+        spent["decode"].append(time.process_time() - started)
+        for name, matcher in matchers.items():
+            started = time.process_time()
+            signal = matcher.encode(picture)
+            matcher.query(indexes[name], [("q", signal)])
+            spent[name].append(time.process_time() - started)
+    median = {name: float(np.median(times)) for name, times in spent.items()}
+    cheap = median["decode"] + sum(median[name] for name in names if not is_costly(name))
+    costly = sum(median[name] for name in names if is_costly(name))
+    print(
+        f"default image matchers for brands with photos and {logo_count} logos, CPU ms per photo (median, one thread):"
+    )
+    print("  " + ", ".join(f"{name} {seconds * 1000:.1f}" for name, seconds in median.items())
+          + f"; all {(cheap + costly) * 1000:.0f} ms")  # fmt: skip
+    budget = NIGHT_HOURS * 3600 * NIGHT_CORES
+    everything = NIGHT_IMAGES * (cheap + costly) / NIGHT_CORES / 3600
+    verdict = "fits" if everything <= NIGHT_HOURS else "does not fit"
+    print(f"  nightly projection, {NIGHT_IMAGES:,} distinct images on {NIGHT_CORES} cores: every matcher on every "
+          f"image {everything:.1f} h ({verdict} in {NIGHT_HOURS:.0f} h)")  # fmt: skip
+    cheap_hours = NIGHT_IMAGES * cheap / NIGHT_CORES / 3600
+    reached = min(NIGHT_IMAGES, int(max(0.0, budget - NIGHT_IMAGES * cheap) / max(costly, 1e-9)))
+    costly_names = ", ".join(n for n in names if is_costly(n))
+    print(f"  cheap matchers on every image {cheap_hours:.2f} h; the rest of {NIGHT_HOURS:.0f} h covers the costly "
+          f"ones ({costly_names}) on {reached:,} images, {NIGHT_IMAGES - reached:,} would wait "
+          "for the next run")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--photos", type=Path, required=True)
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--hashes", type=int, default=1_000_000)
+    parser.add_argument("--projection-only", action="store_true", help="only the nightly-scan projection")
+    parser.add_argument("--logos", type=int, default=1000, help="logos registered in the projection")
     args = parser.parse_args()
     photos = sorted(args.photos.glob("*.jpg"))
     datas = [path.read_bytes() for path in photos[: args.images]]
+    if args.projection_only:
+        projection(datas, photos[::-1], args.logos)
+        return
     hashing(photos[: args.images])
     with tempfile.TemporaryDirectory() as folder:
         # Marketplace photos are larger than FlickrLogos' 500 px: the same photos at 2,000 px.
@@ -223,6 +290,7 @@ def main() -> None:
     search(args.hashes, 200, 8)
     logos(datas, photos[::-1], (100, 1000))
     reading(datas)
+    projection(datas, photos[::-1], args.logos)
 
 
 if __name__ == "__main__":
