@@ -11,7 +11,7 @@ decoded again: listings that share a picture share one copy.
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -53,6 +53,9 @@ class FetchOptions:
         )
         return replace(options, **overrides)
 
+
+LOCAL_MEMO_SIZE = 200_000
+"""Local files remembered per run (path, size, mtime, inode -> outcome): about 40 MB at most."""
 
 LOCAL_ROOTS_HINT = "allow its folder with the setting local_image_roots (env COUNTERSCAN_LOCAL_IMAGE_ROOTS)"
 
@@ -104,6 +107,7 @@ class ImageCollector:
         self._client: PoliteClient | None = None
         self._host_slots: dict[str, threading.Semaphore] = defaultdict(lambda: threading.Semaphore(options.per_host))
         self._lock = threading.Lock()
+        self._local_seen: OrderedDict[tuple[str, int, int, int], ImageOutcome] = OrderedDict()
 
     def close(self) -> None:
         if self._client is not None:
@@ -133,20 +137,46 @@ class ImageCollector:
 
     def _one(self, ref: str, folder: Path | None) -> ImageOutcome:
         try:
-            data = self._download(ref) if _is_url(ref) else self._read_local(ref, folder)
-            sha256 = sha256_hex(data)
-            if sha256 not in self.blobs:
-                inspect(data, self.limits)
-                self.blobs.put(data)
-            return ImageOutcome(ref=ref, sha256=sha256)
+            if _is_url(ref):
+                return self._keep(ref, self._download(ref))
+            path = self._local_path(ref, folder)
         except ImageError as exc:
             return ImageOutcome(ref=ref, error=exc.reason)
+        # A feed names the same local picture in many rows and batches: read and hash it once
+        # per run, unless the file changed in between (same size, mtime and inode: same file).
+        try:
+            info = path.stat()
+            key: tuple[str, int, int, int] | None = (str(path), info.st_size, info.st_mtime_ns, info.st_ino)
+        except OSError:
+            key = None
+        with self._lock:
+            known = self._local_seen.get(key) if key else None
+        if known is not None:
+            return replace(known, ref=ref)
+        try:
+            outcome = self._keep(ref, read_capped(path, self.limits.max_bytes))
+        except ImageError as exc:
+            outcome = ImageOutcome(ref=ref, error=exc.reason)
+        if key is not None:
+            with self._lock:
+                self._local_seen[key] = outcome
+                if len(self._local_seen) > LOCAL_MEMO_SIZE:
+                    self._local_seen.popitem(last=False)
+        return outcome
 
-    def _read_local(self, ref: str, folder: Path | None) -> bytes:
+    def _keep(self, ref: str, data: bytes) -> ImageOutcome:
+        """The picture's content hash, validated and stored once."""
+        sha256 = sha256_hex(data)
+        if sha256 not in self.blobs:
+            inspect(data, self.limits)
+            self.blobs.put(data)
+        return ImageOutcome(ref=ref, sha256=sha256)
+
+    def _local_path(self, ref: str, folder: Path | None) -> Path:
         scheme = urlparse(ref).scheme.lower()
         if scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
             raise ImageError(f"unsupported URL scheme {scheme!r} (only http, https and local paths)")
-        return read_capped(local_image_path(ref, folder, self.options.local_roots), self.limits.max_bytes)
+        return local_image_path(ref, folder, self.options.local_roots)
 
     def _download(self, url: str) -> bytes:
         with self._slot(url):
