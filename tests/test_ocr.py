@@ -214,7 +214,7 @@ def test_words_the_reader_ran_together_are_split_only_when_wholly_known() -> Non
     assert spaced("REDBULL energy, AAAREPLICA!", vocabulary) == "red bull energy, aaa replica!"
 
 
-def test_a_one_letter_misspelling_counts_only_when_read_surely(matcher: OcrMatcher) -> None:
+def test_a_one_letter_misspelling_is_a_lookalike_only_when_read_surely(matcher: OcrMatcher) -> None:
     from counterscan.matchers.ocr_engine import TextLine
 
     heineken = Brand(brand_id=9, name="Heineken", member="m", lookalikes=("Heinekem",))
@@ -226,6 +226,7 @@ def test_a_one_letter_misspelling_counts_only_when_read_surely(matcher: OcrMatch
         return {str(item.details["signal"]) for item in matcher.match_text(index, "s", read)}
 
     assert signals("HEINEKCN", 0.97) == {"lookalike"}  # printed so, read surely
-    assert signals("HEINEKCN", 0.7) == set()  # more likely the reader's slip on a real can
+    # More likely the reader's slip on the real mark: the brand's name read, not a look-alike.
+    assert signals("HEINEKCN", 0.7) == {"brand-mention"}
     assert signals("HEINEKEM", 0.7) == {"lookalike"}  # registered by the owner: any confidence
     assert signals("HEINEKEN", 0.7) == {"brand-mention"}

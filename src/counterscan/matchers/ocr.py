@@ -197,7 +197,8 @@ class OcrMatcher:
         hits = self.words.hits("\n".join(text for _line, text in spaced_lines), index.brands)
         # Each line alone, against the same brands (the text logic keeps one index per brand list).
         per_line = [self.words.hits(text, index.brands) for _line, text in spaced_lines] if hits else []
-        for hit in hits:
+        named = {hit.brand.brand_id for hit in hits if hit.signal in ("brand-mention", "disguised-brand")}
+        for hit in self._slips_as_names(hits, spaced_lines, per_line, named):
             lines = self._lines_of(hit, spaced_lines, per_line)
             if hit.signal == "lookalike":
                 lines = _sure_misspellings(hit.brand, lines)
@@ -263,6 +264,26 @@ class OcrMatcher:
             )
             for brand in brands
         ]
+
+    def _slips_as_names(
+        self,
+        hits: Sequence[TextHit],
+        lines: Sequence[tuple[TextLine, str]],
+        per_line: Sequence[Sequence[TextHit]],
+        named: set[int],
+    ) -> list[TextHit]:
+        """``hits``, plus the brand's name read for a one-letter misspelling read unsurely (the
+        reader's slip on the real mark, "Ferrarr"): the photo shows the name, not a look-alike."""
+        extra = []
+        for hit in hits:
+            if hit.signal != "lookalike" or hit.brand.brand_id in named:
+                continue
+            lines_of = self._lines_of(hit, lines, per_line)
+            sure = _sure_misspellings(hit.brand, lines_of)
+            slips = sorted({word for line, words in lines_of if (line, words) not in sure for word in words})
+            if slips:
+                extra.append(TextHit(hit.brand, "brand-mention", hit.score, hit.reason, {"words": slips}))
+        return [*hits, *extra]
 
     def _lines_of(
         self, hit: TextHit, lines: Sequence[tuple[TextLine, str]], per_line: Sequence[Sequence[TextHit]]
