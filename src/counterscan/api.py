@@ -92,7 +92,7 @@ def create_app(settings: Settings, *, deliver_webhooks: bool = False) -> FastAPI
     app.state.checker = checker
     app.state.before_metrics = [checker.update_gauges]
     install_check(app, store, settings, checker)
-    checker.start()
+    app.router.on_startup.append(checker.start)  # with the server, not at import: no thread outlives it
     app.router.on_shutdown.append(checker.stop)
     if deliver_webhooks:
         start_delivery(app, store, settings, metrics)
