@@ -13,14 +13,14 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from counterscan.config import Settings
 from counterscan.errors import ExternalError, ImageError
 from counterscan.executors import limit_native_threads
-from counterscan.matchers import image_matchers
+from counterscan.matchers import image_matchers, matcher_names, with_matchers
 from counterscan.matchers.context import SellerMatcher, seller_history
-from counterscan.records import Brand, Listing
+from counterscan.records import AssetKind, Brand, Listing
 from counterscan.scan import backfill_asset_signals
 from counterscan.scan_work import Assessment, MatchContext, Prepared, assess_listing, encode_images, prepare
 from counterscan.service.ops import Metrics
@@ -112,10 +112,13 @@ class Checker:
         except Exception:  # another worker backfilling the same asset at once; its rows serve us too
             self.log.info("asset signal backfill raced another process", exc_info=True)
         brands = tuple(self.store.brands())
-        signals = {matcher.name: self.store.asset_signals(matcher.name) for matcher in image_matchers(self.settings)}
+        # The matchers a scan of every brand would run now (the same choice as run_scan makes).
+        kinds = cast(set[AssetKind], self.store.live_asset_kinds())
+        settings = with_matchers(self.settings, matcher_names(self.settings, kinds, brands=bool(brands)))
+        signals = {matcher.name: self.store.asset_signals(matcher.name) for matcher in image_matchers(settings)}
         context = MatchContext(
             key=f"check:{version}",
-            settings=self.settings,
+            settings=settings,
             brands=brands,
             asset_signals=signals,
             blob_root=self.settings.blob_dir,

@@ -23,7 +23,15 @@ from counterscan.config import Settings
 from counterscan.errors import PermissionDeniedError
 from counterscan.records import Member
 from counterscan.service.auth import Actor
-from counterscan.service.check import CheckInput, fetch_images, listing_from_fields, parse_signals, store_check, visible
+from counterscan.service.check import (
+    HASH_MATCHERS,
+    CheckInput,
+    fetch_images,
+    listing_from_fields,
+    parse_signals,
+    store_check,
+    visible,
+)
 from counterscan.service.checker import Checker
 from counterscan.service.ops import Metrics, access_logger, log_request, metrics_permitted
 from counterscan.service.webhooks import Deliverer, add_webhook
@@ -138,7 +146,6 @@ class SignalsIn(BaseModel):
 def install_check(app: FastAPI, store: Store, settings: Settings, checker: Checker) -> None:
     """/readyz and the real-time check endpoints."""
     blobs = BlobStore(settings.blob_dir)
-    enabled = [name.strip() for name in settings.image_matchers.split(",")]
 
     @app.get("/readyz", include_in_schema=False)
     def readyz() -> JSONResponse:
@@ -209,7 +216,7 @@ def install_check(app: FastAPI, store: Store, settings: Settings, checker: Check
         if len(body.images) > settings.check_max_images:
             raise HTTPException(413, f"check: more than {settings.check_max_images} images")
         listing = listing_from_fields(body.model_dump(exclude={"images", "store"}), member)
-        signals = parse_signals(body.images, enabled)
+        signals = parse_signals(body.images, list(HASH_MATCHERS))  # matchers not running ignore theirs
         return await run_in_threadpool(run, member, CheckInput(listing, signals=tuple(signals), store=body.store))
 
 
