@@ -6,10 +6,13 @@ For each of the 27 brands, the annotated logo boxes of ``--per-brand`` photos (c
 seed, never by looking at results) are cropped into logo assets, and the brand's official SVG
 logo is added where simple-icons or gilbarbara-logos (beside ``--data``) has one; every other photo
 of the training set is a positive for its brand, and real photos with no logo (scikit-image's and
-scikit-learn's samples) are negatives. A photo counts as detected when the keypoint matcher's best
-evidence names its brand; a detection naming another brand, or any detection on a negative, is a
-false positive. Metrics are printed for all positives and for the even- and odd-numbered halves:
-settings were chosen on the even half only.
+scikit-learn's samples) are negatives. The logo matchers a default scan runs (``--matchers`` to
+choose others) each look at every photo; a photo counts as detected when the best evidence of all
+of them names its brand; a detection naming another brand, or any detection on a negative, is a
+false positive. Metrics are printed for all positives and for the even- and odd-numbered halves
+(settings were chosen on the even half only), for each matcher alone and together, with each
+brand's recall and each matcher's cost per photo. ``--cache`` keeps each matcher's evidence per
+photo in a folder so that a change to one matcher re-runs only that one.
 
     python scripts/eval_logos.py --ocr [--limit N]
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import pickle
 import random
 import time
 from collections import defaultdict
@@ -33,12 +37,13 @@ from PIL import Image
 from skimage import data as skdata
 from sklearn.datasets import load_sample_images
 
+from counterscan.config import Settings
 from counterscan.evaluate import average_precision
 from counterscan.imaging import DecodeLimits, Picture, decode
-from counterscan.matchers.keypoints import KeypointMatcher
+from counterscan.matchers import IMAGE_MATCHERS, ImageMatcher, default_logo_matchers
 from counterscan.matchers.ocr import READ_SIDE, OcrMatcher, read_picture
 from counterscan.matchers.ocr_engine import ReaderOptions, TextReader
-from counterscan.records import AssetSignal, Brand
+from counterscan.records import AssetSignal, Brand, Evidence
 from counterscan.uploads import rasterise_svg
 
 LIMITS = DecodeLimits(max_bytes=50_000_000, max_pixels=100_000_000)
@@ -79,6 +84,9 @@ def negatives() -> list[tuple[str, Image.Image]]:
     return pictures
 
 
+Found = list[list[Evidence]]
+
+
 def report(label: str, truth: list[str | None], predicted: list[str | None], scores: list[float]) -> None:
     correct = [p is not None and p == t for p, t in zip(predicted, truth, strict=True)]
     detected = sum(p is not None for p in predicted)
@@ -88,8 +96,68 @@ def report(label: str, truth: list[str | None], predicted: list[str | None], sco
     # AP over positives: ranked by score, a hit counts only when it names the right brand.
     ap = average_precision(scores, [int(c) for c in correct]) * recall
     on_negatives = sum(1 for p, t in zip(predicted, truth, strict=True) if t is None and p is not None)
-    print(f"{label:34} precision {precision:.3f}  recall {recall:.3f}  AP {ap:.3f}  "
+    print(f"  {label:32} precision {precision:.3f}  recall {recall:.3f}  AP {ap:.3f}  "
           f"detections on no-logo photos {on_negatives}")  # fmt: skip
+
+
+def best(found: Found) -> tuple[list[str | None], list[float]]:
+    """Each photo's verdict: the brand of its strongest evidence, and that evidence's score."""
+    return [f[0].brand if f else None for f in found], [f[0].score if f else 0.0 for f in found]
+
+
+def together(*found: Found) -> Found:
+    merged = ([e for matcher in per_photo for e in matcher] for per_photo in zip(*found, strict=True))
+    return [sorted(evidence, key=lambda e: -e.score) for evidence in merged]
+
+
+def load_assets(data: Path, per_brand: int, seed: int, use_official: bool) -> tuple[
+    list[tuple[int, str, bytes, bool]], dict[str, str], set[str]
+]:  # fmt: skip
+    """(brand id, brand, PNG, is official) per logo asset; each photo's brand; the photos cropped."""
+    boxes: dict[str, list[tuple[str, tuple[int, int, int, int]]]] = defaultdict(list)
+    brand_of: dict[str, str] = {}
+    for line in (data / "flickr_logos_27_dataset_training_set_annotation.txt").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 7:
+            name, brand = parts[0], parts[1]
+            x1, y1, x2, y2 = (int(v) for v in parts[3:7])
+            if x2 - x1 >= 16 and y2 - y1 >= 16:
+                boxes[brand].append((name, (x1, y1, x2, y2)))
+            brand_of[name] = brand
+    rng = random.Random(seed)
+    assets: list[tuple[int, str, bytes, bool]] = []
+    asset_images: set[str] = set()
+    for brand_id, brand in enumerate(sorted(boxes), start=1):
+        names = sorted({name for name, _box in boxes[brand]})
+        for name in rng.sample(names, min(per_brand, len(names))):
+            asset_images.add(name)
+            picture = Image.open(data / "images" / name).convert("RGB")
+            for box_name, box in boxes[brand]:
+                if box_name == name:
+                    assets.append((brand_id, brand, png(picture.crop(box)), False))
+        if use_official:
+            assets += [(brand_id, brand, logo, True) for logo in official_logos(data, brand)]
+    return assets, brand_of, asset_images
+
+
+def run(
+    matcher: ImageMatcher, assets: list[tuple[int, str, bytes, bool]], pictures: list[tuple[str, bytes]]
+) -> tuple[Found, list[float]]:
+    """Evidence for every picture, and the matcher's time per picture (encode and query)."""
+    signals = [
+        AssetSignal(asset_id, brand_id, brand, signal, variant)
+        for asset_id, (brand_id, brand, picture, _official) in enumerate(assets, start=1)
+        for variant, signal in matcher.encode_asset(as_picture(picture))
+    ]
+    index = matcher.build_index(signals)
+    found: Found = []
+    elapsed = []
+    for name, data in pictures:
+        started = time.perf_counter()
+        [evidence] = matcher.query(index, [(name, matcher.encode(as_picture(data)))])
+        elapsed.append(time.perf_counter() - started)
+        found.append(evidence)
+    return found, elapsed
 
 
 def main() -> None:
@@ -98,81 +166,70 @@ def main() -> None:
     parser.add_argument("--per-brand", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-official", action="store_true", help="crops only, no official SVG logos")
+    parser.add_argument("--matchers", help="comma-separated image matchers (default: what a default scan runs)")
+    parser.add_argument("--cache", type=Path, help="folder keeping each matcher's evidence between runs")
+    parser.add_argument("--fresh", default="", help="comma-separated matchers to re-run despite the cache")
+    parser.add_argument("--every", type=int, default=1, help="only every n-th positive photo (quick looks)")
     parser.add_argument("--ocr", action="store_true", help="OCR alone: the share of photos whose brand name is read")
     parser.add_argument("--limit", type=int, default=None, help="--ocr: at most this many photos")
     args = parser.parse_args()
     if args.ocr:
         ocr_alone(args.data, args.limit)
         return
-    boxes: dict[str, list[tuple[str, tuple[int, int, int, int]]]] = defaultdict(list)
-    brand_of: dict[str, str] = {}
-    for line in (args.data / "flickr_logos_27_dataset_training_set_annotation.txt").read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 7:
-            name, brand = parts[0], parts[1]
-            x1, y1, x2, y2 = (int(v) for v in parts[3:7])
-            if x2 - x1 >= 16 and y2 - y1 >= 16:
-                boxes[brand].append((name, (x1, y1, x2, y2)))
-            brand_of[name] = brand
-    rng = random.Random(args.seed)
-    matcher = KeypointMatcher()
-    signals: list[AssetSignal] = []
-    asset_images: set[str] = set()
-    official = 0
-
-    def register(brand_id: int, brand: str, picture: bytes) -> None:
-        asset_id = len({signal.asset_id for signal in signals}) + 1
-        for variant, signal in matcher.encode_asset(as_picture(picture)):
-            signals.append(AssetSignal(asset_id, brand_id, brand, signal, variant))
-
-    for brand_id, brand in enumerate(sorted(boxes), start=1):
-        names = sorted({name for name, _box in boxes[brand]})
-        for name in rng.sample(names, min(args.per_brand, len(names))):
-            asset_images.add(name)
-            picture = Image.open(args.data / "images" / name).convert("RGB")
-            for box_name, box in boxes[brand]:
-                if box_name == name:
-                    register(brand_id, brand, png(picture.crop(box)))
-        if not args.no_official:
-            for logo in official_logos(args.data, brand):
-                register(brand_id, brand, logo)
-                official += 1
-    index = matcher.build_index(signals)
-    photos = sorted(name for name in brand_of if name not in asset_images)
-    truth: list[str | None] = []
-    predicted: list[str | None] = []
-    scores: list[float] = []
-    elapsed: list[float] = []
-    for name in photos:
-        data = (args.data / "images" / name).read_bytes()
-        started = time.perf_counter()
-        [found] = matcher.query(index, [(name, matcher.encode(as_picture(data)))])
-        elapsed.append(time.perf_counter() - started)
-        truth.append(brand_of[name])
-        predicted.append(found[0].brand if found else None)
-        scores.append(found[0].score if found else 0.0)
-    negative_truth: list[str | None] = []
-    negative_predicted: list[str | None] = []
-    negative_scores: list[float] = []
-    for name, image in negatives():
-        [found] = matcher.query(index, [(name, matcher.encode(as_picture(png(image))))])
-        negative_truth.append(None)
-        negative_predicted.append(found[0].brand if found else None)
-        negative_scores.append(found[0].score if found else 0.0)
-    assets = len({signal.asset_id for signal in signals})
-    print(f"logo assets: {assets} ({assets - official} crops from {len(asset_images)} photos, "
+    assets, brand_of, asset_images = load_assets(args.data, args.per_brand, args.seed, not args.no_official)
+    photos = sorted(name for name in brand_of if name not in asset_images)[:: args.every]
+    pictures = [(name, (args.data / "images" / name).read_bytes()) for name in photos]
+    pictures += [(f"negative:{name}", png(image)) for name, image in negatives()]
+    settings = Settings()
+    if args.matchers:
+        matchers = [IMAGE_MATCHERS[name.strip()](settings) for name in args.matchers.split(",")]
+    else:
+        matchers = default_logo_matchers(settings)
+    results: dict[str, tuple[Found, list[float]]] = {}
+    for matcher in matchers:
+        path = args.cache / f"{matcher.name}-{args.every}.pickle" if args.cache else None
+        if path is not None and path.exists() and matcher.name not in args.fresh.split(","):
+            results[matcher.name] = pickle.loads(path.read_bytes())
+            continue
+        results[matcher.name] = run(matcher, assets, pictures)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(pickle.dumps(results[matcher.name]))
+    official = sum(1 for *_rest, is_official in assets if is_official)
+    print(f"logo assets: {len(assets)} ({len(assets) - official} crops from {len(asset_images)} photos, "
           f"{args.per_brand} per brand; {official} official SVG logos)")  # fmt: skip
-    print(f"positives: {len(photos)} photos, negatives: {len(negative_truth)} no-logo photos")
-    for label, rows in (("all", slice(None)), ("even half (settings chosen here)", slice(0, None, 2)),
-                        ("odd half (not looked at)", slice(1, None, 2))):  # fmt: skip
-        report(label, truth[rows] + negative_truth, predicted[rows] + negative_predicted,
-               scores[rows] + negative_scores)  # fmt: skip
-    correct = [p == t for p, t in zip(predicted, truth, strict=True) if p is not None]
-    print(f"brand accuracy among detections on positives: {sum(correct) / max(1, len(correct)):.3f}")
-    print(f"matching time per photo: median {np.median(elapsed) * 1000:.0f} ms against {assets} logos")
+    count = len(photos)
+    print(f"positives: {count} photos, negatives: {len(pictures) - count} no-logo photos")
+    truth: list[str | None] = [brand_of[name] for name in photos] + [None] * (len(pictures) - count)
+    verdicts = {name: found for name, (found, _t) in results.items()}
+    if len(results) > 1:
+        verdicts[" + ".join(results)] = together(*(found for found, _t in results.values()))
+    for label, found in verdicts.items():
+        predicted, scores = best(found)
+        print(f"{label}:")
+        for part, rows in (("all", slice(None)), ("even half (settings chosen here)", slice(0, None, 2)),
+                           ("odd half (not looked at)", slice(1, None, 2))):  # fmt: skip
+            report(part, truth[:count][rows] + truth[count:], predicted[:count][rows] + predicted[count:],
+                   scores[:count][rows] + scores[count:])  # fmt: skip
+    print("recall per brand (even / odd half):")
+    brands = sorted({brand for brand in truth if brand is not None})
+    print(f"  {'brand':10} {'photos':>6}  " + "  ".join(f"{label[:22]:>22}" for label in verdicts))
+    for brand in brands:
+        cells = []
+        for found in verdicts.values():
+            predicted, _scores = best(found)
+            halves = []
+            for start in (0, 1):
+                members = [i for i in range(start, count, 2) if truth[i] == brand]
+                halves.append(sum(predicted[i] == brand for i in members) / max(1, len(members)))
+            cells.append(f"{halves[0]:.2f} / {halves[1]:.2f}")
+        photos_of = sum(1 for t in truth if t == brand)
+        print(f"  {brand:10} {photos_of:>6}  " + "  ".join(f"{cell:>22}" for cell in cells))
+    for name, (_found, elapsed) in results.items():
+        print(f"{name}: encode + match per photo median {np.median(elapsed) * 1000:.0f} ms, "
+              f"90th percentile {np.percentile(elapsed, 90) * 1000:.0f} ms against {len(assets)} logos")  # fmt: skip
 
 
-# The brands as an owner registers them: the dataset's labels run words together ("Cocacola").
 OCR_PROFILES = {
     "Cocacola": ("Coca-Cola", ("Coca Cola", "Cocacola")),
     "McDonalds": ("McDonald's", ("McDonalds",)),

@@ -80,6 +80,9 @@ class Settings:
     auth_max_failures_per_client: int = 20
     auth_max_failures_per_key: int = 10
     auth_failure_window_seconds: int = 300
+    # Flat logos by their silhouette (the "shapes" image matcher): how much of a logo's outline a
+    # region of the photo must cover (0-1). Lower finds more logos and more false ones.
+    shape_min_overlap: float = 0.88
 
     # Exchange rates for price evidence: each currency's value in one common unit, e.g.
     # {"USD": 1.0, "EUR": 1.08}. Never fetched: prices in a currency missing here are not compared.

@@ -24,6 +24,7 @@ from counterscan.matchers.keypoints import KeypointMatcher, KeypointOptions
 from counterscan.matchers.ocr import OcrMatcher
 from counterscan.matchers.ocr_engine import ReaderOptions, TextReader
 from counterscan.matchers.perceptual import DHASH, PDQ, PHASH, HashAlgorithm, HashMatcher
+from counterscan.matchers.shapes import ShapeMatcher, ShapeOptions
 from counterscan.matchers.text import TextMatcher
 from counterscan.matchers.title import ProductTitleMatcher
 from counterscan.records import AssetKind
@@ -77,6 +78,7 @@ IMAGE_MATCHERS: dict[str, Callable[[Settings], ImageMatcher]] = {
             )
         )
     ),
+    "shapes": lambda settings: ShapeMatcher(ShapeOptions(min_overlap=settings.shape_min_overlap)),
 }
 
 
@@ -108,6 +110,8 @@ MATCHER_RULES: dict[str, MatcherRule] = {
     "keypoints": MatcherRule(("logo",), costly=True, settings=("keypoint_min_inliers", "keypoint_min_inlier_ratio")),
     # Reads brand names and counterfeit words printed in photos: needs no asset, only brands.
     "ocr": MatcherRule((), costly=True, settings=("ocr_det_side", "ocr_max_lines", "ocr_min_confidence")),
+    # Flat logos by their silhouette, beside the keypoints.
+    "shapes": MatcherRule(("logo",), costly=True, settings=("shape_min_overlap",)),
 }
 """One rule per entry of IMAGE_MATCHERS (a test holds every registered matcher to it)."""
 
@@ -182,6 +186,11 @@ def matcher_fingerprints(settings: Settings, names: Sequence[str]) -> dict[str, 
         values = [rule.version, *[repr(getattr(settings, setting)) for setting in rule.settings]]
         found[name] = hashlib.sha256(json.dumps([name, values]).encode()).hexdigest()[:16]
     return found
+
+
+def default_logo_matchers(settings: Settings) -> list[ImageMatcher]:
+    """What a default scan runs for brands whose only assets are logos (the evaluation's case)."""
+    return [IMAGE_MATCHERS[name](settings) for name in default_matchers(("logo",))]
 
 
 def listing_matchers(settings: Settings) -> list[ListingMatcher]:
