@@ -190,7 +190,8 @@ def matcher_fingerprints(settings: Settings, names: Sequence[str]) -> dict[str, 
 
 def default_logo_matchers(settings: Settings) -> list[ImageMatcher]:
     """What a default scan runs for brands whose only assets are logos (the evaluation's case)."""
-    return [IMAGE_MATCHERS[name](settings) for name in default_matchers(("logo",))]
+    logo: tuple[AssetKind, ...] = ("logo",)
+    return [IMAGE_MATCHERS[name](settings) for name in default_matchers(logo)]
 
 
 def listing_matchers(settings: Settings) -> list[ListingMatcher]:
@@ -205,6 +206,7 @@ __all__ = [
     "ListingMatcher",
     "MatcherRule",
     "decode_limits",
+    "default_logo_matchers",
     "default_matchers",
     "image_matchers",
     "listing_matchers",
