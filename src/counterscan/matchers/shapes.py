@@ -330,6 +330,22 @@ def photo_regions(image: Image.Image, original_size: tuple[int, int]) -> Regions
     return Regions(regions.centres * scale, regions.roots * scale, regions.bits, width, height)
 
 
+def _shared(bits: np.ndarray, brand: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Regions that another brand's region fits (a shape two brands share identifies neither),
+    compared only with each region's nearest other-brand regions by key, a chunk at a time, so the
+    cost grows linearly with the number of logos."""
+    keys = spectrum(bits)
+    shared = np.zeros(len(bits), bool)
+    for start in range(0, len(bits), chunk):
+        rows = np.arange(start, min(start + chunk, len(bits)))
+        similarity = np.where(brand[rows, None] != brand[None, :], keys[rows] @ keys.T, -np.inf)
+        nearest = np.argsort(-similarity, axis=1)[:, :NEAREST]
+        valid = np.take_along_axis(similarity, nearest, axis=1) > -np.inf
+        fit, _turn = pair_overlaps(np.repeat(bits[rows], nearest.shape[1], axis=0), bits[nearest.reshape(-1)])
+        shared[rows] = ((fit.reshape(nearest.shape) >= SHARED_MAX) & valid).any(axis=1)
+    return shared
+
+
 class ShapeIndex:
     def __init__(self, signals: Sequence[AssetSignal]) -> None:
         assets = [(signal, Regions.from_bytes(signal.signal)) for signal in signals]
@@ -344,11 +360,7 @@ class ShapeIndex:
             else np.zeros((0, GRID_RINGS * GRID_ANGLES), bool)
         )
         if len(self.bits):
-            # A shape two brands share identifies neither.
-            same, _turn = overlaps(self.bits, self.bits)
-            other = self.brand[:, None] != self.brand[None, :]
-            shared = (np.where(other, same, 0.0) >= SHARED_MAX).any(axis=1)
-            keep = ~shared
+            keep = ~_shared(self.bits, self.brand)
             self.owner, self.brand, self.row, self.bits = (
                 self.owner[keep],
                 self.brand[keep],
