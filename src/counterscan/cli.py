@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import sys
@@ -9,26 +10,34 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from tqdm import tqdm
 from typer.core import TyperGroup
 
-from counterscan import assets, brands, members, report, review, training
 from counterscan.config import CONFIG_FILE_NAME, Settings
-from counterscan.config_template import config_template
-from counterscan.demo import demo_data_dir, run_demo
 from counterscan.errors import AuthenticationError, CounterscanError, PermissionDeniedError, UserError
-from counterscan.executors import make_executor
-from counterscan.ingest import FetchOptions, open_source, retry_quarantine
-from counterscan.ingest import ingest as run_ingest
-from counterscan.ingest.netpolicy import NetPolicy
-from counterscan.matchers import decode_limits, image_matchers
 from counterscan.records import ASSET_KINDS, Member, Suspect
-from counterscan.report_html import write_html
-from counterscan.scan import ScanStatus, run_scan
-from counterscan.store import BlobStore, Store
+
+
+class _LazyModule:
+    """A module imported when one of its attributes is first read."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+if TYPE_CHECKING:
+    from counterscan import assets, brands, members, report, review, training
+    from counterscan.store import BlobStore, Store
+else:
+    # Imported on first use: `counterscan --help` must not pay for OpenCV, FAISS and scikit-learn.
+    assets, brands, members, report, review, training = (
+        _LazyModule(f"counterscan.{name}") for name in ("assets", "brands", "members", "report", "review", "training")
+    )
 
 
 class _ErrorsToExitCodes(TyperGroup):
@@ -86,6 +95,8 @@ def _settings(ctx: typer.Context) -> Settings:
 
 @contextmanager
 def _store(ctx: typer.Context) -> Iterator[tuple[Settings, Store, BlobStore]]:
+    from counterscan.store import BlobStore, Store
+
     settings = _settings(ctx)
     store = Store.open(settings.database_url)
     try:
@@ -112,6 +123,8 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str], widths: dict[
 @app.command()
 def init(ctx: typer.Context) -> None:
     """Create the working folder, the database schema, and a commented config.toml (never overwritten)."""
+    from counterscan.config_template import config_template
+
     with _store(ctx) as (settings, _, blobs):
         blobs.root.mkdir(parents=True, exist_ok=True)
         typer.echo(f"ready: {settings.database_url}")
@@ -395,6 +408,8 @@ def assets_add(
     key: ApiKey = None,
 ) -> None:
     """Upload reference assets; identical content is stored once, bad files are reported."""
+    from counterscan.matchers import image_matchers
+
     with _store(ctx) as (settings, store, blobs):
         actor = _authenticate(ctx, store, acting_as or store.brand(brand).member, key)
         if assets.parse_kind(kind) == "text":
@@ -434,6 +449,8 @@ def assets_replace(
     key: ApiKey = None,
 ) -> None:
     """Replace an image asset by a new file; the old one leaves future scans but stays in history."""
+    from counterscan.matchers import image_matchers
+
     with _store(ctx) as (settings, store, blobs):
         old = store.asset(asset_id)
         actor = _authenticate(ctx, store, acting_as or store.brand(old.brand).member, key)
@@ -593,6 +610,11 @@ def ingest_command(
     workers: Annotated[int, typer.Option(help="Concurrent image downloads.")] = 8,
 ) -> None:
     """Ingest listings; bad records go to the quarantine, the rest land. Re-runs continue from the checkpoint."""
+    from counterscan.ingest import FetchOptions, open_source
+    from counterscan.ingest import ingest as run_ingest
+    from counterscan.ingest.netpolicy import NetPolicy
+    from counterscan.matchers import decode_limits
+
     with _store(ctx) as (settings, store, blobs):
         feed = open_source(source, name=name, mapping=mapping, network=NetPolicy.from_settings(settings))
         with _progress_bar(f"ingest {feed.name}", unit="rows") as advance:
@@ -615,6 +637,8 @@ def ingest_command(
 @contextmanager
 def _progress_bar(description: str, *, unit: str) -> Iterator[Callable[[int], None] | None]:
     """A progress bar on stderr when it is a terminal; nothing otherwise (cron, pipes, CI)."""
+    from tqdm import tqdm
+
     if not sys.stderr.isatty():
         yield None
         return
@@ -622,7 +646,8 @@ def _progress_bar(description: str, *, unit: str) -> Iterator[Callable[[int], No
         yield bar.update
 
 
-SCAN_EXIT_CODES = {ScanStatus.DONE: 0, ScanStatus.NOTHING_TO_DO: 10, ScanStatus.PARTIAL: 11}
+# By ScanStatus value, so that this module does not import the scan code before a scan runs.
+SCAN_EXIT_CODES = {"done": 0, "nothing-to-do": 10, "partial": 11}
 
 
 @app.command()
@@ -641,6 +666,9 @@ def scan(
 
     Exit codes: 0 done, 10 nothing to do, 11 partial (time budget reached; run again), 12 another scan holds the lock.
     """
+    from counterscan.executors import make_executor
+    from counterscan.scan import run_scan
+
     with _store(ctx) as (settings, store, _blobs):
         pool = make_executor(executor, workers=workers, scheduler=scheduler, threads=settings.scan_worker_threads)
         try:
@@ -657,8 +685,8 @@ def scan(
         finally:
             pool.close()
     typer.echo(summary.line())
-    if SCAN_EXIT_CODES[summary.status]:
-        raise typer.Exit(SCAN_EXIT_CODES[summary.status])
+    if SCAN_EXIT_CODES[summary.status.value]:
+        raise typer.Exit(SCAN_EXIT_CODES[summary.status.value])
 
 
 def _queue_widths() -> dict[str, int]:
@@ -800,6 +828,8 @@ def export(
     min_score: Annotated[float, typer.Option(help="Only suspects scored at least this.")] = 0.0,
 ) -> None:
     """Export suspects, one per (listing, brand): CSV/JSON for takedown tools, an HTML evidence report for people."""
+    from counterscan.report_html import write_html
+
     with _store(ctx) as (_, store, blobs):
         suspects = review.export_suspects(
             store,
@@ -825,6 +855,9 @@ def quarantine_retry(
     source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
 ) -> None:
     """Parse quarantined records again (with the source's current mapping) and fetch failed images again."""
+    from counterscan.ingest import FetchOptions, retry_quarantine
+    from counterscan.matchers import decode_limits
+
     with _store(ctx) as (settings, store, blobs):
         summary = retry_quarantine(
             store, blobs, decode_limits(settings), source=source, fetch=FetchOptions.from_settings(settings)
@@ -901,6 +934,8 @@ def signals_banks(
 @app.command()
 def demo(ctx: typer.Context) -> None:
     """Register the demo brands, ingest the demo feed, scan it and show the review queue."""
+    from counterscan.demo import demo_data_dir, run_demo
+
     with _store(ctx) as (settings, store, blobs):
         result = run_demo(store, blobs, settings, demo_data_dir())
         quarantined = store.quarantined("demo-market")
