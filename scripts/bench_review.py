@@ -97,7 +97,7 @@ def build(settings: Settings, count: int) -> tuple[str, str]:
                 )
             store.write_results(scan_id, results)
             judged = [(result.listing_pk, int(result.brand_id or 0)) for result in results[: len(results) // 10]]
-            store.record_ui_verdicts(judged, verdict="counterfeit", note=None, analyst="analyst", how="bench")
+            store.record_suspect_verdicts(judged, verdict="counterfeit", note=None, analyst="analyst", via="bench")
         store.finish_scan(scan_id, status="done", listings_scanned=count)
     return owner.api_key, analyst.api_key
 

@@ -390,10 +390,12 @@ class ReviewStore(StoreBase):
         verdict: VerdictLabel,
         note: str | None,
         analyst: str,
+        via: str | None = None,
     ) -> list[tuple[int, int]]:
         """Record one verdict on many (listing, brand) suspects in one transaction; all or nothing.
 
         A target's brand may be None when its listing is a suspect of exactly one brand.
+        ``via`` says how the verdict was given (a web UI bulk choice), for the audit.
         Returns the (listing, brand) pairs written.
         """
         moment = now()
@@ -416,7 +418,7 @@ class ReviewStore(StoreBase):
                     analyst,
                     "verdict",
                     f"listing {listing_pk}",
-                    {"verdict": verdict, "note": note, "brand_id": chosen},
+                    {"verdict": verdict, "note": note, "brand_id": chosen} | ({"via": via} if via else {}),
                 )
                 # The owner of the brand the verdict is about hears of it, not other brands' owners.
                 webhooks.enqueue_event(

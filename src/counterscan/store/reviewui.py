@@ -14,10 +14,8 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from counterscan.records import VerdictLabel
 from counterscan.store import schema as t
-from counterscan.store import webhooks
-from counterscan.store.base import StoreBase, iso, now, rows_in
+from counterscan.store.base import StoreBase, iso, rows_in
 
 SuspectKey = tuple[int, int]
 """(listing key, brand id): one suspect, a listing reviewed under one brand."""
@@ -306,39 +304,6 @@ class ReviewUIStore(StoreBase):
                 VerdictEntry(verdict=row.verdict, note=row.note, analyst=row.analyst, at=iso(row.decided_at))
                 for row in conn.execute(query)
             ]
-
-    def record_ui_verdicts(
-        self, keys: Sequence[SuspectKey], *, verdict: VerdictLabel, note: str | None, analyst: str, how: str
-    ) -> int:
-        """One verdict for each suspect in ``keys``, all or none, each audited with the analyst's name."""
-        moment = now()
-        with self.engine.begin() as conn:
-            for listing_pk, brand_id in keys:
-                conn.execute(
-                    sa.insert(t.verdicts).values(
-                        listing_pk=listing_pk,
-                        brand_id=brand_id,
-                        verdict=verdict,
-                        note=note,
-                        analyst=analyst,
-                        decided_at=moment,
-                    )
-                )
-                self._audit(
-                    conn,
-                    analyst,
-                    "verdict",
-                    f"listing {listing_pk}",
-                    {"verdict": verdict, "note": note, "brand_id": brand_id, "via": how},
-                )
-                webhooks.enqueue_event(
-                    conn,
-                    "verdict.recorded",
-                    listing_pk=listing_pk,
-                    brand_ids=[brand_id],
-                    details={"verdict": verdict, "analyst": analyst},
-                )
-        return len(keys)
 
     def seller_listings(self, seller_id: str, brand_ids: Sequence[int] | None) -> list[dict[str, Any]]:
         """The seller's listings (up to a cap), each with its suspect brand, score and status when it has one."""

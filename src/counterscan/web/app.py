@@ -471,7 +471,7 @@ class ReviewUI:
             raise NotFoundError("no suspects you may judge matched that choice")
         analyst = reader.member.name
         count = await run_in_threadpool(
-            lambda: self.store.record_ui_verdicts(keys, verdict=chosen, note=note, analyst=analyst, how=scope)
+            lambda: len(self.store.record_suspect_verdicts(keys, verdict=chosen, note=note, analyst=analyst, via=scope))
         )
         back = _safe_back(str(form.get("back") or ""))
         separator = "&" if "?" in back else "?"
