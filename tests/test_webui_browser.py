@@ -28,6 +28,7 @@ pytestmark = pytest.mark.skipif(
 
 if CHROMIUM is not None and CHROMEDRIVER is not None:
     from selenium import webdriver
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -60,8 +61,14 @@ def browser() -> Iterator[WebDriver]:
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Poll ``condition``; an element that vanished or went stale mid-navigation counts as not yet."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while True:
+        try:
+            if condition():
+                return
+        except (StaleElementReferenceException, NoSuchElementException):
+            pass
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
 
