@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from counterscan.matchers.text import TextMatcher
@@ -148,3 +150,13 @@ def test_product_titles_and_model_codes() -> None:
     similarity = TitleSimilarity(["Presage Cocktail Time", "Prospex SKX007K1 Automatic Diver"])
     scores = similarity.pairwise(["skx007k1 watch", "cocktail time presage"], ["Prospex SKX007K1 Automatic Diver"] * 2)
     assert scores[0] >= 0.9 > scores[1]
+
+
+def test_reasons_name_each_word_once() -> None:
+    listing = Listing(source="s", listing_id="1", title="Nike replica, NIKE air max replica", description="nike 1:1")
+    reasons = [item.reason for item in TextMatcher().match(listing, BRANDS)]
+    assert reasons
+    for reason in reasons:
+        quoted = re.findall(r"'([^']*)'", reason)
+        assert len(quoted) == len(set(quoted)), reason
+    assert any("'replica'" in reason for reason in reasons)

@@ -282,4 +282,5 @@ def _word_index(
 
 
 def _quoted(words: Sequence[str]) -> str:
-    return ", ".join(repr(word) for word in words)
+    """The words for a reason, each once (a title that says "replica" twice is read once)."""
+    return ", ".join(repr(word) for word in dict.fromkeys(words))
