@@ -14,9 +14,10 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from cairosvg.surface import PNGSurface
+if TYPE_CHECKING:
+    from cairosvg.surface import PNGSurface
 
 from counterscan.errors import ImageDecodeError, ImageError, ImageTooLargeError
 from counterscan.imageguard import RenderBudget, check_svg
@@ -82,6 +83,7 @@ def rasterise_svg(data: bytes, *, source: str, limits: DecodeLimits | None = Non
 
 def _guarded_png_surface(budget: RenderBudget) -> type[PNGSurface]:
     """cairosvg's PNG surface, drawing under ``budget``: one class per call, so no state is shared."""
+    from cairosvg.surface import PNGSurface  # Cairo loads in about 0.6 s: only when an SVG is drawn
 
     class GuardedPNGSurface(PNGSurface):  # type: ignore[misc]
         def _create_surface(self, width: float, height: float) -> Any:

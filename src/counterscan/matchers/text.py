@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rapidfuzz.distance import Levenshtein
-from wordfreq import zipf_frequency
 
 from counterscan.records import Brand, Evidence, Listing
 from counterscan.textnorm import plain, plain_tokens, skeleton_tokens
@@ -88,7 +87,7 @@ def _terms(brand: Brand) -> _BrandTerms:
     everyday = frozenset(
         tokens[0]
         for tokens in (plain_tokens(word) for word in (brand.name, *brand.aliases))
-        if len(tokens) == 1 and zipf_frequency(tokens[0], "en") >= EVERYDAY_WORD_ZIPF
+        if len(tokens) == 1 and _zipf(tokens[0]) >= EVERYDAY_WORD_ZIPF
     )
 
     context = frozenset(
@@ -254,7 +253,7 @@ class TextMatcher:
                     token not in real
                     and abs(len(token) - len(name[0])) <= 1
                     and Levenshtein.distance(token, name[0]) == 1
-                    and zipf_frequency(token, "en") < FUZZY_MAX_ZIPF
+                    and _zipf(token) < FUZZY_MAX_ZIPF
                 ):
                     hits.append(token)
         return sorted(set(hits))
@@ -284,3 +283,10 @@ def _word_index(
 def _quoted(words: Sequence[str]) -> str:
     """The words for a reason, each once (a title that says "replica" twice is read once)."""
     return ", ".join(repr(word) for word in dict.fromkeys(words))
+
+
+def _zipf(word: str) -> float:
+    """How common an English word is (wordfreq's Zipf scale); wordfreq loads its tables on first use."""
+    from wordfreq import zipf_frequency
+
+    return float(zipf_frequency(word, "en"))

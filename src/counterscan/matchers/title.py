@@ -11,7 +11,6 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from counterscan.records import Brand, Evidence, Listing, Product
 from counterscan.textnorm import skeleton
@@ -31,6 +30,9 @@ class TitleSimilarity:
     """Cosine similarity of character n-gram TF-IDF vectors, fitted on a corpus of titles."""
 
     def __init__(self, corpus: Sequence[str]) -> None:
+        # scikit-learn costs about 2 s to import: only when titles are compared, not for every command.
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         self.vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=1)
         self.vectorizer.fit([skeleton(text) for text in corpus] or ["-"])
 
