@@ -74,6 +74,18 @@ def printed(image: Image.Image, *lines: str) -> Image.Image:
     return base
 
 
+def worn(image: Image.Image, mark: Image.Image, angle: float) -> Image.Image:
+    """The logo printed on something in an ordinary photo: tilted, on a light patch, a quarter of the width."""
+    width = image.width // 4
+    mark = mark.resize((width, round(mark.height * width / mark.width)), Image.Resampling.LANCZOS)
+    patch = Image.new("RGBA", (mark.width + 24, mark.height + 24), (235, 232, 225, 255))
+    patch.alpha_composite(mark, (12, 12))
+    patch = patch.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True)
+    base = image.convert("RGBA")
+    base.alpha_composite(patch, (image.width // 2 - patch.width // 2, image.height // 3))
+    return base.convert("RGB")
+
+
 def crop(image: Image.Image, left: float, top: float, right: float, bottom: float) -> Image.Image:
     w, h = image.size
     return image.crop((round(w * left), round(h * top), round(w * (1 - right)), round(h * (1 - bottom))))
@@ -200,6 +212,15 @@ def main() -> None:
             "shoe-deals",
             jpeg(printed(photo("coffee"), "adidas", "ULTRABOOST"), images / "m-2101.jpg", 80),
             "printed",
+        ),
+        # the brand's logo on a product in an ordinary photo, nothing else to go on (the logo matchers find it)
+        (
+            "m-2201",
+            "Gym bag, barely used",
+            22.0,
+            "bagz",
+            jpeg(worn(photo("clock"), logo(args.shared, "puma", 400), 9.0), images / "m-2201.jpg", 82),
+            "logo",
         ),
         # an honest second-hand listing that names the brand at a fair price
         (

@@ -953,6 +953,7 @@ def demo(ctx: typer.Context) -> None:
         ("reuse", "planted re-uses"),
         ("text", "text- and price-only suspects"),
         ("printed", "listings with the brand name printed on the photo"),
+        ("logo", "listings whose photo shows a registered logo"),
     ):
         if result.above_clean(kind):
             typer.echo(f"check: all {result.count(kind)} {label} rank above all {clean} clean listings")
