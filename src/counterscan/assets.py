@@ -5,15 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
 
 from counterscan.config import Settings
 from counterscan.errors import ImageError, UserError
 from counterscan.imaging import DecodeLimits, ImageInfo, Picture, sha256_hex
-from counterscan.matchers import ImageMatcher, decode_limits
 from counterscan.members import require_owner
 from counterscan.records import ASSET_KINDS, IMAGE_ASSET_KINDS, Asset, AssetKind, Member
 from counterscan.store import BlobStore, Store
 from counterscan.textnorm import plain
+
+if TYPE_CHECKING:
+    from counterscan.matchers import ImageMatcher
+
 from counterscan.uploads import Rejection, UploadFile, clean_image, expand, from_paths, rejection
 
 
@@ -24,7 +28,37 @@ class UploadLimits:
 
 
 def upload_limits(settings: Settings) -> UploadLimits:
+    from counterscan.matchers import decode_limits
+
     return UploadLimits(image=decode_limits(settings), max_archive_bytes=settings.max_upload_bytes)
+
+
+class MatchersOnFirstUse(Sequence["ImageMatcher"]):
+    """The settings' image matchers, built when first read: a refused upload (a bomb, a wrong file type)
+    never pays for loading OpenCV, FAISS and the OCR models."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._built: list[ImageMatcher] | None = None
+
+    def _all(self) -> list[ImageMatcher]:
+        if self._built is None:
+            from counterscan.matchers import image_matchers
+
+            self._built = image_matchers(self._settings)
+        return self._built
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    @overload
+    def __getitem__(self, index: int) -> ImageMatcher: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[ImageMatcher]: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        return self._all()[index]
 
 
 @dataclass(frozen=True)

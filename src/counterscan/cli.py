@@ -408,8 +408,6 @@ def assets_add(
     key: ApiKey = None,
 ) -> None:
     """Upload reference assets; identical content is stored once, bad files are reported."""
-    from counterscan.matchers import image_matchers
-
     with _store(ctx) as (settings, store, blobs):
         actor = _authenticate(ctx, store, acting_as or store.brand(brand).member, key)
         if assets.parse_kind(kind) == "text":
@@ -419,7 +417,7 @@ def assets_add(
                 store,
                 blobs,
                 assets.upload_limits(settings),
-                image_matchers(settings),
+                assets.MatchersOnFirstUse(settings),
                 actor,
                 brand=brand,
                 kind=kind,
@@ -449,8 +447,6 @@ def assets_replace(
     key: ApiKey = None,
 ) -> None:
     """Replace an image asset by a new file; the old one leaves future scans but stays in history."""
-    from counterscan.matchers import image_matchers
-
     with _store(ctx) as (settings, store, blobs):
         old = store.asset(asset_id)
         actor = _authenticate(ctx, store, acting_as or store.brand(old.brand).member, key)
@@ -458,7 +454,7 @@ def assets_replace(
             store,
             blobs,
             assets.upload_limits(settings),
-            image_matchers(settings),
+            assets.MatchersOnFirstUse(settings),
             actor,
             brand=old.brand,
             kind=old.kind,
