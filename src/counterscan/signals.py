@@ -136,11 +136,7 @@ class SignalTableBuilder:
         self.origins: dict[int, str] = {}
 
     def add(self, asset_id: int, brand_id: int, variant: str, signal: bytes) -> None:
-        code = self.vocabulary.get(variant)
-        if code is None:
-            if len(self.vocabulary) > np.iinfo(np.uint16).max:
-                raise ValueError("more than 65,536 distinct variant names")
-            code = self.vocabulary[variant] = len(self.vocabulary)
+        code = self._code(variant)
         self._asset_ids.append(asset_id)
         self._brand_ids.append(brand_id)
         self._codes.append(code)
@@ -154,20 +150,24 @@ class SignalTableBuilder:
             return
         self._flush()
         asset_ids, brand_ids, variants, signals = zip(*rows, strict=True)
-        vocabulary = self.vocabulary
-        for variant in set(variants) - vocabulary.keys():
-            if len(vocabulary) > np.iinfo(np.uint16).max:
-                raise ValueError("more than 65,536 distinct variant names")
-            vocabulary[variant] = len(vocabulary)
         self._done.append(
             (
                 np.asarray(asset_ids, np.int64),
                 np.asarray(brand_ids, np.int32),
-                np.asarray([vocabulary[variant] for variant in variants], np.uint16),
+                np.asarray([self._code(variant) for variant in variants], np.uint16),
                 np.frombuffer(b"".join(signals), np.uint8),
                 np.fromiter(map(len, signals), np.int64, count=len(signals)),
             )
         )
+
+    def _code(self, variant: str) -> int:
+        """The variant name's small integer code, given the next free one when it is new."""
+        code = self.vocabulary.get(variant)
+        if code is None:
+            if len(self.vocabulary) > np.iinfo(np.uint16).max:
+                raise ValueError("more than 65,536 distinct variant names")
+            code = self.vocabulary[variant] = len(self.vocabulary)
+        return code
 
     def _flush(self) -> None:
         if not self._chunks:
