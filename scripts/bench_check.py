@@ -49,13 +49,13 @@ import sqlalchemy as sa
 from PIL import Image
 from skimage import data as skdata
 
-from counterscan.assets import add_asset_files, upload_limits
-from counterscan.brands import add_brand
 from counterscan.config import Settings
-from counterscan.executors import limit_native_threads
 from counterscan.matchers import image_matchers
-from counterscan.members import add_member
 from counterscan.records import Listing
+from counterscan.registry.assets import add_asset_files, upload_limits
+from counterscan.registry.brands import add_brand
+from counterscan.registry.members import add_member
+from counterscan.scan.executors import limit_native_threads
 from counterscan.service.checker import Checker
 from counterscan.service.webhooks import add_webhook, verify
 from counterscan.store import BlobStore, Store

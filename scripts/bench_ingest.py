@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from counterscan.imaging import DecodeLimits
+from counterscan.imaging.decode import DecodeLimits
 from counterscan.ingest import ingest, open_source
 from counterscan.store import BlobStore, Store
 

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from counterscan.config import Settings
-from counterscan.imaging import HASH_DRAFT_SIZE, DecodeLimits, Picture, decode
+from counterscan.imaging.decode import HASH_DRAFT_SIZE, DecodeLimits, Picture, decode
 from counterscan.matchers import default_logo_matchers
 from counterscan.matchers.index import BinaryHashIndex
 from counterscan.matchers.ocr import READ_SIDE, read_picture
@@ -231,8 +231,8 @@ def projection(datas: list[bytes], photos: list[Path], logo_count: int, count: i
     (one shared decode; hashes; keypoints against ``logo_count`` logos; words read), on one thread,
     and what it means for a nightly scan of 1M distinct images on the 2-core machine."""
     from counterscan.config import Settings
-    from counterscan.executors import limit_native_threads
     from counterscan.matchers import IMAGE_MATCHERS, default_matchers, is_costly
+    from counterscan.scan.executors import limit_native_threads
 
     limit_native_threads(1)
     settings = Settings(home=Path(tempfile.mkdtemp()))

@@ -27,10 +27,10 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from counterscan.brands import add_brand
 from counterscan.config import Settings
-from counterscan.members import add_member
 from counterscan.records import Evidence, ImageOutcome, IngestedListing, Listing, ScanResult
+from counterscan.registry.brands import add_brand
+from counterscan.registry.members import add_member
 from counterscan.store import BlobStore, Store
 from counterscan.store.reviewui import QueueFilter
 

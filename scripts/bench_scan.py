@@ -25,15 +25,15 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from counterscan.assets import add_asset_files, upload_limits
-from counterscan.brands import add_brand
 from counterscan.config import Settings
-from counterscan.executors import InlineExecutor, ProcessExecutor
 from counterscan.ingest import ingest, open_source
 from counterscan.matchers import decode_limits, image_matchers
 from counterscan.matchers.perceptual import crop_fraction
-from counterscan.members import add_member
-from counterscan.scan import run_scan
+from counterscan.registry.assets import add_asset_files, upload_limits
+from counterscan.registry.brands import add_brand
+from counterscan.registry.members import add_member
+from counterscan.scan.batch import run_scan
+from counterscan.scan.executors import InlineExecutor, ProcessExecutor
 from counterscan.store import BlobStore, Store
 
 

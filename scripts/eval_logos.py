@@ -38,13 +38,13 @@ from skimage import data as skdata
 from sklearn.datasets import load_sample_images
 
 from counterscan.config import Settings
-from counterscan.evaluate import average_precision
-from counterscan.imaging import DecodeLimits, Picture, decode
+from counterscan.imaging.decode import DecodeLimits, Picture, decode
 from counterscan.matchers import IMAGE_MATCHERS, ImageMatcher, default_logo_matchers
 from counterscan.matchers.ocr import READ_SIDE, OcrMatcher, read_picture
 from counterscan.matchers.ocr_engine import ReaderOptions, TextReader
+from counterscan.ranking.metrics import average_precision
 from counterscan.records import AssetSignal, Brand, Evidence
-from counterscan.uploads import rasterise_svg
+from counterscan.registry.uploads import rasterise_svg
 
 LIMITS = DecodeLimits(max_bytes=50_000_000, max_pixels=100_000_000)
 NEGATIVES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina", "camera", "moon", "coins",

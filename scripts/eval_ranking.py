@@ -2,7 +2,7 @@
 
     python scripts/eval_ranking.py [--listings 300]
 
-Builds the labelled set of ``counterscan.labelled`` (bundled demo pictures, listings with known
+Builds the labelled set of ``counterscan.ranking.labelled`` (bundled demo pictures, listings with known
 labels), scans it, records verdicts for half of the listings (the training half), trains the
 ranker and re-scores; then prints average precision and precision@10 of both scorers on the
 other half, which the ranker never saw.
@@ -16,12 +16,12 @@ import tempfile
 from pathlib import Path
 
 from counterscan.config import Settings
-from counterscan.evaluate import average_precision, precision_at_k
-from counterscan.labelled import build
-from counterscan.review import decide
-from counterscan.scan import run_scan
+from counterscan.ranking.labelled import build
+from counterscan.ranking.metrics import average_precision, precision_at_k
+from counterscan.ranking.training import train
+from counterscan.review.queue import decide
+from counterscan.scan.batch import run_scan
 from counterscan.store import Store
-from counterscan.training import train
 
 
 def scores(store: Store) -> dict[str, float]:

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from counterscan.config import Settings
-from counterscan.imaging import DecodeLimits, Picture, decode
+from counterscan.imaging.decode import DecodeLimits, Picture, decode
 from counterscan.matchers.perceptual import DHASH, PDQ, PHASH, HashAlgorithm, HashMatcher, crop_fraction
 
 LIMITS = DecodeLimits(max_bytes=50_000_000, max_pixels=100_000_000)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from counterscan.cli import app
 from counterscan.config import Settings
-from counterscan.imaging import DecodeLimits, Picture
+from counterscan.imaging.decode import DecodeLimits, Picture
 from counterscan.store import BlobStore, Store
 
 REPO = Path(__file__).resolve().parents[1]

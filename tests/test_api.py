@@ -15,13 +15,13 @@ import uvicorn
 from PIL import Image
 
 from counterscan.api import create_app
-from counterscan.assets import add_asset_files, upload_limits
-from counterscan.brands import add_brand
 from counterscan.config import Settings
 from counterscan.ingest import ingest, open_source
 from counterscan.matchers import decode_limits, image_matchers
-from counterscan.members import add_member
-from counterscan.scan import run_scan
+from counterscan.registry.assets import add_asset_files, upload_limits
+from counterscan.registry.brands import add_brand
+from counterscan.registry.members import add_member
+from counterscan.scan.batch import run_scan
 from counterscan.store import BlobStore, Store
 from tests.conftest import jpeg_bytes, png_bytes
 

@@ -12,15 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from counterscan.assets import UploadLimits, add_upload_bytes, remove_asset
-from counterscan.brands import BrandChanges, add_brand, update_brand
 from counterscan.errors import PermissionDeniedError, UserError
-from counterscan.imaging import DecodeLimits
+from counterscan.imaging.decode import DecodeLimits
 from counterscan.matchers.perceptual import PHASH, HashMatcher
-from counterscan.members import add_member
 from counterscan.records import Member
+from counterscan.registry.assets import UploadLimits, add_upload_bytes, remove_asset
+from counterscan.registry.brands import BrandChanges, add_brand, update_brand
+from counterscan.registry.members import add_member
+from counterscan.registry.uploads import UploadFile
 from counterscan.store import BlobStore, Store
-from counterscan.uploads import UploadFile
 from tests.conftest import Cli, jpeg_bytes, png_bytes
 
 

@@ -22,15 +22,15 @@ import uvicorn
 from PIL import Image
 
 from counterscan.api import create_app
-from counterscan.brands import add_brand
 from counterscan.config import Settings
 from counterscan.errors import ImageDecodeError, ImageTooLargeError
-from counterscan.imageguard import RenderBudget
-from counterscan.imaging import DecodeLimits, decode
+from counterscan.imaging.decode import DecodeLimits, decode
+from counterscan.imaging.guard import RenderBudget
 from counterscan.ingest import ingest, open_source
-from counterscan.members import add_member
+from counterscan.registry.brands import add_brand
+from counterscan.registry.members import add_member
+from counterscan.registry.uploads import UploadFile, clean_image, rasterise_svg
 from counterscan.store import BlobStore, Store
-from counterscan.uploads import UploadFile, clean_image, rasterise_svg
 from tests.conftest import Cli, png_bytes
 from tests.test_api import Server, _asset_count, _blob_count, _client, _free_port
 

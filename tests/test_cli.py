@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
-from counterscan.members import hash_api_key
+from counterscan.registry.members import hash_api_key
 from counterscan.store import schema as t
 from tests.conftest import REPO, Cli, jpeg_bytes
 

@@ -7,8 +7,7 @@ import tomllib
 from dataclasses import fields
 from pathlib import Path
 
-from counterscan.config import CONFIG_FILE_NAME, Settings
-from counterscan.config_template import NOT_IN_FILE, config_template
+from counterscan.config import CONFIG_FILE_NAME, NOT_IN_FILE, Settings, config_template
 from tests.conftest import Cli
 
 

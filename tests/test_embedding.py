@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 from PIL import Image, ImageDraw, ImageOps
 
 from counterscan.config import Settings
-from counterscan.imaging import DecodeLimits
+from counterscan.imaging.decode import DecodeLimits
 from counterscan.matchers.embedding import EmbeddingMatcher, OnnxEmbedder, VladEmbedder
 from counterscan.matchers.index import SyncReport, VectorIndex
 from counterscan.matchers.perceptual import PHASH, HashMatcher, crop_fraction

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from counterscan.report import neutralise, render_csv_rows
-from counterscan.report_html import safe_link
+from counterscan.review.export import neutralise, render_csv_rows
+from counterscan.review.html_report import safe_link
 from tests.conftest import Cli, jpeg_bytes
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from counterscan.imaging import DecodeLimits
+from counterscan.imaging.decode import DecodeLimits
 from counterscan.ingest import FetchOptions, ingest, open_source
 from counterscan.store import BlobStore, Store
 from counterscan.store import schema as t

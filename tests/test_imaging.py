@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from counterscan.errors import ImageDecodeError, ImageError, ImageTooLargeError
-from counterscan.imaging import HASH_DRAFT_SIDE, HASH_DRAFT_SIZE, DecodeLimits, Picture, decode, inspect, read_capped
+from counterscan.imaging.decode import (
+    HASH_DRAFT_SIDE,
+    HASH_DRAFT_SIZE,
+    DecodeLimits,
+    Picture,
+    decode,
+    inspect,
+    read_capped,
+)
 from counterscan.matchers.perceptual import DHASH, PHASH, HashMatcher
 from tests.conftest import jpeg_bytes, png_bytes
 

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from PIL import Image
 
 from counterscan.errors import ExternalError, UserError
-from counterscan.imaging import DecodeLimits
+from counterscan.imaging.decode import DecodeLimits
 from counterscan.ingest import FetchOptions, ingest, open_source, retry_quarantine
 from counterscan.ingest.http_client import FetchError, PoliteClient, RetryPolicy, retry_after_seconds
 from counterscan.ingest.images import ImageCollector

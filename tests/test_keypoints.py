@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from counterscan.imaging import DecodeLimits
+from counterscan.imaging.decode import DecodeLimits
 from counterscan.matchers.keypoints import KeypointMatcher, LogoIndex
 from counterscan.records import AssetSignal
 from tests.conftest import REPO, Cli, as_picture, jpeg_bytes, png_bytes

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from counterscan.members import authenticate, hash_api_key, issue_key, rotate_key
+from counterscan.registry.members import authenticate, hash_api_key, issue_key, rotate_key
 from counterscan.store import Store
 from counterscan.store import schema as t
 from tests.conftest import Cli

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from counterscan.config import Settings
 from counterscan.errors import ImageError, UserError
-from counterscan.imaging import DecodeLimits
+from counterscan.imaging.decode import DecodeLimits
 from counterscan.matchers import (
     IMAGE_MATCHERS,
     MATCHER_RULES,

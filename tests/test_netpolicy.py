@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from counterscan.errors import UserError
-from counterscan.imaging import DecodeLimits
+from counterscan.imaging.decode import DecodeLimits
 from counterscan.ingest import FetchOptions, ingest, open_source
 from counterscan.ingest.http_client import PoliteClient, RefusedAddressError, RetryPolicy
 from counterscan.ingest.netpolicy import AddressRefusedError, NetPolicy, classify

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from counterscan.features import FEATURES, feature_row
 from counterscan.matchers.ocr import OcrMatcher, ReadText, read_picture
 from counterscan.matchers.ocr_engine import ReaderOptions, TextReader
-from counterscan.ranking import cold_start_score
+from counterscan.ranking.features import FEATURES, feature_row
+from counterscan.ranking.ranker import cold_start_score
 from counterscan.records import Brand, Evidence, Listing
 from counterscan.store import schema as t
 from tests.conftest import Cli, as_picture, jpeg_bytes, load_photo, png_bytes
@@ -136,7 +136,7 @@ def test_a_logo_seen_and_its_name_read_in_one_photo_is_stronger_than_either() ->
 
 
 def test_feature_table_documents_every_feature() -> None:
-    import counterscan.features as features
+    import counterscan.ranking.features as features
 
     documented = [line.split("|")[1].strip() for line in (features.__doc__ or "").splitlines() if line.startswith("| ")]
     assert documented[1:] == list(FEATURES)  # the first row is the table's header

@@ -14,10 +14,10 @@ from PIL import Image
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from counterscan.config import Settings
-from counterscan.evaluate import average_precision, per_brand, precision_at_k
-from counterscan.features import FEATURES, feature_row
-from counterscan.labelled import LabelledSet, build
-from counterscan.ranking import Ranker
+from counterscan.ranking.features import FEATURES, feature_row
+from counterscan.ranking.labelled import LabelledSet, build
+from counterscan.ranking.metrics import average_precision, per_brand, precision_at_k
+from counterscan.ranking.ranker import Ranker
 from counterscan.records import Evidence, Listing
 from tests.conftest import Cli
 

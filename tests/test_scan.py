@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from counterscan.assets import add_asset_files, remove_asset, upload_limits
-from counterscan.brands import add_brand
 from counterscan.config import Settings
 from counterscan.errors import LockHeldError
-from counterscan.executors import DaskExecutor, ProcessExecutor, native_threads
 from counterscan.ingest import ingest, open_source
 from counterscan.matchers import decode_limits, image_matchers
-from counterscan.members import add_member
-from counterscan.scan import STALE_LOCK, ScanStatus, run_scan
+from counterscan.registry.assets import add_asset_files, remove_asset, upload_limits
+from counterscan.registry.brands import add_brand
+from counterscan.registry.members import add_member
+from counterscan.scan.batch import STALE_LOCK, ScanStatus, run_scan
+from counterscan.scan.executors import DaskExecutor, ProcessExecutor, native_threads
 from counterscan.store import BlobStore, Store
 from counterscan.store import schema as t
 from tests.conftest import Cli, jpeg_bytes, load_photo

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from counterscan.assets import add_asset_files, upload_limits
 from counterscan.config import Settings
-from counterscan.features import FEATURES, feature_row
 from counterscan.ingest import ingest, open_source
 from counterscan.matchers import decode_limits, image_matchers
-from counterscan.ranking import Ranker
-from counterscan.scan import ScanStatus, run_scan
+from counterscan.ranking.features import FEATURES, feature_row
+from counterscan.ranking.ranker import Ranker
+from counterscan.registry.assets import add_asset_files, upload_limits
+from counterscan.scan.batch import ScanStatus, run_scan
 from counterscan.store import BlobStore, Store
 from counterscan.store import schema as t
 from tests.conftest import png_bytes

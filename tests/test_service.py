@@ -16,9 +16,9 @@ import pytest
 import uvicorn
 
 from counterscan.api import create_app
-from counterscan.brands import add_brand
 from counterscan.config import Settings
-from counterscan.members import add_member
+from counterscan.registry.brands import add_brand
+from counterscan.registry.members import add_member
 from counterscan.service.ops import ACCESS_LOGGER, JsonFormatter
 from counterscan.store import Store
 

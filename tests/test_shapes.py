@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from counterscan.imaging import DecodeLimits, Picture
+from counterscan.imaging.decode import DecodeLimits, Picture
 from counterscan.matchers.shapes import GRID_ANGLES, GRID_RINGS, Regions, ShapeIndex, ShapeMatcher, describe
 from counterscan.records import AssetSignal
 from tests.conftest import jpeg_bytes, png_bytes

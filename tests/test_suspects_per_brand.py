@@ -14,20 +14,20 @@ import sqlalchemy as sa
 from PIL import Image
 
 from counterscan import __version__
-from counterscan.brands import add_brand
 from counterscan.config import Settings
 from counterscan.errors import NotFoundError
-from counterscan.features import FEATURES
 from counterscan.ingest import ingest, open_source
 from counterscan.matchers import decode_limits
-from counterscan.members import add_member
-from counterscan.ranking import cold_start_scores
+from counterscan.ranking.features import FEATURES
+from counterscan.ranking.ranker import cold_start_scores
+from counterscan.ranking.training import activate, cross_validated_ap, models, rollback, train, training_set
 from counterscan.records import Evidence, VerdictLabel
-from counterscan.scan import run_scan
+from counterscan.registry.brands import add_brand
+from counterscan.registry.members import add_member
+from counterscan.scan.batch import run_scan
 from counterscan.store import BlobStore, Store
 from counterscan.store import schema as t
 from counterscan.store.migrations import current_version
-from counterscan.training import activate, cross_validated_ap, models, rollback, train, training_set
 from tests.conftest import Cli, jpeg_bytes
 from tests.old_schemas import schema_v1 as v1
 
@@ -234,7 +234,7 @@ def _version_1_store(url: str) -> None:
 
 def test_migration_from_version_1_keys_suspects_by_listing_and_brand(db_url: str) -> None:
     _version_1_store(db_url)
-    store = Store.open(db_url)
+    store = Store.open(db_url, upgrade_scorer=cold_start_scores)
     try:
         with store.engine.connect() as conn:
             assert current_version(conn) == t.LATEST_VERSION == 3

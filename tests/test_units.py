@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from counterscan.config import Settings
 from counterscan.errors import ExternalError, UserError
 from counterscan.ingest.base import FeedListing, parse_row, split_refs
-from counterscan.ranking import cold_start_score
+from counterscan.ranking.ranker import cold_start_score
 from counterscan.records import Evidence, Rejected
 from counterscan.store import Store
 from counterscan.store import schema as t

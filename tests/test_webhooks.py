@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from counterscan.brands import add_brand
 from counterscan.config import Settings
 from counterscan.errors import UserError
 from counterscan.ingest import ingest, open_source
 from counterscan.matchers import decode_limits
-from counterscan.members import NewMember, add_member
-from counterscan.scan import run_scan
+from counterscan.registry.brands import add_brand
+from counterscan.registry.members import NewMember, add_member
+from counterscan.scan.batch import run_scan
 from counterscan.service.webhooks import Deliverer, add_webhook, signature, verify
 from counterscan.store import BlobStore, Store
 from tests.webhook_receiver import receiver

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from PIL import Image
 
 from counterscan.config import Settings
-from counterscan.members import key_prefix, revoke_key
+from counterscan.registry.members import key_prefix, revoke_key
 from counterscan.store import Store
 from counterscan.store.reviewui import QueueFilter, QueueRow
 from tests.reviewsite import MATCHERS, Site, build_store, csrf_of, serve, signed_in

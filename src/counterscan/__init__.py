@@ -10,24 +10,24 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from counterscan.assets import add_asset_files, add_text_assets, remove_asset
-    from counterscan.brands import add_brand, update_brand
     from counterscan.config import Settings
     from counterscan.errors import CounterscanError, DataError, ExternalError, UserError
     from counterscan.ingest import ingest, open_source
-    from counterscan.members import add_member, authenticate
     from counterscan.records import Asset, Brand, Evidence, Listing, Suspect
-    from counterscan.scan import run_scan
+    from counterscan.registry.assets import add_asset_files, add_text_assets, remove_asset
+    from counterscan.registry.brands import add_brand, update_brand
+    from counterscan.registry.members import add_member, authenticate
+    from counterscan.scan.batch import run_scan
     from counterscan.store import BlobStore, Store
 
 __version__ = "0.1.0"
 
 _HOMES = {
-    "add_asset_files": "counterscan.assets",
-    "add_text_assets": "counterscan.assets",
-    "remove_asset": "counterscan.assets",
-    "add_brand": "counterscan.brands",
-    "update_brand": "counterscan.brands",
+    "add_asset_files": "counterscan.registry.assets",
+    "add_text_assets": "counterscan.registry.assets",
+    "remove_asset": "counterscan.registry.assets",
+    "add_brand": "counterscan.registry.brands",
+    "update_brand": "counterscan.registry.brands",
     "Settings": "counterscan.config",
     "CounterscanError": "counterscan.errors",
     "DataError": "counterscan.errors",
@@ -35,14 +35,14 @@ _HOMES = {
     "UserError": "counterscan.errors",
     "ingest": "counterscan.ingest",
     "open_source": "counterscan.ingest",
-    "add_member": "counterscan.members",
-    "authenticate": "counterscan.members",
+    "add_member": "counterscan.registry.members",
+    "authenticate": "counterscan.registry.members",
     "Asset": "counterscan.records",
     "Brand": "counterscan.records",
     "Evidence": "counterscan.records",
     "Listing": "counterscan.records",
     "Suspect": "counterscan.records",
-    "run_scan": "counterscan.scan",
+    "run_scan": "counterscan.scan.batch",
     "BlobStore": "counterscan.store",
     "Store": "counterscan.store",
 }

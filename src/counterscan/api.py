@@ -7,6 +7,7 @@ upload that is refused as a whole (401, 403, 411, 413, 415) writes nothing.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any
@@ -17,7 +18,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from counterscan import __version__
-from counterscan.assets import UploadReport, add_upload_bytes, remove_asset, upload_limits
 from counterscan.config import Settings
 from counterscan.errors import (
     AuthenticationError,
@@ -31,16 +31,18 @@ from counterscan.errors import (
     RateLimitedError,
 )
 from counterscan.matchers import image_matchers
-from counterscan.members import AuthPolicy, require_owner, require_reader
+from counterscan.ranking.ranker import cold_start_scores
 from counterscan.records import Brand, Member
+from counterscan.registry.assets import UploadReport, add_upload_bytes, remove_asset, upload_limits
+from counterscan.registry.members import AuthPolicy, require_owner, require_reader
+from counterscan.registry.uploads import UploadFile
+from counterscan.review.web.app import ReviewUI
 from counterscan.service.auth import Actor
 from counterscan.service.checker import Checker
+from counterscan.service.docs import install_docs
 from counterscan.service.ops import Metrics
 from counterscan.service.routes import install_check, install_ops, install_webhooks, start_delivery
 from counterscan.store import BlobStore, Store
-from counterscan.uploads import UploadFile
-from counterscan.web.app import ReviewUI
-from counterscan.web.docs import install_docs
 
 MAX_FILES_PER_REQUEST = 1000
 MAX_ID = 2**63 - 1
@@ -71,7 +73,7 @@ def _report(report: UploadReport) -> dict[str, Any]:
 
 
 def create_app(settings: Settings, *, deliver_webhooks: bool = False) -> FastAPI:
-    store = Store.open(settings.database_url)
+    store = Store.open(settings.database_url, upgrade_scorer=cold_start_scores)
     blobs = BlobStore(settings.blob_dir)
     matchers = image_matchers(settings)
     limits = upload_limits(settings)
@@ -179,3 +181,15 @@ def create_app(settings: Settings, *, deliver_webhooks: bool = False) -> FastAPI
         return [asdict(suspect) for suspect in suspects]
 
     return app
+
+
+DELIVER_ENV = "COUNTERSCAN_SERVE_DELIVER_WEBHOOKS"
+
+
+def from_environment() -> FastAPI:
+    """The app factory uvicorn calls in each worker process (``counterscan serve --workers N``).
+
+    Worker processes are started by uvicorn, so they learn their settings from the environment that
+    ``serve`` prepared (COUNTERSCAN_HOME, COUNTERSCAN_DB and the rest, as for any command).
+    """
+    return create_app(Settings.load(), deliver_webhooks=os.environ.get(DELIVER_ENV) == "1")

@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 
 from counterscan.config import CONFIG_FILE_NAME, Settings
 from counterscan.errors import AuthenticationError, CounterscanError, PermissionDeniedError, UserError
-from counterscan.records import ASSET_KINDS, Member, Suspect
+from counterscan.records import ASSET_KINDS, Evidence, Member, Suspect
 
 
 class _LazyModule:
@@ -31,12 +31,24 @@ class _LazyModule:
 
 
 if TYPE_CHECKING:
-    from counterscan import assets, brands, members, report, review, training
+    from counterscan.ranking import training
+    from counterscan.registry import assets, brands, members
+    from counterscan.review import export as report
+    from counterscan.review import queue as review
     from counterscan.store import BlobStore, Store
+    from counterscan.store.migrations import BrandScore
 else:
     # Imported on first use: `counterscan --help` must not pay for OpenCV, FAISS and scikit-learn.
     assets, brands, members, report, review, training = (
-        _LazyModule(f"counterscan.{name}") for name in ("assets", "brands", "members", "report", "review", "training")
+        _LazyModule(f"counterscan.{name}")
+        for name in (
+            "registry.assets",
+            "registry.brands",
+            "registry.members",
+            "review.export",
+            "review.queue",
+            "ranking.training",
+        )
     )
 
 
@@ -93,12 +105,19 @@ def _settings(ctx: typer.Context) -> Settings:
     return settings
 
 
+def _cold_start_scores(evidence: Sequence[Evidence]) -> Sequence[BrandScore]:
+    """The ranker's cold-start scorer, imported only when an old store is upgraded (scikit-learn behind it)."""
+    from counterscan.ranking.ranker import cold_start_scores
+
+    return cold_start_scores(evidence)
+
+
 @contextmanager
 def _store(ctx: typer.Context) -> Iterator[tuple[Settings, Store, BlobStore]]:
     from counterscan.store import BlobStore, Store
 
     settings = _settings(ctx)
-    store = Store.open(settings.database_url)
+    store = Store.open(settings.database_url, upgrade_scorer=_cold_start_scores)
     try:
         yield settings, store, BlobStore(settings.blob_dir)
     finally:
@@ -123,7 +142,7 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str], widths: dict[
 @app.command()
 def init(ctx: typer.Context) -> None:
     """Create the working folder, the database schema, and a commented config.toml (never overwritten)."""
-    from counterscan.config_template import config_template
+    from counterscan.config import config_template
 
     with _store(ctx) as (settings, _, blobs):
         blobs.root.mkdir(parents=True, exist_ok=True)
@@ -550,8 +569,7 @@ def serve(
 
     import uvicorn
 
-    from counterscan.api import create_app
-    from counterscan.service.app import DELIVER_ENV
+    from counterscan.api import DELIVER_ENV, create_app
     from counterscan.service.ops import MULTIPROC_ENV
 
     settings = _settings(ctx)
@@ -576,7 +594,7 @@ def serve(
         # A worker imports the matchers' libraries and loads its app before it answers the
         # supervisor's health pings: uvicorn's 5 s default kills it on a busy machine.
         uvicorn.run(
-            "counterscan.service.app:from_environment",
+            "counterscan.api:from_environment",
             factory=True,
             workers=workers,
             timeout_worker_healthcheck=120,
@@ -662,8 +680,8 @@ def scan(
 
     Exit codes: 0 done, 10 nothing to do, 11 partial (time budget reached; run again), 12 another scan holds the lock.
     """
-    from counterscan.executors import make_executor
-    from counterscan.scan import run_scan
+    from counterscan.scan.batch import run_scan
+    from counterscan.scan.executors import make_executor
 
     with _store(ctx) as (settings, store, _blobs):
         pool = make_executor(executor, workers=workers, scheduler=scheduler, threads=settings.scan_worker_threads)
@@ -824,7 +842,7 @@ def export(
     min_score: Annotated[float, typer.Option(help="Only suspects scored at least this.")] = 0.0,
 ) -> None:
     """Export suspects, one per (listing, brand): CSV/JSON for takedown tools, an HTML evidence report for people."""
-    from counterscan.report_html import write_html
+    from counterscan.review.html_report import write_html
 
     with _store(ctx) as (_, store, blobs):
         suspects = review.export_suspects(
@@ -930,7 +948,8 @@ def signals_banks(
 @app.command()
 def demo(ctx: typer.Context) -> None:
     """Register the demo brands, ingest the demo feed, scan it and show the review queue."""
-    from counterscan.demo import demo_data_dir, run_demo
+    from counterscan.config import demo_data_dir
+    from counterscan.demo import run_demo
 
     with _store(ctx) as (settings, store, blobs):
         result = run_demo(store, blobs, settings, demo_data_dir())

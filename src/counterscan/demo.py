@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
-from counterscan.assets import add_asset_files, upload_limits
-from counterscan.brands import add_brand
 from counterscan.config import Settings
-from counterscan.errors import NotFoundError, UserError
+from counterscan.errors import NotFoundError
 from counterscan.ingest import IngestSummary, ingest, open_source
 from counterscan.ingest.base import FeedListing
 from counterscan.matchers import image_matchers
-from counterscan.members import add_member
 from counterscan.records import Suspect
-from counterscan.scan import ScanSummary, run_scan
+from counterscan.registry.assets import add_asset_files, upload_limits
+from counterscan.registry.brands import add_brand
+from counterscan.registry.members import add_member
+from counterscan.scan.batch import ScanSummary, run_scan
 from counterscan.store import BlobStore, Store
 
 DEMO_MEMBER = "demo-alliance"
@@ -42,17 +41,6 @@ class DemoResult:
 
     def count(self, kind: str) -> int:
         return sum(1 for truth in self.truth.values() if truth == kind)
-
-
-def demo_data_dir() -> Path:
-    """The demo set: packaged with the wheel, or ``data/demo`` in a source checkout."""
-    packaged = Path(str(resources.files("counterscan"))) / "demo_data"
-    if packaged.is_dir():
-        return packaged
-    checkout = Path(__file__).resolve().parents[2] / "data" / "demo"
-    if checkout.is_dir():
-        return checkout
-    raise UserError("demo data not found (expected data/demo in the source tree)")
 
 
 def run_demo(

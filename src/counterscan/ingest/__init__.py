@@ -15,8 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from counterscan.errors import UserError
-from counterscan.holders import holder_is_dead, this_holder
-from counterscan.imaging import DecodeLimits
+from counterscan.imaging.decode import DecodeLimits
 from counterscan.ingest.base import Checkpoint, FeedListing, Source, parse_row
 from counterscan.ingest.files import FileSource, FolderSource
 from counterscan.ingest.http_source import HttpJsonSource, default_name
@@ -25,6 +24,7 @@ from counterscan.ingest.mapping import SourceMapping, apply_columns, load_mappin
 from counterscan.ingest.netpolicy import NetPolicy
 from counterscan.records import ImageOutcome, IngestedListing, Rejected
 from counterscan.store import BlobStore, Store
+from counterscan.store.holders import holder_is_dead, this_holder
 from counterscan.store.listings import listing_content_hash
 
 BATCH = 2000

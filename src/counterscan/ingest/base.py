@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from counterscan.ingest.validate import LIMITS, listing_problem
 from counterscan.records import Listing, Rejected
-from counterscan.storable import safe_text, text_problem
+from counterscan.store.storable import safe_text, text_problem
 
 KNOWN_COLUMNS = (
     "listing_id",

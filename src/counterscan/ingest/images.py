@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from counterscan.errors import ImageError
-from counterscan.imaging import DecodeLimits, inspect, read_capped, sha256_hex
+from counterscan.imaging.decode import DecodeLimits, inspect, read_capped, sha256_hex
 from counterscan.ingest.http_client import FetchError, PoliteClient, RefusedAddressError, RetryPolicy
 from counterscan.ingest.netpolicy import NetPolicy
 from counterscan.records import ImageOutcome

@@ -9,8 +9,8 @@ and quarantined with its reason, so the rest of its batch lands and the next run
 from __future__ import annotations
 
 from counterscan.records import Listing
-from counterscan.storable import MAX_FIELD_CHARS, safe_text, text_problem, value_problem
 from counterscan.store import schema as t
+from counterscan.store.storable import MAX_FIELD_CHARS, safe_text, text_problem, value_problem
 
 MAX_ATTRIBUTES_CHARS = 1024 * 1024
 """Largest attribute of one listing (its text, roughly as serialised)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from counterscan.config import Settings
 from counterscan.errors import UserError
-from counterscan.imaging import DecodeLimits
+from counterscan.imaging.decode import DecodeLimits
 from counterscan.matchers.base import ImageMatcher, ListingMatcher
 from counterscan.matchers.embedding import Embedder, EmbeddingMatcher, OnnxEmbedder, VladEmbedder
 from counterscan.matchers.keypoints import KeypointMatcher, KeypointOptions

@@ -1,6 +1,6 @@
 """The matcher interfaces (after python-threatexchange's SignalType).
 
-An image matcher never decodes bytes itself: it is handed a :class:`~counterscan.imaging.Picture`
+An image matcher never decodes bytes itself: it is handed a :class:`~counterscan.imaging.decode.Picture`
 that the scan (or the asset upload) opened once and shares with every other matcher, and asks it
 for the forms it needs (a reduced decode, grey, full resolution). Decode errors surface as
 ImageError from the picture, the first time a form is asked for.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from counterscan.imaging import Picture
+from counterscan.imaging.decode import Picture
 from counterscan.records import AssetKind, AssetSignal, Brand, Evidence, Listing
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from counterscan.errors import ImageDecodeError, UserError
-from counterscan.imaging import Picture
+from counterscan.imaging.decode import Picture
 from counterscan.matchers.index import VectorIndex
 from counterscan.records import IMAGE_ASSET_KINDS, AssetKind, AssetSignal, Evidence
 from counterscan.signals import as_table

@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 from PIL import Image, ImageOps
 
-from counterscan.imaging import Picture
+from counterscan.imaging.decode import Picture
 from counterscan.records import AssetKind, AssetSignal, Evidence
 
 ASSET_SCALES = (160, 320, 640)

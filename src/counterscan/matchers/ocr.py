@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from counterscan.imaging import Picture
+from counterscan.imaging.decode import Picture
 from counterscan.matchers.ocr_engine import Quad, ReaderOptions, TextLine, TextReader
 from counterscan.matchers.text import TextHit, TextMatcher
 from counterscan.records import AssetKind, AssetSignal, Brand, Evidence

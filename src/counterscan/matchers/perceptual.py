@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from counterscan.imaging import HASH_DRAFT_SIDE, Picture
+from counterscan.imaging.decode import HASH_DRAFT_SIDE, Picture
 from counterscan.matchers.index import BinaryHashIndex, as_matrix
 from counterscan.records import IMAGE_ASSET_KINDS, AssetKind, AssetSignal, Evidence
 from counterscan.signals import as_table

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from counterscan.imaging import Picture
+from counterscan.imaging.decode import Picture
 from counterscan.records import AssetKind, AssetSignal, Evidence
 
 GRID_RINGS = 8

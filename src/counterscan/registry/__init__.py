@@ -1,1 +1,2 @@
-"""Who owns what: members, brands, assets, uploads, and banks of signals shared between members."""
+"""Who owns what: members and their keys, brands, reference assets and their uploads, and banks of signals
+shared between members (the hash exchange)."""

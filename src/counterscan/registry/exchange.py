@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from counterscan.errors import DataError, UserError
-from counterscan.members import require_owner, require_reader
 from counterscan.records import IMAGE_ASSET_KINDS, BankAsset, Member, SharedSignal
+from counterscan.registry.members import require_owner, require_reader
 from counterscan.store import Store
 
 FORMAT = "counterscan-signals"

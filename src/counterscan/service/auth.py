@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from counterscan.members import AuthPolicy, authenticate_key
 from counterscan.records import Member
+from counterscan.registry.members import AuthPolicy, authenticate_key
 from counterscan.store import Store
 
 

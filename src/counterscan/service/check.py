@@ -14,7 +14,7 @@ from counterscan.errors import DataError, UserError
 from counterscan.ingest.http_client import FetchError, PoliteClient, RefusedAddressError, RetryPolicy
 from counterscan.ingest.netpolicy import NetPolicy
 from counterscan.records import Evidence, ImageOutcome, IngestedListing, Listing, Member, ScanResult
-from counterscan.scan_work import Assessment
+from counterscan.scan.partition import Assessment
 from counterscan.store import BlobStore, Store
 
 CHECK_SOURCE = "check"

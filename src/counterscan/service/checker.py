@@ -17,15 +17,15 @@ from typing import Any, cast
 
 from counterscan.config import Settings
 from counterscan.errors import ExternalError, ImageError
-from counterscan.executors import limit_native_threads
 from counterscan.matchers import image_matchers, matcher_names, with_matchers
 from counterscan.matchers.context import SellerMatcher, seller_history
+from counterscan.ranking.training import ModelScorer
 from counterscan.records import AssetKind, Brand, Listing
-from counterscan.scan import backfill_asset_signals
-from counterscan.scan_work import Assessment, MatchContext, Prepared, assess_listing, encode_images, prepare
+from counterscan.scan.batch import backfill_asset_signals
+from counterscan.scan.executors import limit_native_threads
+from counterscan.scan.partition import Assessment, MatchContext, Prepared, assess_listing, encode_images, prepare
 from counterscan.service.ops import Metrics
 from counterscan.store import Store
-from counterscan.training import ModelScorer
 
 LOG = "counterscan.service"
 

@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from counterscan.imaging import sha256_hex
+from counterscan.imaging.decode import sha256_hex
 
 
 class BlobStore:

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from counterscan.errors import NotFoundError, UnknownBrandError, UserError
-from counterscan.imaging import ImageInfo
+from counterscan.imaging.decode import ImageInfo
 from counterscan.records import (
     Asset,
     AssetKind,

@@ -12,9 +12,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from counterscan.records import ImageOutcome, IngestedListing, Listing, QuarantineEntry, Rejected, UpsertCounts
-from counterscan.storable import MAX_REASON_CHARS, safe_raw, safe_text
 from counterscan.store import schema as t
 from counterscan.store.base import StoreBase, bulk_insert, chunks, iso, now, rows_in
+from counterscan.store.storable import MAX_REASON_CHARS, safe_raw, safe_text
 
 
 def listing_content_hash(listing: Listing) -> str:

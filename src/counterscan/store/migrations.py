@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 from counterscan.errors import ExternalError
+from counterscan.records import Evidence
 from counterscan.store import schema as t
 from counterscan.store.schema import LATEST_VERSION, TS, lock_guard, member_keys, metadata, schema_version
 
-Step = Callable[[sa.Connection], None]
+
+class BrandScore(Protocol):
+    """One brand's score from a listing's evidence, as the ranking package's cold-start scorer gives it."""
+
+    @property
+    def score(self) -> float: ...
+    @property
+    def brand_id(self) -> int | None: ...
+    @property
+    def best(self) -> int | None:
+        """Index of the strongest evidence for the brand."""
 
 
-def _member_keys(connection: sa.Connection) -> None:
+EvidenceScorer = Callable[[Sequence[Evidence]], Sequence[BrandScore]]
+"""Scores stored evidence per brand. The store never imports the ranker (it sits below it): the one
+upgrade step that scores evidence is handed the scorer by whoever opens the store."""
+
+Step = Callable[[sa.Connection, EvidenceScorer | None], None]
+
+
+def _member_keys(connection: sa.Connection, _scorer: EvidenceScorer | None) -> None:
     """1 -> 2: each member's one key moves to ``member_keys`` (several keys per member, expiry, revocation)."""
     member_keys.create(connection, checkfirst=True)
     members = sa.table(
@@ -30,7 +48,7 @@ def _member_keys(connection: sa.Connection) -> None:
     connection.execute(sa.text("ALTER TABLE members DROP COLUMN key_hash"))
 
 
-def _scores_per_brand(connection: sa.Connection) -> None:
+def _scores_per_brand(connection: sa.Connection, scorer: EvidenceScorer | None) -> None:
     """2 -> 3: scores and verdicts are keyed by (listing, brand).
 
     Versions 1 and 2 kept one score per listing, for its strongest brand. That row is kept; the listing's
@@ -59,7 +77,12 @@ def _scores_per_brand(connection: sa.Connection) -> None:
             "WHERE brand_id IS NOT NULL"
         )
     )
-    _score_other_brands(connection)
+    if scorer is None:
+        raise ExternalError(
+            "this store's schema (version 2) is upgraded by scoring its stored evidence: "
+            "open it with counterscan's CLI or API, or pass upgrade_scorer to Store.open"
+        )
+    _score_other_brands(connection, scorer)
     connection.execute(sa.text("DROP TABLE scores_v1"))
 
 
@@ -67,11 +90,7 @@ def _timestamp(connection: sa.Connection) -> str:
     return t.TS.compile(dialect=connection.dialect)
 
 
-def _score_other_brands(connection: sa.Connection) -> None:
-    # Imported here: only a store being upgraded needs the scorer (and scikit-learn behind it).
-    from counterscan.ranking import cold_start_scores
-    from counterscan.records import Evidence
-
+def _score_other_brands(connection: sa.Connection, cold_start_scores: EvidenceScorer) -> None:
     old = sa.table(
         "scores_v1", sa.column("listing_pk", sa.Integer), sa.column("scan_id", sa.Integer), sa.column("scored_at", t.TS)
     )
@@ -126,8 +145,11 @@ def current_version(connection: sa.Connection) -> int | None:
     return connection.execute(sa.select(sa.func.max(schema_version.c.version))).scalar_one_or_none()
 
 
-def migrate(engine: sa.Engine) -> int:
-    """Bring the schema to ``LATEST_VERSION``; return the version found before."""
+def migrate(engine: sa.Engine, upgrade_scorer: EvidenceScorer | None = None) -> int:
+    """Bring the schema to ``LATEST_VERSION``; return the version found before.
+
+    ``upgrade_scorer`` is needed only to step up a version-2 store (see :func:`_scores_per_brand`).
+    """
     with engine.begin() as connection:
         found = current_version(connection)
         if found is None:
@@ -141,7 +163,7 @@ def migrate(engine: sa.Engine) -> int:
                 f"({LATEST_VERSION}); upgrade counterscan"
             )
         for version in range(found, LATEST_VERSION):
-            STEPS[version](connection)
+            STEPS[version](connection, upgrade_scorer)
             _stamp(connection, version + 1)
         # Tables that are new since the store was made need no step of their own: creating what is
         # missing is idempotent. Changes to existing tables still need a numbered step.

@@ -12,7 +12,7 @@ from counterscan.errors import ExternalError, UserError
 from counterscan.store.catalogue import CatalogueStore
 from counterscan.store.keys import KeyStore
 from counterscan.store.listings import ListingStore
-from counterscan.store.migrations import migrate
+from counterscan.store.migrations import EvidenceScorer, migrate
 from counterscan.store.review import ReviewStore
 from counterscan.store.reviewui import ReviewUIStore
 from counterscan.store.scans import ScanStore
@@ -27,7 +27,12 @@ class Store(CatalogueStore, KeyStore, ListingStore, ScanStore, ReviewStore, Webh
         self.engine = engine
 
     @classmethod
-    def open(cls, url: str) -> Store:
+    def open(cls, url: str, *, upgrade_scorer: EvidenceScorer | None = None) -> Store:
+        """Open (and create or upgrade) the store at ``url``.
+
+        ``upgrade_scorer`` scores stored evidence when an old store is stepped up (the ranking
+        package's ``cold_start_scores``); the edges pass it, a new store never needs it.
+        """
         try:
             parsed = make_url(url)
         except sa.exc.ArgumentError as exc:
@@ -38,7 +43,7 @@ class Store(CatalogueStore, KeyStore, ListingStore, ScanStore, ReviewStore, Webh
             engine = sa.create_engine(url)
             if engine.dialect.name == "sqlite":
                 sa.event.listen(engine, "connect", _sqlite_pragmas)
-            migrate(engine)
+            migrate(engine, upgrade_scorer)
         except sa.exc.OperationalError as exc:
             shown = parsed.render_as_string(hide_password=True)
             raise ExternalError(f"cannot open database {shown}: {str(exc.orig).strip()}") from exc

@@ -11,9 +11,9 @@ from sklearn.metrics import average_precision_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from counterscan.errors import UserError
-from counterscan.features import FEATURES, feature_row
 from counterscan.matchers.context import SellerMatcher, seller_history
-from counterscan.ranking import Ranker, cold_start_scores
+from counterscan.ranking.features import FEATURES, feature_row
+from counterscan.ranking.ranker import Ranker, cold_start_scores
 from counterscan.records import Evidence, Listing
 from counterscan.store import Store
 

@@ -17,14 +17,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from counterscan.assets import add_asset_files, upload_limits
-from counterscan.brands import add_brand
-from counterscan.config import Settings
-from counterscan.demo import demo_data_dir
+from counterscan.config import Settings, demo_data_dir
 from counterscan.ingest import ingest, open_source
 from counterscan.matchers import decode_limits, image_matchers
 from counterscan.matchers.perceptual import crop_fraction
-from counterscan.members import add_member
+from counterscan.registry.assets import add_asset_files, upload_limits
+from counterscan.registry.brands import add_brand
+from counterscan.registry.members import add_member
 from counterscan.store import BlobStore, Store
 
 

@@ -16,17 +16,17 @@ from typing import Any
 
 from counterscan.config import Settings
 from counterscan.errors import ImageError
-from counterscan.features import FEATURES, feature_row
-from counterscan.imaging import Picture
+from counterscan.imaging.decode import Picture
 from counterscan.matchers import ImageMatcher, ListingMatcher, decode_limits, image_matchers, listing_matchers
 from counterscan.matchers.context import PriceMatcher, SellerHistory, SellerMatcher
 from counterscan.matchers.ocr import OcrMatcher, ReadText
 from counterscan.matchers.title import ProductTitleMatcher
-from counterscan.ranking import cold_start_scores
+from counterscan.ranking.features import FEATURES, feature_row
+from counterscan.ranking.ranker import cold_start_scores
+from counterscan.ranking.training import ModelScorer
 from counterscan.records import Brand, Evidence, Listing, ListingToScan
 from counterscan.signals import SignalTable
 from counterscan.store.blobs import BlobStore
-from counterscan.training import ModelScorer
 
 
 @dataclass(frozen=True)

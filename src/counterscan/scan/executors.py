@@ -9,9 +9,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol
 
 from counterscan.errors import ExternalError, UserError
-from counterscan.holders import die_with_parent
 from counterscan.records import ListingToScan
-from counterscan.scan_work import MatchContext, PartitionResult, match_partition
+from counterscan.scan.partition import MatchContext, PartitionResult, match_partition
+from counterscan.store.holders import die_with_parent
 
 Partition = tuple[Sequence[ListingToScan], dict[str, dict[str, bytes]]]
 

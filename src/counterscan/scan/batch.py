@@ -24,9 +24,7 @@ from typing import Any, cast
 
 from counterscan.config import Settings
 from counterscan.errors import ImageError
-from counterscan.executors import Executor, InlineExecutor, Partition
-from counterscan.holders import holder_is_dead, this_holder
-from counterscan.imaging import Picture
+from counterscan.imaging.decode import Picture
 from counterscan.matchers import (
     ImageMatcher,
     decode_limits,
@@ -36,10 +34,12 @@ from counterscan.matchers import (
     with_matchers,
 )
 from counterscan.matchers.context import seller_history
+from counterscan.ranking.training import ModelScorer
 from counterscan.records import AssetKind, Brand, BrandScore, Evidence, ListingToScan, ScanResult
-from counterscan.scan_work import Assessment, MatchContext, PartitionResult, assess_many
+from counterscan.scan.executors import Executor, InlineExecutor, Partition
+from counterscan.scan.partition import Assessment, MatchContext, PartitionResult, assess_many
 from counterscan.store import BlobStore, Store
-from counterscan.training import ModelScorer
+from counterscan.store.holders import holder_is_dead, this_holder
 
 PER_WORKER_BATCH = 128
 MIN_PARTITION = 32

@@ -9,16 +9,16 @@ from typing import TYPE_CHECKING, Any, overload
 
 from counterscan.config import Settings
 from counterscan.errors import ImageError, UserError
-from counterscan.imaging import DecodeLimits, ImageInfo, Picture, sha256_hex
-from counterscan.members import require_owner
+from counterscan.imaging.decode import DecodeLimits, ImageInfo, Picture, sha256_hex
 from counterscan.records import ASSET_KINDS, IMAGE_ASSET_KINDS, Asset, AssetKind, Member
+from counterscan.registry.members import require_owner
 from counterscan.store import BlobStore, Store
 from counterscan.textnorm import plain
 
 if TYPE_CHECKING:
     from counterscan.matchers import ImageMatcher
 
-from counterscan.uploads import Rejection, UploadFile, clean_image, expand, from_paths, rejection
+from counterscan.registry.uploads import Rejection, UploadFile, clean_image, expand, from_paths, rejection
 
 
 @dataclass(frozen=True)

@@ -33,12 +33,12 @@ from counterscan.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
-from counterscan.members import AuthPolicy, authenticate_key, authenticate_key_hash, hash_api_key
 from counterscan.records import VERDICTS, Brand, Member, VerdictLabel
+from counterscan.registry.members import AuthPolicy, authenticate_key, authenticate_key_hash, hash_api_key
+from counterscan.review.web import session as sessions
+from counterscan.review.web.words import matcher_label, plain_reason
 from counterscan.store import BlobStore, Store
 from counterscan.store.reviewui import QUEUE_SORTS, QueueFilter, QueueRow, QueueSort, SuspectKey
-from counterscan.web import session as sessions
-from counterscan.web.words import matcher_label, plain_reason
 
 STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 50
@@ -145,7 +145,7 @@ class ReviewUI:
         self.secret = sessions.session_secret(settings.session_secret, settings.home)
         self.thumbs = settings.home / "thumbs"
         self.templates = Environment(
-            loader=PackageLoader("counterscan.web", "templates"),
+            loader=PackageLoader("counterscan.review.web", "templates"),
             autoescape=select_autoescape(["html"]),
             trim_blocks=True,
             lstrip_blocks=True,

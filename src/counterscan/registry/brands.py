@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from counterscan.assets import add_text_assets
 from counterscan.errors import UserError
-from counterscan.members import require_owner
 from counterscan.records import Brand, Member, Product
+from counterscan.registry.assets import add_text_assets
+from counterscan.registry.members import require_owner
 from counterscan.store import Store
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from counterscan.errors import ImageDecodeError, ImageTooLargeError
-from counterscan.imageguard import DEFAULT_MAX_ASPECT, DEFAULT_MAX_SIDE, check_size
+from counterscan.imaging.guard import DEFAULT_MAX_ASPECT, DEFAULT_MAX_SIDE, check_size
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 OutputMode = Literal["RGB", "L"]

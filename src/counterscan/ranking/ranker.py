@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from counterscan.features import HASH_MATCHERS, LOGO_MATCHERS, same_photo
+from counterscan.ranking.features import HASH_MATCHERS, LOGO_MATCHERS, same_photo
 from counterscan.records import Evidence
 
 SAME_PHOTO_BONUS = 0.5

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from cairosvg.surface import PNGSurface
 
 from counterscan.errors import ImageDecodeError, ImageError, ImageTooLargeError
-from counterscan.imageguard import RenderBudget, check_svg
-from counterscan.imaging import DecodeLimits, ImageInfo, decode, read_capped, sha256_hex
+from counterscan.imaging.decode import DecodeLimits, ImageInfo, decode, read_capped, sha256_hex
+from counterscan.imaging.guard import RenderBudget, check_svg
 
 # Logos drawn as SVG are rasterised at this width: enough detail for hashing and keypoints.
 SVG_RASTER_WIDTH = 512
