@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine (Python >= 3.11 on PATH as python3):
 #   make demo   creates .venv, installs counterscan, runs the demo on the bundled data
 #   make test   creates .venv, installs counterscan with its dev tools, runs ruff, mypy and pytest
+#   (make test-fast: the suite without slow and browser tests, for the edit-test loop)
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
@@ -11,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-.PHONY: install demo test lint browser fonts fuzz
+.PHONY: install demo test test-fast lint browser fonts fuzz
 install: $(BIN)/.installed
 
 # The HTML report test and the review UI's browser tests run in Debian's chromium (the UI tests
@@ -51,6 +52,11 @@ lint: $(BIN)/.installed
 
 test: lint browser fonts
 	$(BIN)/pytest -q
+
+# The edit-test loop: the suite without the tests marked slow or browser (about a minute); no lint.
+# `make test` stays what CI runs.
+test-fast: $(BIN)/.installed
+	$(BIN)/pytest -q -m "not slow and not browser"
 
 # The fuzz tests of the suite (uploads over HTTP, feed rows through ingest) with 10,000 cases each
 # instead of 25, on SQLite; numbers land in fuzz-report.txt as they go. Takes about an hour.

@@ -15,7 +15,7 @@ from PIL import Image
 
 from counterscan import __version__
 from counterscan.config import Settings
-from counterscan.errors import NotFoundError
+from counterscan.errors import ExternalError, NotFoundError
 from counterscan.ingest import ingest, open_source
 from counterscan.matchers import decode_limits
 from counterscan.ranking.features import FEATURES
@@ -230,6 +230,21 @@ def _version_1_store(url: str) -> None:
                 )
     finally:
         engine.dispose()
+
+
+def test_an_old_store_with_evidence_needs_the_scorer_to_upgrade_and_is_left_as_it_was(db_url: str) -> None:
+    """The store sits below the ranker: opened without the scorer, the upgrade stops cleanly."""
+    _version_1_store(db_url)
+    with pytest.raises(ExternalError, match="upgrade_scorer"):
+        Store.open(db_url)
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert current_version(conn) == 1  # the steps' transaction was rolled back
+    finally:
+        engine.dispose()
+    store = Store.open(db_url, upgrade_scorer=cold_start_scores)
+    store.close()
 
 
 def test_migration_from_version_1_keys_suspects_by_listing_and_brand(db_url: str) -> None:

@@ -77,11 +77,6 @@ def _scores_per_brand(connection: sa.Connection, scorer: EvidenceScorer | None) 
             "WHERE brand_id IS NOT NULL"
         )
     )
-    if scorer is None:
-        raise ExternalError(
-            "this store's schema (version 2) is upgraded by scoring its stored evidence: "
-            "open it with counterscan's CLI or API, or pass upgrade_scorer to Store.open"
-        )
     _score_other_brands(connection, scorer)
     connection.execute(sa.text("DROP TABLE scores_v1"))
 
@@ -90,7 +85,7 @@ def _timestamp(connection: sa.Connection) -> str:
     return t.TS.compile(dialect=connection.dialect)
 
 
-def _score_other_brands(connection: sa.Connection, cold_start_scores: EvidenceScorer) -> None:
+def _score_other_brands(connection: sa.Connection, cold_start_scores: EvidenceScorer | None) -> None:
     old = sa.table(
         "scores_v1", sa.column("listing_pk", sa.Integer), sa.column("scan_id", sa.Integer), sa.column("scored_at", t.TS)
     )
@@ -102,6 +97,13 @@ def _score_other_brands(connection: sa.Connection, cold_start_scores: EvidenceSc
     per_listing: dict[int, list[Any]] = {}
     for row in connection.execute(missing):
         per_listing.setdefault(row.listing_pk, []).append(row)
+    if not per_listing:
+        return
+    if cold_start_scores is None:
+        raise ExternalError(
+            "this store's upgrade to schema version 3 scores its stored evidence: "
+            "open it with counterscan's CLI or API, or pass upgrade_scorer to Store.open"
+        )
     scored = {(row.listing_pk, row.brand_id) for row in connection.execute(sa.select(t.scores))}
     added = []
     for listing_pk, rows in per_listing.items():
