@@ -173,6 +173,11 @@ class Cli:
         return Store.open(Settings.load(home=self.home, db_url=self.db_url, environ={}).database_url)
 
 
+def panel_text(output: str) -> str:
+    """A usage error as one line of words: typer draws it in a box, wrapped to the terminal's width."""
+    return " ".join(output.replace("│", " ").split())
+
+
 class CliResult:
     def __init__(self, exit_code: int, stdout: str, stderr: str) -> None:
         self.exit_code = exit_code

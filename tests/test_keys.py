@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from counterscan.registry.members import authenticate, hash_api_key, issue_key, rotate_key
+from counterscan.ranking.ranker import cold_start_scores
+from counterscan.registry.members import add_member, authenticate, hash_api_key, issue_key
 from counterscan.store import Store
 from counterscan.store import schema as t
 from tests.conftest import Cli
@@ -178,7 +179,8 @@ def test_a_single_key_store_migrates_to_member_keys(db_url: str) -> None:
         )
     engine.dispose()
 
-    store = Store.open(db_url)
+    # The upgrade past version 2 scores the stored evidence, as the CLI and the API have it do.
+    store = Store.open(db_url, upgrade_scorer=cold_start_scores)
     try:
         with store.engine.connect() as conn:
             assert conn.execute(sa.select(sa.func.max(t.schema_version.c.version))).scalar_one() == t.LATEST_VERSION
@@ -188,10 +190,38 @@ def test_a_single_key_store_migrates_to_member_keys(db_url: str) -> None:
         member = authenticate(store, "acme-group", legacy_key, client="test")
         assert member.name == "acme-group"
         # A legacy key can be rotated away like any other.
-        rotated = rotate_key(store, member, "acme-group")
+        rotated = issue_key(store, member, "acme-group", revoke_others=True)
         assert authenticate(store, "acme-group", rotated.api_key, client="test").name == "acme-group"
         with pytest.raises(Exception, match="revoked"):
             authenticate(store, "acme-group", legacy_key, client="test")
         assert issue_key(store, member, "acme-group").info.status == "live"
     finally:
         store.close()
+
+
+REFUSE_REVOCATION = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_revocation BEFORE UPDATE OF revoked_at ON member_keys "
+        "BEGIN SELECT RAISE(ABORT, 'revocation refused'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_revocation() RETURNS trigger LANGUAGE plpgsql "
+        "AS $$ BEGIN RAISE EXCEPTION 'revocation refused'; END $$",
+        "CREATE TRIGGER refuse_revocation BEFORE UPDATE OF revoked_at ON member_keys "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_revocation()",
+    ],
+}
+
+
+def test_a_rotation_adds_the_new_key_only_with_the_old_ones_revoked(store: Store) -> None:
+    """One transaction: when revoking the old keys fails, the new key is not there either."""
+    made = add_member(store, "acme-group")
+    member = authenticate(store, "acme-group", made.api_key, client="test")
+    with store.engine.begin() as conn:
+        for statement in REFUSE_REVOCATION[conn.dialect.name]:
+            conn.exec_driver_sql(statement)
+    with pytest.raises(Exception, match="revocation refused"):
+        issue_key(store, member, "acme-group", revoke_others=True)
+    assert [(key.prefix, key.status) for key in store.api_keys("acme-group")] == [(made.api_key[:11], "live")]
+    assert "key.rotate" not in {entry.action for entry in store.audit_log(limit=20)}
+    assert authenticate(store, "acme-group", made.api_key, client="test").name == "acme-group"

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict
+from enum import StrEnum, auto
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,7 +18,16 @@ from typer.core import TyperGroup
 
 from counterscan.config import CONFIG_FILE_NAME, Settings
 from counterscan.errors import AuthenticationError, CounterscanError, PermissionDeniedError, UserError
-from counterscan.records import ASSET_KINDS, Evidence, Member, Suspect
+from counterscan.records import (
+    ASSET_KINDS,
+    DELIVERY_STATUSES,
+    ROLES,
+    SUSPECT_STATUSES,
+    VERDICTS,
+    Evidence,
+    Member,
+    Suspect,
+)
 
 
 class _LazyModule:
@@ -63,7 +73,7 @@ class _ErrorsToExitCodes(TyperGroup):
             raise typer.Exit(exc.exit_code) from None
 
 
-app = typer.Typer(cls=_ErrorsToExitCodes, no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(cls=_ErrorsToExitCodes, no_args_is_help=True, add_completion=True, help=__doc__)
 members_app = typer.Typer(no_args_is_help=True, help="Alliance members (brand owners).")
 brands_app = typer.Typer(no_args_is_help=True, help="Brands and their profiles.")
 assets_app = typer.Typer(no_args_is_help=True, help="Reference assets: logos and official product photos.")
@@ -76,6 +86,79 @@ app.add_typer(review_app, name="review")
 app.add_typer(quarantine_app, name="quarantine")
 signals_app = typer.Typer(no_args_is_help=True, help="Share brands' image hashes between members, without pictures.")
 app.add_typer(signals_app, name="signals")
+
+
+# The choices of options, which typer checks (exit 2 with the allowed values) and lists in --help.
+# Each is made from the library's own vocabulary; mypy cannot see members made from a tuple.
+RoleChoice = StrEnum("RoleChoice", [(role, role) for role in ROLES])  # type: ignore[misc]
+AssetKindChoice = StrEnum("AssetKindChoice", [(kind, kind) for kind in ASSET_KINDS])  # type: ignore[misc]
+VerdictChoice = StrEnum("VerdictChoice", [(label, label) for label in VERDICTS])  # type: ignore[misc]
+SuspectStatusChoice = StrEnum("SuspectStatusChoice", [(status, status) for status in SUSPECT_STATUSES])  # type: ignore[misc]
+DeliveryStatusChoice = StrEnum("DeliveryStatusChoice", [(status, status) for status in DELIVERY_STATUSES])  # type: ignore[misc]
+
+
+class ExecutorChoice(StrEnum):
+    """Where a scan's partitions are matched: a local process pool, or a Dask cluster."""
+
+    LOCAL = auto()
+    DASK = auto()
+
+
+class ListFormat(StrEnum):
+    """How a listing command prints its rows."""
+
+    TABLE = auto()
+    JSON = auto()
+
+
+class QueueFormat(StrEnum):
+    """How the review queue is printed: also CSV, with the export's columns."""
+
+    TABLE = auto()
+    JSON = auto()
+    CSV = auto()
+
+
+class ExportFormat(StrEnum):
+    """What `export` writes: CSV and JSON for takedown tools, an HTML evidence report for people."""
+
+    CSV = auto()
+    JSON = auto()
+    HTML = auto()
+
+
+ListFormatOption = Annotated[ListFormat, typer.Option("--format", help="An aligned table, or JSON.")]
+QueueFormatOption = Annotated[
+    QueueFormat, typer.Option("--format", help="An aligned table, or JSON or CSV with the export's columns.")
+]
+
+
+def emit(
+    rows: Sequence[dict[str, Any]],
+    fmt: ListFormat | QueueFormat,
+    columns: Sequence[str],
+    widths: dict[str, int] | None = None,
+) -> None:
+    """Print ``rows`` as --format asks: a table of ``columns`` (cut to ``widths``), JSON, or CSV of ``columns``."""
+    if fmt.value == "json":
+        typer.echo(json.dumps(list(rows), indent=2, ensure_ascii=False, default=str))
+    elif fmt.value == "csv":
+        typer.echo(report.render_csv_rows(rows, columns), nl=False)
+    else:
+        typer.echo(_table(rows, columns, widths))
+
+
+def command_paths() -> Iterator[tuple[str, ...]]:
+    """Every command and group of the CLI as its words after ``counterscan``, depth first; ``()`` is the program."""
+
+    def walk(command: Any, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+        yield path
+        if isinstance(command, TyperGroup):
+            for name, sub in command.commands.items():
+                if not sub.hidden:
+                    yield from walk(sub, (*path, name))
+
+    return walk(typer.main.get_command(app), ())
 
 
 def _print_version(value: bool) -> None:
@@ -199,8 +282,9 @@ def members_add(
     ctx: typer.Context,
     name: str,
     role: Annotated[
-        str, typer.Option(help="member (owns brands), analyst (reads all, decides) or marketplace (checks listings).")
-    ] = "member",
+        RoleChoice,
+        typer.Option(help="member (owns brands), analyst (reads all, decides) or marketplace (checks listings)."),
+    ] = RoleChoice["member"],
     expires_in: ExpiresIn = None,
     acting_as: Annotated[
         str | None, typer.Option("--as", help="An analyst adding another analyst (authenticated by --key).")
@@ -213,14 +297,15 @@ def members_add(
     """
     with _store(ctx) as (_, store, _blobs):
         actor: Member | None = None
-        if acting_as is not None or (members.parse_role(role) == "analyst" and store.has_analyst()):
+        adds_analyst = role.value == "analyst"
+        if acting_as is not None or (adds_analyst and store.has_analyst()):
             actor = _analyst(ctx, store, acting_as, key)
-        if members.parse_role(role) == "analyst":
+        if adds_analyst:
             members.may_add_analyst(store, actor)
         created = members.add_member(
             store,
             name,
-            role=role,
+            role=role.value,
             actor=actor.name if actor else members.OPERATOR,
             expires_in=members.parse_duration(expires_in) if expires_in else None,
         )
@@ -236,12 +321,12 @@ members_app.add_typer(keys_app, name="keys")
 def keys_list(
     ctx: typer.Context,
     member: Annotated[str | None, typer.Option(help="Only this member's keys.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    fmt: ListFormatOption = ListFormat.TABLE,
 ) -> None:
     """Every key's prefix, owner, status and dates (never the key itself)."""
     with _store(ctx) as (_, store, _blobs):
         rows = [asdict(found) for found in store.api_keys(member)]
-    _emit(rows, fmt, ("key_id", "member", "prefix", "status", "created_at", "expires_at", "revoked_at"))
+    emit(rows, fmt, ("key_id", "member", "prefix", "status", "created_at", "expires_at", "revoked_at"))
 
 
 def _key_manager(ctx: typer.Context, store: Store, member: str, acting_as: str | None, key: str | None) -> Member:
@@ -258,11 +343,7 @@ def keys_add(
     key: ApiKey = None,
 ) -> None:
     """Another key for MEMBER (its other keys stay valid); printed once."""
-    with _store(ctx) as (_, store, _blobs):
-        actor = _key_manager(ctx, store, member, acting_as, key)
-        duration = members.parse_duration(expires_in) if expires_in else None
-        made = members.issue_key(store, actor, member, expires_in=duration)
-    _print_key(made)
+    _issue_key(ctx, member, expires_in, acting_as, key, revoke_others=False)
 
 
 @keys_app.command("rotate")
@@ -274,12 +355,26 @@ def keys_rotate(
     key: ApiKey = None,
 ) -> None:
     """A new key for MEMBER; all its other keys are revoked at once. Printed once."""
+    _issue_key(ctx, member, expires_in, acting_as, key, revoke_others=True)
+    typer.echo(f"the other keys of {member} are revoked", err=True)
+
+
+def _issue_key(
+    ctx: typer.Context,
+    member: str,
+    expires_in: str | None,
+    acting_as: str | None,
+    key: str | None,
+    *,
+    revoke_others: bool,
+) -> None:
     with _store(ctx) as (_, store, _blobs):
         actor = _key_manager(ctx, store, member, acting_as, key)
         duration = members.parse_duration(expires_in) if expires_in else None
-        made = members.rotate_key(store, actor, member, expires_in=duration)
-    _print_key(made)
-    typer.echo(f"the other keys of {member} are revoked", err=True)
+        made = members.issue_key(store, actor, member, expires_in=duration, revoke_others=revoke_others)
+    expiry = f", expires {made.info.expires_at}" if made.info.expires_at else ""
+    typer.echo(f"key {made.info.prefix} for {made.info.member}{expiry} (store it now, it is not shown again):")
+    typer.echo(made.api_key)
 
 
 @keys_app.command("revoke")
@@ -295,12 +390,6 @@ def keys_revoke(
         actor = _key_manager(ctx, store, found.member, acting_as, key)
         revoked = members.revoke_key(store, actor, selector)
     typer.echo(f"revoked key {revoked.prefix} of {revoked.member}")
-
-
-def _print_key(made: members.NewKey) -> None:
-    expiry = f", expires {made.info.expires_at}" if made.info.expires_at else ""
-    typer.echo(f"key {made.info.prefix} for {made.info.member}{expiry} (store it now, it is not shown again):")
-    typer.echo(made.api_key)
 
 
 @members_app.command("list")
@@ -422,14 +511,16 @@ def assets_add(
         ),
     ],
     brand: Annotated[str, typer.Option(help="The brand the assets belong to.")],
-    kind: Annotated[str, typer.Option(help="logo (inside photos), product (official photo) or text (words).")] = "logo",
+    kind: Annotated[
+        AssetKindChoice, typer.Option(help="logo (inside photos), product (official photo) or text (words).")
+    ] = AssetKindChoice["logo"],
     acting_as: ActingAs = None,
     key: ApiKey = None,
 ) -> None:
     """Upload reference assets; identical content is stored once, bad files are reported."""
     with _store(ctx) as (settings, store, blobs):
         actor = _authenticate(ctx, store, acting_as or store.brand(brand).member, key)
-        if assets.parse_kind(kind) == "text":
+        if kind.value == "text":
             result = assets.add_text_assets(store, actor, brand=brand, words=items)
         else:
             result = assets.add_asset_files(
@@ -439,7 +530,7 @@ def assets_add(
                 assets.MatchersOnFirstUse(settings),
                 actor,
                 brand=brand,
-                kind=kind,
+                kind=kind.value,
                 paths=[Path(item) for item in items],
             )
     _report_upload(result)
@@ -500,25 +591,25 @@ def assets_list(
     ctx: typer.Context,
     brand: Annotated[str | None, typer.Option(help="Only this brand's assets.")] = None,
     history: Annotated[bool, typer.Option(help="Include removed and replaced assets.")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    fmt: ListFormatOption = ListFormat.TABLE,
 ) -> None:
     """List reference assets."""
     with _store(ctx) as (_, store, _blobs):
         rows = [asdict(asset) for asset in store.assets(brand, include_removed=history)]
     columns = ("asset_id", "brand", "kind", "original_name", "width", "height", "sha256", "removed")
-    _emit(rows, fmt, columns, {"sha256": 12, "original_name": 40})
+    emit(rows, fmt, columns, {"sha256": 12, "original_name": 40})
 
 
 @app.command("audit")
 def audit_list(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option(help="Newest entries shown.")] = 50,
-    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    fmt: ListFormatOption = ListFormat.TABLE,
 ) -> None:
     """Who changed what, and when (newest first)."""
     with _store(ctx) as (_, store, _blobs):
         rows = [asdict(entry) for entry in store.audit_log(limit=limit)]
-    _emit(rows, fmt, ("at", "actor", "action", "target", "details"), {"details": 80})
+    emit(rows, fmt, ("at", "actor", "action", "target", "details"), {"details": 80})
 
 
 schedule_app = typer.Typer(no_args_is_help=True, help="Running scans unattended.")
@@ -602,17 +693,6 @@ def serve(
         )
 
 
-def _emit(rows: list[dict[str, Any]], fmt: str, columns: Sequence[str], widths: dict[str, int] | None = None) -> None:
-    if fmt == "json":
-        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
-    elif fmt == "csv":
-        typer.echo(report.render_csv_rows(rows, columns), nl=False)
-    elif fmt == "table":
-        typer.echo(_table(rows, columns, widths))
-    else:
-        raise UserError(f"unknown format {fmt!r}")
-
-
 @app.command("ingest")
 def ingest_command(
     ctx: typer.Context,
@@ -670,7 +750,9 @@ def scan(
     rescan_all: Annotated[bool, typer.Option("--all", help="Re-scan every listing, not only new ones.")] = False,
     source: Annotated[str | None, typer.Option(help="Only this source's listings.")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: the core count).")] = None,
-    executor: Annotated[str, typer.Option(help="local (process pool) or dask.")] = "local",
+    executor: Annotated[
+        ExecutorChoice, typer.Option(help="local (a process pool on this machine) or dask (a cluster).")
+    ] = ExecutorChoice.LOCAL,
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address, tcp://host:8786.")] = None,
     max_minutes: Annotated[
         float | None, typer.Option(help="Stop after the batch in hand once this much time passed.")
@@ -684,7 +766,7 @@ def scan(
     from counterscan.scan.executors import make_executor
 
     with _store(ctx) as (settings, store, _blobs):
-        pool = make_executor(executor, workers=workers, scheduler=scheduler, threads=settings.scan_worker_threads)
+        pool = make_executor(executor.value, workers=workers, scheduler=scheduler, threads=settings.scan_worker_threads)
         try:
             with _progress_bar("scan", unit="listings") as advance:
                 summary = run_scan(
@@ -724,15 +806,16 @@ def review_list(
     limit: Annotated[int | None, typer.Option(help="Show at most this many.")] = None,
     min_score: Annotated[float, typer.Option(help="Hide suspects scored below this.")] = 0.0,
     brand: Annotated[str | None, typer.Option(help="Only this brand's suspects.")] = None,
-    status: Annotated[str | None, typer.Option(help="new, counterfeit, legit or unsure.")] = None,
+    status: Annotated[SuspectStatusChoice | None, typer.Option(help="Only suspects with this status.")] = None,
     explore: Annotated[int, typer.Option(help="Mix in this many of the listings the ranker is least sure of.")] = 0,
-    fmt: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
+    fmt: QueueFormatOption = QueueFormat.TABLE,
 ) -> None:
     """Suspects, best first, with the strongest reason."""
     with _store(ctx) as (_, store, _blobs):
-        suspects = review.queue(store, limit=limit, min_score=min_score, brand=brand, status=status, explore=explore)
-    columns = report.CSV_COLUMNS if fmt != "table" else SUSPECT_COLUMNS
-    _emit(_suspect_rows(suspects), fmt, columns, _queue_widths())
+        chosen = status.value if status is not None else None
+        suspects = review.queue(store, limit=limit, min_score=min_score, brand=brand, status=chosen, explore=explore)
+    columns = SUSPECT_COLUMNS if fmt is QueueFormat.TABLE else report.CSV_COLUMNS
+    emit(_suspect_rows(suspects), fmt, columns, _queue_widths())
 
 
 @review_app.command("show")
@@ -769,13 +852,13 @@ app.add_typer(models_app, name="models")
 @models_app.command("list")
 def models_list(
     ctx: typer.Context,
-    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    fmt: ListFormatOption = ListFormat.TABLE,
 ) -> None:
     """Trained models with their held-out average precision; the active one scores scans."""
     with _store(ctx) as (_, store, _blobs):
         rows = [asdict(info) for info in training.models(store)]
     columns = ("model_id", "created_at", "active", "average_precision", "cold_start_average_precision", "examples")
-    _emit(rows, fmt, columns)
+    emit(rows, fmt, columns)
 
 
 @models_app.command("activate")
@@ -809,7 +892,7 @@ def review_decide(
         list[str],
         typer.Argument(help="LISTING_ID (or SOURCE/LISTING_ID if ambiguous); several for one verdict on all."),
     ],
-    verdict: Annotated[str, typer.Option(help="counterfeit, legit or unsure.")],
+    verdict: Annotated[VerdictChoice, typer.Option(help="What the analyst found.")],
     brand: Annotated[
         str | None, typer.Option(help="The brand the verdict is about (needed when a listing is a suspect of several).")
     ] = None,
@@ -820,21 +903,21 @@ def review_decide(
     """Record an analyst's verdict on listings, as suspects of a brand (all or nothing; the analyst's key needed)."""
     with _store(ctx) as (_, store, _blobs):
         analyst = _analyst(ctx, store, acting_as, key).name
-        written = review.decide_many(store, listing_ids, verdict=verdict, note=note, analyst=analyst, brand=brand)
+        written = review.decide_many(store, listing_ids, verdict=verdict.value, note=note, analyst=analyst, brand=brand)
         names = {found.brand_id: found.name for found in store.brands()}
     for reference, (_listing_pk, brand_id) in zip(listing_ids, written, strict=True):
-        typer.echo(f"{reference} ({names.get(brand_id, brand_id)}): {verdict}")
+        typer.echo(f"{reference} ({names.get(brand_id, brand_id)}): {verdict.value}")
 
 
 @app.command()
 def export(
     ctx: typer.Context,
-    fmt: Annotated[str, typer.Option("--format", help="csv, json or html.")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="CSV or JSON, or an HTML report.")],
     out: Annotated[Path, typer.Option(help="File to write (a folder for html).")],
     limit: Annotated[int | None, typer.Option(help="Only the best this many.")] = None,
     status: Annotated[
-        list[str] | None,
-        typer.Option(help="new, counterfeit, legit or unsure; repeatable (default: all but legit)."),
+        list[SuspectStatusChoice] | None,
+        typer.Option(help="Only suspects with this status; repeatable (default: all but legit)."),
     ] = None,
     brand: Annotated[str | None, typer.Option(help="Only this brand's suspects.")] = None,
     marketplace: Annotated[str | None, typer.Option(help="Only listings of this marketplace.")] = None,
@@ -847,19 +930,19 @@ def export(
     with _store(ctx) as (_, store, blobs):
         suspects = review.export_suspects(
             store,
-            statuses=status or [],
+            statuses=[chosen.value for chosen in status or []],
             brand=brand,
             marketplace=marketplace,
             since=since,
             min_score=min_score,
             limit=limit,
         )
-        if fmt == "html":
+        if fmt is ExportFormat.HTML:
             written = write_html(store, blobs, suspects, out)
             typer.echo(f"wrote {len(suspects)} suspects to {written}")
             return
-        reasons = review.reasons_of(store, suspects) if fmt == "json" else {}
-    report.export(suspects, fmt=fmt, out=out, reasons=reasons)
+        reasons = review.reasons_of(store, suspects) if fmt is ExportFormat.JSON else {}
+    report.export(suspects, fmt=fmt.value, out=out, reasons=reasons)
     typer.echo(f"wrote {len(suspects)} suspects to {out}")
 
 
@@ -883,12 +966,12 @@ def quarantine_retry(
 def quarantine_list(
     ctx: typer.Context,
     source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    fmt: ListFormatOption = ListFormat.TABLE,
 ) -> None:
     """Records and images that could not be ingested, with the reason."""
     with _store(ctx) as (_, store, _blobs):
         rows = [asdict(entry) for entry in store.quarantined(source)]
-    _emit(rows, fmt, ("entry_id", "source", "kind", "record", "reason", "attempts", "created_at"), {"reason": 80})
+    emit(rows, fmt, ("entry_id", "source", "kind", "record", "reason", "attempts", "created_at"), {"reason": 80})
 
 
 @signals_app.command("export")
@@ -936,13 +1019,11 @@ def signals_import(
 
 
 @signals_app.command("banks")
-def signals_banks(
-    ctx: typer.Context, fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table"
-) -> None:
+def signals_banks(ctx: typer.Context, fmt: ListFormatOption = ListFormat.TABLE) -> None:
     """List imported banks of hashes."""
     with _store(ctx) as (_, store, _blobs):
         rows = store.banks()
-    _emit(rows, fmt, ("bank", "brand", "assets", "imported_at"))
+    emit(rows, fmt, ("bank", "brand", "assets", "imported_at"))
 
 
 @app.command()
@@ -1010,26 +1091,25 @@ def webhooks_add(
 
 
 @webhooks_app.command("list")
-def webhooks_list(
-    ctx: typer.Context, fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table"
-) -> None:
+def webhooks_list(ctx: typer.Context, fmt: ListFormatOption = ListFormat.TABLE) -> None:
     """Registered endpoints (secrets are never shown again)."""
     with _store(ctx) as (_, store, _blobs):
         rows = [asdict(hook) for hook in store.webhooks()]
-    _emit(rows, fmt, ("webhook_id", "member", "url", "events", "min_score"))
+    emit(rows, fmt, ("webhook_id", "member", "url", "events", "min_score"))
 
 
 @webhooks_app.command("log")
 def webhooks_log(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option(help="pending, delivered or failed.")] = None,
+    status: Annotated[DeliveryStatusChoice | None, typer.Option(help="Only deliveries in this state.")] = None,
     limit: Annotated[int, typer.Option(help="Newest deliveries shown.")] = 50,
-    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    fmt: ListFormatOption = ListFormat.TABLE,
 ) -> None:
     """The delivery log, newest first."""
     with _store(ctx) as (_, store, _blobs):
-        rows = [asdict(item) for item in store.deliveries(status=status, limit=limit)]
-    _emit(rows, fmt, ("delivery_id", "webhook_id", "event", "status", "attempts", "next_attempt_at", "last_error"))
+        chosen = status.value if status is not None else None
+        rows = [asdict(item) for item in store.deliveries(status=chosen, limit=limit)]
+    emit(rows, fmt, ("delivery_id", "webhook_id", "event", "status", "attempts", "next_attempt_at", "last_error"))
 
 
 @webhooks_app.command("deliver")

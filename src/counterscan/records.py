@@ -17,6 +17,8 @@ ROLES: tuple[Role, ...] = ("member", "analyst", "marketplace")
 
 VerdictLabel = Literal["counterfeit", "legit", "unsure"]
 VERDICTS: tuple[VerdictLabel, ...] = ("counterfeit", "legit", "unsure")
+SUSPECT_STATUSES: tuple[str, ...] = ("new", *VERDICTS)
+"""A suspect is new until an analyst's verdict on it becomes its status."""
 
 
 @dataclass(frozen=True)
@@ -336,6 +338,8 @@ class ScanResult:
 
 WebhookEvent = Literal["suspect.new", "verdict.recorded", "case.status"]
 WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("suspect.new", "verdict.recorded", "case.status")
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
+"""A webhook delivery is pending until sent, or failed once its attempts are spent."""
 
 
 @dataclass(frozen=True)

@@ -78,9 +78,21 @@ def key_prefix(key: str) -> str:
     return key[:PREFIX_LENGTH].encode("ascii", "replace").decode("ascii")
 
 
-def _new_key() -> tuple[str, str]:
+@dataclass(frozen=True)
+class _MintedKey:
+    """A fresh key: the secret shown once, and what the store keeps of it."""
+
+    api_key: str
+    prefix: str
+    key_hash: str
+    expires_at: datetime | None
+
+
+def _mint_key(expires_in: timedelta | None) -> _MintedKey:
     prefix = "cs_" + secrets.token_hex(4)
-    return prefix + "_" + secrets.token_urlsafe(32), prefix
+    key = prefix + "_" + secrets.token_urlsafe(32)
+    expires_at = datetime.now(UTC) + expires_in if expires_in is not None else None
+    return _MintedKey(api_key=key, prefix=prefix, key_hash=hash_api_key(key), expires_at=expires_at)
 
 
 def cli_client() -> str:
@@ -125,12 +137,16 @@ def add_member(
     name = name.strip()
     if not name:
         raise UserError("member name must not be empty")
-    key, prefix = _new_key()
-    expires_at = datetime.now(UTC) + expires_in if expires_in is not None else None
+    minted = _mint_key(expires_in)
     member = store.add_member(
-        name, role=parse_role(role), key_hash=hash_api_key(key), actor=actor, prefix=prefix, expires_at=expires_at
+        name,
+        role=parse_role(role),
+        key_hash=minted.key_hash,
+        actor=actor,
+        prefix=minted.prefix,
+        expires_at=minted.expires_at,
     )
-    return NewMember(member=member, api_key=key)
+    return NewMember(member=member, api_key=minted.api_key)
 
 
 def may_add_analyst(store: Store, actor: Member | None) -> None:
@@ -148,28 +164,22 @@ def require_key_manager(actor: Member, member: str) -> None:
         raise PermissionDeniedError(f"{actor.name!r} may not manage the keys of {member!r}")
 
 
-def issue_key(store: Store, actor: Member, member: str, *, expires_in: timedelta | None = None) -> NewKey:
-    """Another key for ``member`` (its earlier keys stay valid)."""
+def issue_key(
+    store: Store, actor: Member, member: str, *, expires_in: timedelta | None = None, revoke_others: bool = False
+) -> NewKey:
+    """Another key for ``member``; its earlier keys stay valid unless ``revoke_others`` (a rotation):
+    then each of them is revoked in the same store transaction that adds the new key."""
     require_key_manager(actor, member)
-    key, prefix = _new_key()
-    expires_at = datetime.now(UTC) + expires_in if expires_in is not None else None
+    minted = _mint_key(expires_in)
     info = store.add_key(
-        member, prefix=prefix, key_hash=hash_api_key(key), expires_at=expires_at, actor=actor.name, action="key.add"
+        member,
+        prefix=minted.prefix,
+        key_hash=minted.key_hash,
+        expires_at=minted.expires_at,
+        actor=actor.name,
+        revoke_others=revoke_others,
     )
-    return NewKey(info=info, api_key=key)
-
-
-def rotate_key(store: Store, actor: Member, member: str, *, expires_in: timedelta | None = None) -> NewKey:
-    """A new key for ``member``; every other key of the member is revoked at once."""
-    require_key_manager(actor, member)
-    key, prefix = _new_key()
-    expires_at = datetime.now(UTC) + expires_in if expires_in is not None else None
-    info = store.add_key(
-        member, prefix=prefix, key_hash=hash_api_key(key), expires_at=expires_at, actor=actor.name, action="key.rotate"
-    )
-    old = [found.key_id for found in store.api_keys(member) if found.key_id != info.key_id and found.status == "live"]
-    store.revoke_api_keys(old, actor=actor.name, reason=f"rotated to {prefix}")
-    return NewKey(info=info, api_key=key)
+    return NewKey(info=info, api_key=minted.api_key)
 
 
 def revoke_key(store: Store, actor: Member, selector: str) -> ApiKeyInfo:

@@ -8,10 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from counterscan.errors import UserError
-from counterscan.records import VERDICTS, Evidence, Suspect, VerdictLabel
+from counterscan.records import SUSPECT_STATUSES, VERDICTS, Evidence, Suspect, VerdictLabel
 from counterscan.store import BlobStore, Store
 
-STATUSES = ("new", *VERDICTS)
 EXPLORE_EVERY = 3
 """With ``explore``, every third row of the queue is an uncertain listing rather than a top one."""
 
@@ -32,8 +31,8 @@ def queue(
     """
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, not {limit}")
-    if status is not None and status not in STATUSES:
-        raise UserError(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
+    if status is not None and status not in SUSPECT_STATUSES:
+        raise UserError(f"unknown status {status!r} (one of {', '.join(SUSPECT_STATUSES)})")
     if brand is not None:
         store.brand(brand)  # an unknown brand is an error, not an empty queue
     top = store.suspects(limit=limit, min_score=min_score, brand=brand, status=status)
@@ -119,8 +118,8 @@ def export_suspects(
     """Suspects for an export, best first: by status (default: all but legit), brand, marketplace,
     first seen on or after ``since`` (an ISO date or time), and score."""
     for status in statuses:
-        if status not in STATUSES:
-            raise UserError(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
+        if status not in SUSPECT_STATUSES:
+            raise UserError(f"unknown status {status!r} (one of {', '.join(SUSPECT_STATUSES)})")
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, not {limit}")
     if brand is not None:

@@ -33,12 +33,30 @@ class KeyCandidate:
 
 class KeyStore(StoreBase):
     def add_key(
-        self, member: str, *, prefix: str, key_hash: str, expires_at: datetime | None, actor: str, action: str
+        self,
+        member: str,
+        *,
+        prefix: str,
+        key_hash: str,
+        expires_at: datetime | None,
+        actor: str,
+        revoke_others: bool = False,
     ) -> ApiKeyInfo:
+        """A new key for ``member``, audited ``key.add``; with ``revoke_others`` it is a rotation
+        (``key.rotate``): the member's other keys are revoked in the same transaction, so no moment
+        sees both the new key and an old one live, or neither."""
         with self.engine.begin() as conn:
             found = self._member_row(conn, member)
             key_id = self._insert_key(conn, found.member_id, prefix, key_hash, expires_at)
+            action = "key.rotate" if revoke_others else "key.add"
             self._audit(conn, actor, action, member, {"prefix": prefix, "expires_at": iso(expires_at)})
+            if revoke_others:
+                # Expired keys stay "expired" in the listing rather than turning "revoked".
+                unexpired = sa.or_(t.member_keys.c.expires_at.is_(None), t.member_keys.c.expires_at > now())
+                others = sa.and_(
+                    t.member_keys.c.member_id == found.member_id, t.member_keys.c.key_id != key_id, unexpired
+                )
+                self._revoke(conn, others, actor=actor, reason=f"rotated to {prefix}")
         return self.api_key(key_id)
 
     @staticmethod
@@ -95,21 +113,24 @@ class KeyStore(StoreBase):
     def revoke_api_keys(self, key_ids: list[int], *, actor: str, reason: str) -> int:
         if not key_ids:
             return 0
-        moment = now()
         with self.engine.begin() as conn:
-            rows = conn.execute(
-                sa.select(t.member_keys.c.key_id, t.member_keys.c.prefix, t.members.c.name)
-                .join(t.members, t.members.c.member_id == t.member_keys.c.member_id)
-                .where(t.member_keys.c.key_id.in_(key_ids), t.member_keys.c.revoked_at.is_(None))
-            ).all()
-            conn.execute(
-                sa.update(t.member_keys)
-                .where(t.member_keys.c.key_id.in_([row.key_id for row in rows]))
-                .values(revoked_at=moment)
-            )
-            for row in rows:
-                details = {"prefix": row.prefix or LEGACY_PREFIX, "key_id": row.key_id, "reason": reason}
-                self._audit(conn, actor, "key.revoke", row.name, details)
+            return self._revoke(conn, t.member_keys.c.key_id.in_(key_ids), actor=actor, reason=reason)
+
+    def _revoke(self, conn: sa.Connection, which: sa.ColumnElement[bool], *, actor: str, reason: str) -> int:
+        """Revoke the keys ``which`` selects that are not revoked yet, each audited ``key.revoke``."""
+        rows = conn.execute(
+            sa.select(t.member_keys.c.key_id, t.member_keys.c.prefix, t.members.c.name)
+            .join(t.members, t.members.c.member_id == t.member_keys.c.member_id)
+            .where(which, t.member_keys.c.revoked_at.is_(None))
+        ).all()
+        conn.execute(
+            sa.update(t.member_keys)
+            .where(t.member_keys.c.key_id.in_([row.key_id for row in rows]))
+            .values(revoked_at=now())
+        )
+        for row in rows:
+            details = {"prefix": row.prefix or LEGACY_PREFIX, "key_id": row.key_id, "reason": reason}
+            self._audit(conn, actor, "key.revoke", row.name, details)
         return len(rows)
 
     def key_candidates(self, prefix: str, key_hash: str) -> list[KeyCandidate]:

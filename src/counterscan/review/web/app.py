@@ -33,7 +33,7 @@ from counterscan.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
-from counterscan.records import VERDICTS, Brand, Member, VerdictLabel
+from counterscan.records import SUSPECT_STATUSES, VERDICTS, Brand, Member, VerdictLabel
 from counterscan.registry.members import AuthPolicy, authenticate_key, authenticate_key_hash, hash_api_key
 from counterscan.review.web import session as sessions
 from counterscan.review.web.words import matcher_label, plain_reason
@@ -44,7 +44,6 @@ STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 50
 MARKETPLACES_TTL_S = 60.0
 THUMB_PX = 160
-STATUSES = ("new", *VERDICTS)
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
@@ -153,7 +152,7 @@ class ReviewUI:
         self.templates.filters.update(
             price=_fmt_price, day=_day, moment=_moment, score_class=_score_class, matcher=matcher_label
         )
-        self.templates.globals.update(plain_reason=plain_reason, statuses=STATUSES, verdicts=VERDICTS)
+        self.templates.globals.update(plain_reason=plain_reason, statuses=SUSPECT_STATUSES, verdicts=VERDICTS)
         self._sizes: dict[str, tuple[int, int] | None] = {}
         self._marketplaces: tuple[float, list[str]] = (0.0, [])
 
@@ -229,8 +228,8 @@ class ReviewUI:
                 raise DataError(f"filter brand: {shown['brand']!r} is not a brand id") from None
             if not reader.may_see(brand_id):
                 raise PermissionDeniedError(f"member {reader.member.name!r} may not read brand {brand_id}")
-        if shown["status"] and shown["status"] not in STATUSES:
-            raise DataError(f"filter status: {shown['status']!r} is not one of {', '.join(STATUSES)}")
+        if shown["status"] and shown["status"] not in SUSPECT_STATUSES:
+            raise DataError(f"filter status: {shown['status']!r} is not one of {', '.join(SUSPECT_STATUSES)}")
         sort: QueueSort = "score"
         for known in QUEUE_SORTS:
             if shown["sort"] == known:
@@ -415,7 +414,7 @@ class ReviewUI:
                 seller_name=next((item["seller_name"] for item in listings if item["seller_name"]), seller_id),
                 listings=listings,
                 suspects=suspects,
-                counts={status: sum(1 for item in suspects if item["status"] == status) for status in STATUSES},
+                counts={status: sum(1 for item in suspects if item["status"] == status) for status in SUSPECT_STATUSES},
                 shared=shared,
                 here=f"/review/sellers/{seller_id}",
                 done=request.query_params.get("done"),
