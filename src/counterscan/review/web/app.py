@@ -38,7 +38,8 @@ from counterscan.registry.members import AuthPolicy, authenticate_key, authentic
 from counterscan.review.web import session as sessions
 from counterscan.review.web.words import matcher_label, plain_reason
 from counterscan.store import BlobStore, Store
-from counterscan.store.reviewui import QUEUE_SORTS, QueueFilter, QueueRow, QueueSort, SuspectKey
+from counterscan.store.queue import QUEUE_SORTS, QueueFilter, QueueSort, SuspectKey
+from counterscan.store.reviewui import QueueRow
 
 STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 50
@@ -242,7 +243,7 @@ class ReviewUI:
             brand_id=brand_id,
             marketplace=shown["marketplace"] or None,
             seller_id=shown["seller"] or None,
-            status=shown["status"] or None,
+            statuses=(shown["status"],) if shown["status"] else (),
             min_score=_parse_float("min_score", shown["min_score"]),
             max_score=_parse_float("max_score", shown["max_score"]),
             since=None if since is None else datetime.combine(since, datetime.min.time()).astimezone(),
