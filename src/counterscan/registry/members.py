@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 from counterscan.config import Settings
 from counterscan.errors import AuthenticationError, PermissionDeniedError, RateLimitedError, UserError
 from counterscan.records import ROLES, ApiKeyInfo, Brand, Member, Role
-from counterscan.store import Store
 from counterscan.store.keys import LEGACY_PREFIX
+from counterscan.store.protocols import MemberDirectory
 
 OPERATOR = "operator"
 """The actor recorded for changes made by whoever runs the CLI on the store directly."""
@@ -115,7 +115,7 @@ def parse_role(role: str) -> Role:
 
 
 def add_member(
-    store: Store,
+    store: MemberDirectory,
     name: str,
     *,
     role: str = "member",
@@ -133,7 +133,7 @@ def add_member(
     return NewMember(member=member, api_key=key)
 
 
-def may_add_analyst(store: Store, actor: Member | None) -> None:
+def may_add_analyst(store: MemberDirectory, actor: Member | None) -> None:
     """An analyst is added by an authenticated analyst; only the first analyst of a store needs none."""
     if not store.has_analyst():
         return
@@ -148,7 +148,7 @@ def require_key_manager(actor: Member, member: str) -> None:
         raise PermissionDeniedError(f"{actor.name!r} may not manage the keys of {member!r}")
 
 
-def issue_key(store: Store, actor: Member, member: str, *, expires_in: timedelta | None = None) -> NewKey:
+def issue_key(store: MemberDirectory, actor: Member, member: str, *, expires_in: timedelta | None = None) -> NewKey:
     """Another key for ``member`` (its earlier keys stay valid)."""
     require_key_manager(actor, member)
     key, prefix = _new_key()
@@ -159,7 +159,7 @@ def issue_key(store: Store, actor: Member, member: str, *, expires_in: timedelta
     return NewKey(info=info, api_key=key)
 
 
-def rotate_key(store: Store, actor: Member, member: str, *, expires_in: timedelta | None = None) -> NewKey:
+def rotate_key(store: MemberDirectory, actor: Member, member: str, *, expires_in: timedelta | None = None) -> NewKey:
     """A new key for ``member``; every other key of the member is revoked at once."""
     require_key_manager(actor, member)
     key, prefix = _new_key()
@@ -172,7 +172,7 @@ def rotate_key(store: Store, actor: Member, member: str, *, expires_in: timedelt
     return NewKey(info=info, api_key=key)
 
 
-def revoke_key(store: Store, actor: Member, selector: str) -> ApiKeyInfo:
+def revoke_key(store: MemberDirectory, actor: Member, selector: str) -> ApiKeyInfo:
     """Revoke the key with this prefix (or key id); it is refused from the next request on."""
     found = store.find_api_key(selector)
     require_key_manager(actor, found.member)
@@ -183,7 +183,7 @@ def revoke_key(store: Store, actor: Member, selector: str) -> ApiKeyInfo:
 
 
 def authenticate(
-    store: Store, name: str, key: str | None, *, client: str | None = None, policy: AuthPolicy | None = None
+    store: MemberDirectory, name: str, key: str | None, *, client: str | None = None, policy: AuthPolicy | None = None
 ) -> Member:
     """The member ``name``, if ``key`` is a live key of it."""
     if not key:
@@ -197,7 +197,7 @@ def authenticate(
 
 
 def authenticate_key(
-    store: Store, key: str | None, *, client: str | None = None, policy: AuthPolicy | None = None
+    store: MemberDirectory, key: str | None, *, client: str | None = None, policy: AuthPolicy | None = None
 ) -> Member:
     """The member whose key this is (the HTTP API has only the key)."""
     member = _verify(store, key or "", client or cli_client(), policy or AuthPolicy(), claimed="")
@@ -206,7 +206,7 @@ def authenticate_key(
     return member
 
 
-def authenticate_key_hash(store: Store, name: str, key_hash: str) -> Member:
+def authenticate_key_hash(store: MemberDirectory, name: str, key_hash: str) -> Member:
     """The member ``name``, while the key whose hash a web session carries still belongs to it."""
     # Only while that key is live: revoking or expiring it ends the web sessions made with it.
     member = store.member_by_live_key_hash(key_hash) if key_hash else None
@@ -215,7 +215,7 @@ def authenticate_key_hash(store: Store, name: str, key_hash: str) -> Member:
     return member
 
 
-def _verify(store: Store, key: str, client: str, policy: AuthPolicy, *, claimed: str) -> Member | None:
+def _verify(store: MemberDirectory, key: str, client: str, policy: AuthPolicy, *, claimed: str) -> Member | None:
     prefix = key_prefix(key)
     since = datetime.now(UTC) - policy.window
     by_client, by_prefix = store.auth_failures_since(since, client=client, prefix=prefix)
@@ -251,7 +251,7 @@ def _verify(store: Store, key: str, client: str, policy: AuthPolicy, *, claimed:
     return match.member
 
 
-def _fail(store: Store, key: str, client: str, *, claimed: str, reason: str) -> None:
+def _fail(store: MemberDirectory, key: str, client: str, *, claimed: str, reason: str) -> None:
     store.record_auth_failure(client=client, prefix=key_prefix(key), claimed=claimed, reason=reason)
 
 

@@ -37,7 +37,8 @@ from counterscan.records import VERDICTS, Brand, Member, VerdictLabel
 from counterscan.registry.members import AuthPolicy, authenticate_key, authenticate_key_hash, hash_api_key
 from counterscan.review.web import session as sessions
 from counterscan.review.web.words import matcher_label, plain_reason
-from counterscan.store import BlobStore, Store
+from counterscan.store import BlobStore
+from counterscan.store.protocols import ReviewSite
 from counterscan.store.queue import QUEUE_SORTS, QueueFilter, QueueSort, SuspectKey
 from counterscan.store.reviewui import QueueRow
 
@@ -139,7 +140,7 @@ def _score_class(score: float) -> str:
 class ReviewUI:
     """The review UI's pages over one store; attach to an app with :meth:`install`."""
 
-    def __init__(self, settings: Settings, store: Store, blobs: BlobStore) -> None:
+    def __init__(self, settings: Settings, store: ReviewSite, blobs: BlobStore) -> None:
         self.settings = settings
         self.store = store
         self.blobs = blobs
