@@ -7,7 +7,7 @@ Builds a store through the store's own batch writers (ingestion batches, scan re
 a tenth of the suspects), serves the app with uvicorn on loopback, signs in as an analyst and a
 member, and times each page (median and 95th percentile of --repeat requests, after one warm-up).
 The baseline, timed in the same process on the same store, is the CLI's queue
-(``store.suspects(limit=50)``), which groups the whole verdicts table for every page.
+(``store.suspects(limit=50)``): the same queue query, in the CLI's rank order, as ``Suspect`` records.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from counterscan.records import Evidence, ImageOutcome, IngestedListing, Listing
 from counterscan.registry.brands import add_brand
 from counterscan.registry.members import add_member
 from counterscan.store import BlobStore, Store
-from counterscan.store.reviewui import QueueFilter
+from counterscan.store.queue import QueueFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.reviewsite import serve

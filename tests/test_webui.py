@@ -15,7 +15,8 @@ from PIL import Image
 from counterscan.config import Settings
 from counterscan.registry.members import key_prefix, revoke_key
 from counterscan.store import Store
-from counterscan.store.reviewui import QueueFilter, QueueRow
+from counterscan.store.queue import QueueFilter
+from counterscan.store.reviewui import QueueRow
 from tests.reviewsite import MATCHERS, Site, build_store, csrf_of, serve, signed_in
 
 
@@ -109,6 +110,27 @@ def test_bulk_verdict_by_picture_reaches_every_listing_showing_it(site: Site) ->
     audit = site.audit_verdicts()
     assert sorted(target for _, target, _ in audit) == sorted([f"listing {a1}", f"listing {a3}"])
     assert all(actor == "inspector" and details["via"] == "picture" for actor, _, details in audit)
+
+
+def test_the_cli_queue_and_the_web_queue_hold_the_same_suspects(site: Site) -> None:
+    """One queue query serves both: whatever the filter, the same suspects with the same status."""
+    a1, acme = site.listing_pk("a1"), site.brand_id("Acme")
+    with site.store() as store:
+        store.record_suspect_verdicts([(a1, acme)], verdict="counterfeit", note=None, analyst="inspector")
+        cases = [
+            (store.suspects(), QueueFilter()),
+            (store.suspects(status="new"), QueueFilter(statuses=("new",))),
+            (store.suspects(status=["counterfeit", "legit"]), QueueFilter(statuses=("counterfeit", "legit"))),
+            (store.suspects(marketplace="bazaar"), QueueFilter(marketplace="bazaar")),
+            (store.suspects(brand=" acme "), QueueFilter(brand_id=acme)),
+            (store.suspects(min_score=0.5, seller_id="s1"), QueueFilter(min_score=0.5, seller_id="s1")),
+        ]
+        for suspects, spec in cases:
+            cli = {((suspect.listing_pk, suspect.brand_id), suspect.status) for suspect in suspects}
+            web = {(row.key, row.status) for row in store.queue_page(spec, limit=100).rows}
+            assert cli == web, spec
+            assert cli, spec  # every case selects something: an empty match would prove nothing
+        assert ((a1, acme), "counterfeit") in {((s.listing_pk, s.brand_id), s.status) for s in store.suspects()}
 
 
 def test_queue_filters_and_keyset_paging(site: Site) -> None:

@@ -23,9 +23,10 @@ from counterscan.ingest.images import FetchOptions, ImageCollector, feed_folder,
 from counterscan.ingest.mapping import SourceMapping, apply_columns, load_mapping, parse_mapping
 from counterscan.ingest.netpolicy import NetPolicy
 from counterscan.records import ImageOutcome, IngestedListing, Rejected
-from counterscan.store import BlobStore, Store
+from counterscan.store import BlobStore
 from counterscan.store.holders import holder_is_dead, this_holder
 from counterscan.store.listings import listing_content_hash
+from counterscan.store.protocols import ListingWriter
 
 BATCH = 2000
 MAX_IMAGE_ATTEMPTS = 5
@@ -88,7 +89,7 @@ def _mapping_of(source: Source) -> SourceMapping:
 
 class _Job:
     def __init__(
-        self, store: Store, collector: ImageCollector, source: Source, progress: Progress | None, keep: int
+        self, store: ListingWriter, collector: ImageCollector, source: Source, progress: Progress | None, keep: int
     ) -> None:
         self.store = store
         self.collector = collector
@@ -175,7 +176,7 @@ class _Job:
 
 
 def ingest(
-    store: Store,
+    store: ListingWriter,
     blobs: BlobStore,
     limits: DecodeLimits,
     source: Source,
@@ -201,7 +202,7 @@ def ingest(
 
 
 def _ingest(
-    store: Store,
+    store: ListingWriter,
     blobs: BlobStore,
     limits: DecodeLimits,
     source: Source,
@@ -242,7 +243,11 @@ def _ingest(
 
 
 def _retry_images(
-    store: Store, collector: ImageCollector, source: str, folder: Path | None, max_attempts: int = MAX_IMAGE_ATTEMPTS
+    store: ListingWriter,
+    collector: ImageCollector,
+    source: str,
+    folder: Path | None,
+    max_attempts: int = MAX_IMAGE_ATTEMPTS,
 ) -> int:
     failed = store.failed_images(source, max_attempts=max_attempts)
     if not failed:
@@ -261,7 +266,7 @@ class RetrySummary:
 
 
 def retry_quarantine(
-    store: Store,
+    store: ListingWriter,
     blobs: BlobStore,
     limits: DecodeLimits,
     *,

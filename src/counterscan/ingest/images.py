@@ -25,7 +25,8 @@ from counterscan.imaging.decode import DecodeLimits, inspect, read_capped, sha25
 from counterscan.ingest.http_client import FetchError, PoliteClient, RefusedAddressError, RetryPolicy
 from counterscan.ingest.netpolicy import NetPolicy
 from counterscan.records import ImageOutcome
-from counterscan.store import BlobStore, Store
+from counterscan.store import BlobStore
+from counterscan.store.protocols import ListingWriter
 
 if TYPE_CHECKING:
     from counterscan.config import Settings
@@ -99,7 +100,7 @@ def resolve_ref(ref: str, base_dir: Path | None) -> str:
 class ImageCollector:
     """Turns image references into cached, validated blobs; failures become outcomes, not exceptions."""
 
-    def __init__(self, store: Store, blobs: BlobStore, limits: DecodeLimits, options: FetchOptions) -> None:
+    def __init__(self, store: ListingWriter, blobs: BlobStore, limits: DecodeLimits, options: FetchOptions) -> None:
         self.store = store
         self.blobs = blobs
         self.limits = limits

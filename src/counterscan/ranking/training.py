@@ -15,7 +15,7 @@ from counterscan.matchers.context import SellerMatcher, seller_history
 from counterscan.ranking.features import FEATURES, feature_row
 from counterscan.ranking.ranker import Ranker, cold_start_scores
 from counterscan.records import Evidence, Listing
-from counterscan.store import Store
+from counterscan.store.protocols import ActiveModel, ModelRegistry, TrainingSource, TrainingStore
 
 MIN_PER_CLASS = 5
 
@@ -50,7 +50,7 @@ class TrainReport:
         return text + "; not better than the current model, kept it (use --force to replace it)"
 
 
-def training_set(store: Store) -> tuple[np.ndarray, np.ndarray, list[float]]:
+def training_set(store: TrainingSource) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """Features, labels and cold-start scores of every (listing, brand) with a counterfeit or legit verdict.
 
     Evidence is as stored, except the seller's history, which is rebuilt as of the time the listing
@@ -92,7 +92,7 @@ def cross_validated_ap(features: np.ndarray, labels: np.ndarray) -> float:
     return float(average_precision_score(labels, scores))
 
 
-def train(store: Store, *, force: bool = False, actor: str = "analyst") -> TrainReport:
+def train(store: TrainingStore, *, force: bool = False, actor: str = "analyst") -> TrainReport:
     features, labels, cold = training_set(store)
     counts = np.bincount(labels, minlength=2) if len(labels) else np.zeros(2, int)
     if counts.min() < MIN_PER_CLASS:
@@ -124,7 +124,7 @@ class ModelInfo:
     examples: int | None
 
 
-def models(store: Store) -> list[ModelInfo]:
+def models(store: ModelRegistry) -> list[ModelInfo]:
     return [
         ModelInfo(
             model_id=model_id,
@@ -138,13 +138,13 @@ def models(store: Store) -> list[ModelInfo]:
     ]
 
 
-def activate(store: Store, model_id: int, *, actor: str) -> int:
+def activate(store: ModelRegistry, model_id: int, *, actor: str) -> int:
     """Make model ``model_id`` the one scans score with; the next plain scan re-scores."""
     store.activate_model(model_id, actor=actor)
     return model_id
 
 
-def rollback(store: Store, *, actor: str) -> int | None:
+def rollback(store: ModelRegistry, *, actor: str) -> int | None:
     """Go back to the model before the active one (None: back to the cold-start scorer)."""
     listed = store.models()
     active = next((model_id for model_id, _at, is_active, _m in listed if is_active), None)
@@ -165,7 +165,7 @@ class ModelScorer:
         self.name = f"model:{model_id}"
 
     @classmethod
-    def active(cls, store: Store) -> ModelScorer | None:
+    def active(cls, store: ActiveModel) -> ModelScorer | None:
         found = store.active_model()
         if found is None:
             return None

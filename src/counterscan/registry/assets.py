@@ -12,7 +12,8 @@ from counterscan.errors import ImageError, UserError
 from counterscan.imaging.decode import DecodeLimits, ImageInfo, Picture, sha256_hex
 from counterscan.records import ASSET_KINDS, IMAGE_ASSET_KINDS, Asset, AssetKind, Member
 from counterscan.registry.members import require_owner
-from counterscan.store import BlobStore, Store
+from counterscan.store import BlobStore
+from counterscan.store.protocols import CatalogueWriter
 from counterscan.textnorm import plain
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def parse_kind(kind: str) -> AssetKind:
 
 
 def add_asset_files(
-    store: Store,
+    store: CatalogueWriter,
     blobs: BlobStore,
     limits: UploadLimits,
     matchers: Sequence[ImageMatcher],
@@ -102,7 +103,7 @@ def add_asset_files(
 
 
 def add_upload_bytes(
-    store: Store,
+    store: CatalogueWriter,
     blobs: BlobStore,
     limits: UploadLimits,
     matchers: Sequence[ImageMatcher],
@@ -118,7 +119,7 @@ def add_upload_bytes(
 
 
 def add_uploads(
-    store: Store,
+    store: CatalogueWriter,
     blobs: BlobStore,
     limits: UploadLimits,
     matchers: Sequence[ImageMatcher],
@@ -187,7 +188,7 @@ def stored_name(upload_name: str) -> str:
     return name
 
 
-def add_text_assets(store: Store, actor: Member, *, brand: str, words: Sequence[str]) -> UploadReport:
+def add_text_assets(store: CatalogueWriter, actor: Member, *, brand: str, words: Sequence[str]) -> UploadReport:
     """Trademark words; the same word (ignoring case, width and spacing) is stored once."""
     target = store.brand(brand)
     require_owner(actor, target)
@@ -210,7 +211,7 @@ def add_text_assets(store: Store, actor: Member, *, brand: str, words: Sequence[
     return UploadReport(added=tuple(added), already_present=tuple(present), rejected=tuple(rejected))
 
 
-def _check_replaceable(store: Store, brand_id: int, asset_id: int) -> None:
+def _check_replaceable(store: CatalogueWriter, brand_id: int, asset_id: int) -> None:
     asset = store.asset(asset_id)
     if store.asset_brand_id(asset_id) != brand_id:
         raise UserError(f"asset {asset_id} belongs to brand {asset.brand!r}, not this one")
@@ -218,7 +219,7 @@ def _check_replaceable(store: Store, brand_id: int, asset_id: int) -> None:
         raise UserError(f"asset {asset_id} was already removed")
 
 
-def remove_asset(store: Store, actor: Member, asset_id: int) -> Asset:
+def remove_asset(store: CatalogueWriter, actor: Member, asset_id: int) -> Asset:
     """Take an asset out of future scans; its history stays."""
     asset = store.asset(asset_id)
     require_owner(actor, store.brand(asset.brand))

@@ -10,7 +10,7 @@ from counterscan.errors import UserError
 from counterscan.records import Brand, Member, Product
 from counterscan.registry.assets import add_text_assets
 from counterscan.registry.members import require_owner
-from counterscan.store import Store
+from counterscan.store.protocols import CatalogueWriter
 
 
 def _words(values: Sequence[str]) -> list[str]:
@@ -35,7 +35,7 @@ def check_price(msrp: float | None, currency: str | None) -> str | None:
 
 
 def add_brand(
-    store: Store,
+    store: CatalogueWriter,
     actor: Member,
     name: str,
     *,
@@ -82,7 +82,7 @@ class BrandChanges:
 LIST_FIELDS = ("aliases", "lookalikes", "authorised_sellers", "categories")
 
 
-def update_brand(store: Store, actor: Member, name: str, changes: BrandChanges) -> Brand:
+def update_brand(store: CatalogueWriter, actor: Member, name: str, changes: BrandChanges) -> Brand:
     brand = store.brand(name)
     require_owner(actor, brand)
     values: dict[str, Any] = {}
@@ -104,7 +104,9 @@ def update_brand(store: Store, actor: Member, name: str, changes: BrandChanges) 
     return store.brand(brand.name)
 
 
-def set_product(store: Store, actor: Member, brand_name: str, product: str, *, msrp: float, currency: str) -> Brand:
+def set_product(
+    store: CatalogueWriter, actor: Member, brand_name: str, product: str, *, msrp: float, currency: str
+) -> Brand:
     brand = store.brand(brand_name)
     require_owner(actor, brand)
     product = " ".join(product.split())
@@ -116,7 +118,7 @@ def set_product(store: Store, actor: Member, brand_name: str, product: str, *, m
     return store.brand(brand.name)
 
 
-def remove_product(store: Store, actor: Member, brand_name: str, product: str) -> Brand:
+def remove_product(store: CatalogueWriter, actor: Member, brand_name: str, product: str) -> Brand:
     brand = store.brand(brand_name)
     require_owner(actor, brand)
     store.remove_product(brand.brand_id, product, actor=actor.name)

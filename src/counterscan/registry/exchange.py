@@ -29,7 +29,7 @@ from typing import IO, Any
 from counterscan.errors import DataError, UserError
 from counterscan.records import IMAGE_ASSET_KINDS, BankAsset, Member, SharedSignal
 from counterscan.registry.members import require_owner, require_reader
-from counterscan.store import Store
+from counterscan.store.protocols import CatalogueWriter
 
 FORMAT = "counterscan-signals"
 VERSION = 1
@@ -60,7 +60,7 @@ def open_text(path: Path, mode: str) -> IO[str]:
     return path.open(mode, encoding="utf-8")
 
 
-def export_signals(store: Store, actor: Member, brands: Sequence[str], out: Path) -> ExportReport:
+def export_signals(store: CatalogueWriter, actor: Member, brands: Sequence[str], out: Path) -> ExportReport:
     """Write the hashes of the brands' live image assets; members export their own brands, analysts any."""
     if not brands:
         raise UserError("name at least one brand to export")
@@ -160,7 +160,9 @@ def _size(value: Any) -> int:
     return number
 
 
-def import_signals(store: Store, actor: Member, *, brand: str, path: Path, bank: str | None = None) -> ImportReport:
+def import_signals(
+    store: CatalogueWriter, actor: Member, *, brand: str, path: Path, bank: str | None = None
+) -> ImportReport:
     """Add the file's assets to ``brand`` as a hash-only bank; importing the same file again adds nothing.
 
     Assets are written in batches, each in one transaction with its signals, so an import that

@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 from counterscan.config import Settings
 from counterscan.errors import AuthenticationError, PermissionDeniedError, RateLimitedError, UserError
 from counterscan.records import ROLES, ApiKeyInfo, Brand, Member, Role
-from counterscan.store import Store
 from counterscan.store.keys import LEGACY_PREFIX
+from counterscan.store.protocols import MemberDirectory
 
 OPERATOR = "operator"
 """The actor recorded for changes made by whoever runs the CLI on the store directly."""
@@ -127,7 +127,7 @@ def parse_role(role: str) -> Role:
 
 
 def add_member(
-    store: Store,
+    store: MemberDirectory,
     name: str,
     *,
     role: str = "member",
@@ -149,7 +149,7 @@ def add_member(
     return NewMember(member=member, api_key=minted.api_key)
 
 
-def may_add_analyst(store: Store, actor: Member | None) -> None:
+def may_add_analyst(store: MemberDirectory, actor: Member | None) -> None:
     """An analyst is added by an authenticated analyst; only the first analyst of a store needs none."""
     if not store.has_analyst():
         return
@@ -165,7 +165,12 @@ def require_key_manager(actor: Member, member: str) -> None:
 
 
 def issue_key(
-    store: Store, actor: Member, member: str, *, expires_in: timedelta | None = None, revoke_others: bool = False
+    store: MemberDirectory,
+    actor: Member,
+    member: str,
+    *,
+    expires_in: timedelta | None = None,
+    revoke_others: bool = False,
 ) -> NewKey:
     """Another key for ``member``; its earlier keys stay valid unless ``revoke_others`` (a rotation):
     then each of them is revoked in the same store transaction that adds the new key."""
@@ -182,7 +187,7 @@ def issue_key(
     return NewKey(info=info, api_key=minted.api_key)
 
 
-def revoke_key(store: Store, actor: Member, selector: str) -> ApiKeyInfo:
+def revoke_key(store: MemberDirectory, actor: Member, selector: str) -> ApiKeyInfo:
     """Revoke the key with this prefix (or key id); it is refused from the next request on."""
     found = store.find_api_key(selector)
     require_key_manager(actor, found.member)
@@ -193,7 +198,7 @@ def revoke_key(store: Store, actor: Member, selector: str) -> ApiKeyInfo:
 
 
 def authenticate(
-    store: Store, name: str, key: str | None, *, client: str | None = None, policy: AuthPolicy | None = None
+    store: MemberDirectory, name: str, key: str | None, *, client: str | None = None, policy: AuthPolicy | None = None
 ) -> Member:
     """The member ``name``, if ``key`` is a live key of it."""
     if not key:
@@ -207,7 +212,7 @@ def authenticate(
 
 
 def authenticate_key(
-    store: Store, key: str | None, *, client: str | None = None, policy: AuthPolicy | None = None
+    store: MemberDirectory, key: str | None, *, client: str | None = None, policy: AuthPolicy | None = None
 ) -> Member:
     """The member whose key this is (the HTTP API has only the key)."""
     member = _verify(store, key or "", client or cli_client(), policy or AuthPolicy(), claimed="")
@@ -216,7 +221,7 @@ def authenticate_key(
     return member
 
 
-def authenticate_key_hash(store: Store, name: str, key_hash: str) -> Member:
+def authenticate_key_hash(store: MemberDirectory, name: str, key_hash: str) -> Member:
     """The member ``name``, while the key whose hash a web session carries still belongs to it."""
     # Only while that key is live: revoking or expiring it ends the web sessions made with it.
     member = store.member_by_live_key_hash(key_hash) if key_hash else None
@@ -225,7 +230,7 @@ def authenticate_key_hash(store: Store, name: str, key_hash: str) -> Member:
     return member
 
 
-def _verify(store: Store, key: str, client: str, policy: AuthPolicy, *, claimed: str) -> Member | None:
+def _verify(store: MemberDirectory, key: str, client: str, policy: AuthPolicy, *, claimed: str) -> Member | None:
     prefix = key_prefix(key)
     since = datetime.now(UTC) - policy.window
     by_client, by_prefix = store.auth_failures_since(since, client=client, prefix=prefix)
@@ -261,7 +266,7 @@ def _verify(store: Store, key: str, client: str, policy: AuthPolicy, *, claimed:
     return match.member
 
 
-def _fail(store: Store, key: str, client: str, *, claimed: str, reason: str) -> None:
+def _fail(store: MemberDirectory, key: str, client: str, *, claimed: str, reason: str) -> None:
     store.record_auth_failure(client=client, prefix=key_prefix(key), claimed=claimed, reason=reason)
 
 

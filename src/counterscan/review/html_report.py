@@ -20,7 +20,8 @@ from PIL import Image, ImageDraw
 
 from counterscan.errors import UserError
 from counterscan.records import Suspect
-from counterscan.store import BlobStore, Store
+from counterscan.store import BlobStore
+from counterscan.store.protocols import ReviewDesk
 
 THUMB = 320
 STYLE = """
@@ -103,7 +104,7 @@ def _figure(path: str | None, caption: str) -> str:
     return f'<figure><img src="{html.escape(path)}" alt="{label}"><figcaption>{label}</figcaption></figure>'
 
 
-def write_html(store: Store, blobs: BlobStore, suspects: Sequence[Suspect], out: Path) -> Path:
+def write_html(store: ReviewDesk, blobs: BlobStore, suspects: Sequence[Suspect], out: Path) -> Path:
     """Write ``out/index.html`` and ``out/thumbs/``; returns the page's path."""
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: the HTML report is a folder; give a folder path")

@@ -9,14 +9,15 @@ from typing import Any
 
 from counterscan.errors import UserError
 from counterscan.records import SUSPECT_STATUSES, VERDICTS, Evidence, Suspect, VerdictLabel
-from counterscan.store import BlobStore, Store
+from counterscan.store import BlobStore
+from counterscan.store.protocols import ReviewDesk
 
 EXPLORE_EVERY = 3
 """With ``explore``, every third row of the queue is an uncertain listing rather than a top one."""
 
 
 def queue(
-    store: Store,
+    store: ReviewDesk,
     *,
     limit: int | None = None,
     min_score: float = 0.0,
@@ -53,7 +54,7 @@ def queue(
     return [replace(suspect, rank=position) for position, suspect in enumerate(mixed, start=1)]
 
 
-def show(store: Store, reference: str, blobs: BlobStore) -> dict[str, Any]:
+def show(store: ReviewDesk, reference: str, blobs: BlobStore) -> dict[str, Any]:
     detail = store.listing_detail(store.find_listing(reference))
     for image in detail["images"]:
         if image["sha256"]:
@@ -69,7 +70,7 @@ def parse_verdict(verdict: str) -> VerdictLabel:
 
 
 def decide(
-    store: Store,
+    store: ReviewDesk,
     reference: str,
     *,
     verdict: str,
@@ -83,7 +84,7 @@ def decide(
 
 
 def decide_many(
-    store: Store,
+    store: ReviewDesk,
     references: Sequence[str],
     *,
     verdict: str,
@@ -106,7 +107,7 @@ EXPORTED_BY_DEFAULT = ("new", "counterfeit", "unsure")
 
 
 def export_suspects(
-    store: Store,
+    store: ReviewDesk,
     *,
     statuses: Sequence[str] = (),
     brand: str | None = None,
@@ -142,7 +143,7 @@ def parse_since(value: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def reasons_of(store: Store, suspects: Sequence[Suspect]) -> dict[tuple[int, int | None], list[Evidence]]:
+def reasons_of(store: ReviewDesk, suspects: Sequence[Suspect]) -> dict[tuple[int, int | None], list[Evidence]]:
     """Every piece of evidence of each suspect, for its own brand."""
     evidence = store.evidence_of(sorted({suspect.listing_pk for suspect in suspects}), except_brands=())
     return {

@@ -38,8 +38,9 @@ from counterscan.ranking.training import ModelScorer
 from counterscan.records import AssetKind, Brand, BrandScore, Evidence, ListingToScan, ScanResult
 from counterscan.scan.executors import Executor, InlineExecutor, Partition
 from counterscan.scan.partition import Assessment, MatchContext, PartitionResult, assess_many
-from counterscan.store import BlobStore, Store
+from counterscan.store import BlobStore
 from counterscan.store.holders import holder_is_dead, this_holder
+from counterscan.store.protocols import ScanLedger
 
 PER_WORKER_BATCH = 128
 MIN_PARTITION = 32
@@ -125,7 +126,7 @@ def _context_key(settings: Settings, fingerprints: dict[int, str]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def backfill_asset_signals(store: Store, settings: Settings) -> int:
+def backfill_asset_signals(store: ScanLedger, settings: Settings) -> int:
     """Signals for assets uploaded before a matcher was turned on; returns how many assets gained some."""
     blobs = BlobStore(settings.blob_dir)
     limits = decode_limits(settings)
@@ -147,7 +148,7 @@ def backfill_asset_signals(store: Store, settings: Settings) -> int:
     return filled
 
 
-def _context(store: Store, settings: Settings, brands: Sequence[Brand], key: str) -> MatchContext:
+def _context(store: ScanLedger, settings: Settings, brands: Sequence[Brand], key: str) -> MatchContext:
     # Every brand's signals, even when only some brands are scanned: the indexes persisted under
     # HOME/index then stay the same from one scan to the next; evidence is filtered by brand.
     signals = {matcher.name: store.asset_signals(matcher.name) for matcher in image_matchers(settings)}
@@ -188,7 +189,7 @@ def _result(listing_pk: int, assessed: Assessment) -> ScanResult:
 class _Scan:
     def __init__(
         self,
-        store: Store,
+        store: ScanLedger,
         settings: Settings,
         executor: Executor,
         *,
@@ -299,7 +300,7 @@ class _Scan:
 
 
 def run_scan(
-    store: Store,
+    store: ScanLedger,
     settings: Settings,
     *,
     executor: Executor | None = None,
@@ -337,7 +338,7 @@ def matcher_change(saved: dict[str, str] | None, now: dict[str, str]) -> Matcher
     )
 
 
-def _run(store: Store, settings: Settings, scan: _Scan, *, rescan_all: bool, scope: str) -> ScanSummary:
+def _run(store: ScanLedger, settings: Settings, scan: _Scan, *, rescan_all: bool, scope: str) -> ScanSummary:
     brands = store.brands()
     scan.brands = brands
     # The matchers follow what the brands registered, unless image_matchers names them; workers
@@ -451,7 +452,7 @@ def _run(store: Store, settings: Settings, scan: _Scan, *, rescan_all: bool, sco
 
 
 def _rescan_for_matchers(
-    store: Store,
+    store: ScanLedger,
     settings: Settings,
     scan: _Scan,
     scan_id: int,
@@ -489,7 +490,7 @@ def _rescan_for_matchers(
     return count, not scan.out_of_time
 
 
-def _rescore(store: Store, scan: _Scan, scan_id: int, brands: Sequence[Brand], scorer: str) -> int:
+def _rescore(store: ScanLedger, scan: _Scan, scan_id: int, brands: Sequence[Brand], scorer: str) -> int:
     """Score again, with the active scorer, the listings with evidence that another scorer scored."""
     count, after = 0, 0
     while not scan.out_of_budget():

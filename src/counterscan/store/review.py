@@ -14,6 +14,7 @@ from counterscan.store import schema as t
 from counterscan.store import webhooks
 from counterscan.store.base import StoreBase, iso, new_id, now, rows_in
 from counterscan.store.listings import listing_from_row
+from counterscan.store.queue import QueueFilter, queue_query, ranked
 
 
 class ReviewStore(StoreBase):
@@ -39,82 +40,20 @@ class ReviewStore(StoreBase):
         ``brand_ids``/``brand`` keep only suspects of those brands; ``status`` is ``new`` (no
         verdict yet) or a verdict, or several of them; ``since`` keeps listings first seen then or
         later. ``include_clean`` adds scanned listings without evidence (score 0, no brand).
+        The web UI pages the same queue (:func:`~counterscan.store.queue.queue_query`) by keyset.
         """
-        latest = _latest_verdicts()
-        score = sa.func.coalesce(t.scores.c.score, 0.0)
-        if include_clean:
-            base = t.listings.outerjoin(t.scores, t.scores.c.listing_pk == t.listings.c.listing_pk)
-        else:
-            base = t.scores.join(t.listings, t.listings.c.listing_pk == t.scores.c.listing_pk)
-        query = (
-            sa.select(
-                t.listings.c.listing_pk,
-                t.listings.c.source,
-                t.listings.c.listing_id,
-                t.listings.c.title,
-                t.listings.c.price,
-                t.listings.c.currency,
-                t.listings.c.url,
-                t.listings.c.seller_id,
-                t.listings.c.seller_name,
-                t.listings.c.marketplace,
-                t.listings.c.ingested_at,
-                t.listings.c.updated_at,
-                t.listings.c.last_seen_at,
-                score.label("score"),
-                t.scores.c.brand_id,
-                t.scores.c.scorer,
-                t.brands.c.name.label("brand"),
-                t.evidence.c.asset_id,
-                t.evidence.c.matcher,
-                t.evidence.c.reason,
-                t.verdicts.c.verdict,
-                t.verdicts.c.analyst,
-                t.verdicts.c.decided_at,
-            )
-            .select_from(base)
-            .outerjoin(t.brands, t.brands.c.brand_id == t.scores.c.brand_id)
-            .outerjoin(
-                t.evidence,
-                sa.and_(
-                    t.evidence.c.listing_pk == t.scores.c.listing_pk,
-                    t.evidence.c.position == t.scores.c.best_position,
-                ),
-            )
-            .outerjoin(
-                latest,
-                sa.and_(latest.c.listing_pk == t.scores.c.listing_pk, latest.c.brand_id == t.scores.c.brand_id),
-            )
-            .outerjoin(t.verdicts, t.verdicts.c.verdict_id == latest.c.verdict_id)
-            .order_by(score.desc(), t.listings.c.source, t.listings.c.listing_id, t.brands.c.name)
+        spec = QueueFilter(
+            brand_ids=None if brand_ids is None else tuple(brand_ids),
+            brand_name=brand,
+            marketplace=marketplace,
+            seller_id=seller_id,
+            statuses=(status,) if isinstance(status, str) else tuple(status or ()),
+            min_score=min_score,
+            since=since,
+            listing_pks=None if listing_pks is None else tuple(listing_pks),
+            include_clean=include_clean,
         )
-        if include_clean:
-            query = query.where(t.listings.c.scanned_at.is_not(None), score >= min_score)
-        else:
-            query = query.where(t.scores.c.score > 0, t.scores.c.score >= min_score)
-        if brand_ids is not None:
-            query = query.where(t.scores.c.brand_id.in_(list(brand_ids)))
-        if brand is not None:
-            query = query.where(t.brands.c.name_key == " ".join(brand.split()).casefold())
-        wanted = [status] if isinstance(status, str) else list(status or [])
-        if wanted:
-            named = [label for label in wanted if label != "new"]
-            conditions = [t.verdicts.c.verdict.in_(named)] if named else []
-            if "new" in wanted:
-                conditions.append(t.verdicts.c.verdict.is_(None))
-            query = query.where(sa.or_(*conditions))
-        if marketplace is not None:
-            query = query.where(t.listings.c.marketplace == marketplace)
-        if seller_id is not None:
-            query = query.where(t.listings.c.seller_id == seller_id)
-        if since is not None:
-            query = query.where(t.listings.c.ingested_at >= since)
-        if listing_pks is not None:
-            query = query.where(t.listings.c.listing_pk.in_(list(listing_pks)))
-        if offset:
-            query = query.offset(offset)
-        if limit is not None:
-            query = query.limit(limit)
+        query = ranked(queue_query(spec), spec).offset(offset or None).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [
@@ -132,7 +71,7 @@ class ReviewStore(StoreBase):
                 price=row.price,
                 currency=row.currency,
                 url=row.url,
-                status=row.verdict or "new",
+                status=row.status or "new",
                 brand_id=row.brand_id,
                 seller_id=row.seller_id,
                 seller_name=row.seller_name,

@@ -1,45 +1,29 @@
 """What the review web UI reads and writes: a filtered, keyset-paged queue, sellers, shared pictures.
 
 Every query here is bounded: a page of rows, a seller's listings up to a cap, the pictures of one
-listing or seller. Latest verdicts are looked up per row (an indexed, correlated lookup) rather
-than grouped over the whole verdicts table, so a page costs the same with 100 or 100,000 suspects.
+listing or seller. The queue itself is :mod:`counterscan.store.queue`'s, paged here by keyset.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 
 from counterscan.store import schema as t
 from counterscan.store.base import StoreBase, iso, rows_in
+from counterscan.store.queue import (
+    QueueFilter,
+    QueueSort,
+    SuspectKey,
+    first_picture,
+    latest_verdict,
+    queue_query,
+)
 
-SuspectKey = tuple[int, int]
-"""(listing key, brand id): one suspect, a listing reviewed under one brand."""
-
-QueueSort = Literal["score", "score_asc", "newest", "oldest"]
-QUEUE_SORTS: tuple[QueueSort, ...] = ("score", "score_asc", "newest", "oldest")
 SELLER_LISTING_CAP = 500
-
-
-@dataclass(frozen=True)
-class QueueFilter:
-    """The queue's filters. ``brand_ids`` is what the reader may see (None: everything)."""
-
-    brand_ids: tuple[int, ...] | None = None
-    brand_id: int | None = None
-    marketplace: str | None = None
-    seller_id: str | None = None
-    status: str | None = None
-    min_score: float | None = None
-    max_score: float | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    image_sha256: str | None = None
-    sort: QueueSort = "score"
 
 
 @dataclass(frozen=True)
@@ -95,27 +79,6 @@ class SharedPicture:
     seller_name: str | None
 
 
-def _latest_verdict(listing: sa.ColumnElement[int], brand: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
-    """The newest verdict on a listing as a suspect of a brand (verdicts are per (listing, brand))."""
-    return (
-        sa.select(t.verdicts.c.verdict)
-        .where(t.verdicts.c.listing_pk == listing, t.verdicts.c.brand_id == brand)
-        .order_by(t.verdicts.c.verdict_id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
-def _first_picture(listing: sa.ColumnElement[int]) -> sa.ScalarSelect[Any]:
-    return (
-        sa.select(t.listing_images.c.sha256)
-        .where(t.listing_images.c.listing_pk == listing, t.listing_images.c.sha256.is_not(None))
-        .order_by(t.listing_images.c.position)
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
 def _sort_columns(sort: QueueSort) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any], bool]:
     """(primary column, tie-breaker, descending) for a sort order."""
     if sort in ("score", "score_asc"):
@@ -137,72 +100,10 @@ def decode_cursor(cursor: str) -> tuple[float, int] | None:
 
 
 class ReviewUIStore(StoreBase):
-    def _queue_query(self, spec: QueueFilter) -> sa.Select[Any]:
-        status = _latest_verdict(t.scores.c.listing_pk, t.scores.c.brand_id).label("status")
-        query = (
-            sa.select(
-                t.scores.c.listing_pk,
-                t.scores.c.brand_id,
-                t.brands.c.name.label("brand"),
-                t.listings.c.source,
-                t.listings.c.listing_id,
-                t.listings.c.title,
-                t.listings.c.price,
-                t.listings.c.currency,
-                t.listings.c.seller_id,
-                t.listings.c.seller_name,
-                t.listings.c.marketplace,
-                t.listings.c.ingested_at,
-                t.scores.c.score,
-                t.evidence.c.matcher,
-                t.evidence.c.reason,
-                sa.func.coalesce(t.evidence.c.image_sha256, _first_picture(t.scores.c.listing_pk)).label("picture"),
-                status,
-            )
-            .select_from(t.scores)
-            .join(t.listings, t.listings.c.listing_pk == t.scores.c.listing_pk)
-            .join(t.brands, t.brands.c.brand_id == t.scores.c.brand_id)
-            .outerjoin(
-                t.evidence,
-                sa.and_(
-                    t.evidence.c.listing_pk == t.scores.c.listing_pk,
-                    t.evidence.c.position == t.scores.c.best_position,
-                ),
-            )
-            .where(t.scores.c.score > 0)
-        )
-        if spec.brand_ids is not None:
-            query = query.where(t.scores.c.brand_id.in_(list(spec.brand_ids)))
-        if spec.brand_id is not None:
-            query = query.where(t.scores.c.brand_id == spec.brand_id)
-        if spec.marketplace:
-            query = query.where(t.listings.c.marketplace == spec.marketplace)
-        if spec.seller_id:
-            query = query.where(t.listings.c.seller_id == spec.seller_id)
-        if spec.min_score is not None:
-            query = query.where(t.scores.c.score >= spec.min_score)
-        if spec.max_score is not None:
-            query = query.where(t.scores.c.score <= spec.max_score)
-        if spec.since is not None:
-            query = query.where(t.listings.c.ingested_at >= spec.since)
-        if spec.until is not None:
-            query = query.where(t.listings.c.ingested_at < spec.until)
-        if spec.image_sha256:
-            query = query.where(
-                t.scores.c.listing_pk.in_(
-                    sa.select(t.listing_images.c.listing_pk).where(t.listing_images.c.sha256 == spec.image_sha256)
-                )
-            )
-        if spec.status == "new":
-            query = query.where(_latest_verdict(t.scores.c.listing_pk, t.scores.c.brand_id).is_(None))
-        elif spec.status:
-            query = query.where(_latest_verdict(t.scores.c.listing_pk, t.scores.c.brand_id) == spec.status)
-        return query
-
     def queue_page(self, spec: QueueFilter, *, after: str | None = None, limit: int = 50) -> QueuePage:
         """One page of suspects in ``spec.sort`` order, starting after the ``after`` cursor."""
         primary, tie, descending = _sort_columns(spec.sort)
-        query = self._queue_query(spec)
+        query = _web_queue(spec)
         position = decode_cursor(after) if after else None
         if position is not None:
             value, pk = position
@@ -235,7 +136,7 @@ class ReviewUIStore(StoreBase):
                     sa.or_(primary > value, sa.and_(primary == value, tie > pk)),
                     sa.or_(primary < value, sa.and_(primary == value, tie < pk)),
                 )
-            base = self._queue_query(spec)
+            base = queue_query(spec)
             following = conn.execute(
                 base.where(forward).order_by(primary.desc() if descending else primary.asc(), tie.asc()).limit(1)
             ).first()
@@ -249,13 +150,13 @@ class ReviewUIStore(StoreBase):
 
     def queue_keys(self, spec: QueueFilter, *, limit: int = 10_000) -> list[SuspectKey]:
         """Every suspect ``spec`` selects (bulk verdicts: this seller, this picture), up to ``limit``."""
-        query = self._queue_query(spec).order_by(t.scores.c.listing_pk).limit(limit)
+        query = queue_query(spec).order_by(t.scores.c.listing_pk).limit(limit)
         with self.engine.connect() as conn:
             return [(int(row.listing_pk), int(row.brand_id)) for row in conn.execute(query)]
 
     def suspect_row(self, key: SuspectKey) -> QueueRow | None:
         """One suspect as the queue shows it, or None when the listing is no suspect for that brand."""
-        query = self._queue_query(QueueFilter()).where(t.scores.c.listing_pk == key[0], t.scores.c.brand_id == key[1])
+        query = _web_queue(QueueFilter()).where(t.scores.c.listing_pk == key[0], t.scores.c.brand_id == key[1])
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         return None if row is None else _queue_row(row)
@@ -321,8 +222,8 @@ class ReviewUIStore(StoreBase):
                 t.scores.c.score,
                 t.scores.c.brand_id,
                 t.brands.c.name.label("brand"),
-                _latest_verdict(t.listings.c.listing_pk, t.scores.c.brand_id).label("status"),
-                _first_picture(t.listings.c.listing_pk).label("picture"),
+                latest_verdict(t.listings.c.listing_pk, t.scores.c.brand_id).label("status"),
+                first_picture(t.listings.c.listing_pk).label("picture"),
             )
             .select_from(t.listings)
             .outerjoin(t.scores, sa.and_(t.scores.c.listing_pk == t.listings.c.listing_pk, t.scores.c.score > 0))
@@ -422,6 +323,12 @@ class ReviewUIStore(StoreBase):
                 {"actor": row.actor, "action": row.action, "details": dict(row.details), "at": iso(row.at)}
                 for row in conn.execute(query)
             ]
+
+
+def _web_queue(spec: QueueFilter) -> sa.Select[Any]:
+    """The queue as the web UI shows it: each suspect with a picture (its evidence's, or its listing's first)."""
+    picture = sa.func.coalesce(t.evidence.c.image_sha256, first_picture(t.scores.c.listing_pk))
+    return queue_query(spec).add_columns(picture.label("picture"))
 
 
 def _queue_row(row: Any) -> QueueRow:

@@ -37,8 +37,10 @@ from counterscan.records import SUSPECT_STATUSES, VERDICTS, Brand, Member, Verdi
 from counterscan.registry.members import AuthPolicy, authenticate_key, authenticate_key_hash, hash_api_key
 from counterscan.review.web import session as sessions
 from counterscan.review.web.words import matcher_label, plain_reason
-from counterscan.store import BlobStore, Store
-from counterscan.store.reviewui import QUEUE_SORTS, QueueFilter, QueueRow, QueueSort, SuspectKey
+from counterscan.store import BlobStore
+from counterscan.store.protocols import ReviewSite
+from counterscan.store.queue import QUEUE_SORTS, QueueFilter, QueueSort, SuspectKey
+from counterscan.store.reviewui import QueueRow
 
 STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 50
@@ -137,7 +139,7 @@ def _score_class(score: float) -> str:
 class ReviewUI:
     """The review UI's pages over one store; attach to an app with :meth:`install`."""
 
-    def __init__(self, settings: Settings, store: Store, blobs: BlobStore) -> None:
+    def __init__(self, settings: Settings, store: ReviewSite, blobs: BlobStore) -> None:
         self.settings = settings
         self.store = store
         self.blobs = blobs
@@ -241,7 +243,7 @@ class ReviewUI:
             brand_id=brand_id,
             marketplace=shown["marketplace"] or None,
             seller_id=shown["seller"] or None,
-            status=shown["status"] or None,
+            statuses=(shown["status"],) if shown["status"] else (),
             min_score=_parse_float("min_score", shown["min_score"]),
             max_score=_parse_float("max_score", shown["max_score"]),
             since=None if since is None else datetime.combine(since, datetime.min.time()).astimezone(),
