@@ -179,10 +179,10 @@ def persisted(rows: int, rng: np.random.Generator) -> None:
     table = table_of(catalogue(rows, 64, rng))
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
-        BinaryHashIndex(64, Path(folder), "phash").sync(table)
+        BinaryHashIndex(64, Path(folder) / "phash.npz").sync(table)
         build = time.perf_counter() - started
         started = time.perf_counter()
-        index = BinaryHashIndex(64, Path(folder), "phash")
+        index = BinaryHashIndex(64, Path(folder) / "phash.npz")
         report = index.sync(table)
         load = time.perf_counter() - started
         assert report.added == 0 and not report.rebuilt and len(index) == rows

@@ -143,12 +143,12 @@ def search(count: int, queries: int, radius: int) -> None:
 def persisted(signals: list[AssetSignal]) -> None:
     """What a scan pays to bring the saved index up to date, against building it afresh."""
     with tempfile.TemporaryDirectory() as folder:
-        BinaryHashIndex(64, Path(folder), "bench").sync(signals[:-1000])
+        BinaryHashIndex(64, Path(folder) / "bench.npz").sync(signals[:-1000])
         started = time.perf_counter()
-        report = BinaryHashIndex(64, Path(folder), "bench").sync(signals)
+        report = BinaryHashIndex(64, Path(folder) / "bench.npz").sync(signals)
         incremental = time.perf_counter() - started
         started = time.perf_counter()
-        BinaryHashIndex(64, Path(folder), "bench").sync(signals)
+        BinaryHashIndex(64, Path(folder) / "bench.npz").sync(signals)
         unchanged = time.perf_counter() - started
     started = time.perf_counter()
     BinaryHashIndex(64).sync(signals)
@@ -184,7 +184,7 @@ def logos(datas: list[bytes], photos: list[Path], counts: tuple[int, ...]) -> No
             for data in queries:
                 started = time.perf_counter()
                 signal = matcher.encode(as_picture(data))
-                matcher.query(index, [("q", signal)])
+                index.query([("q", signal)])
                 times.append(time.perf_counter() - started)
                 encoded.append(len(signal))
             totals += times
@@ -238,7 +238,7 @@ def projection(datas: list[bytes], photos: list[Path], logo_count: int, count: i
     settings = Settings(home=Path(tempfile.mkdtemp()))
     names = default_matchers({"product", "logo"})
     matchers = {name: IMAGE_MATCHERS[name](settings) for name in names}
-    logos_index = None
+    signals: dict[str, list[AssetSignal]] = {}
     if "keypoints" in matchers:
         crops = []
         for path in photos[:logo_count]:
@@ -247,10 +247,8 @@ def projection(datas: list[bytes], photos: list[Path], logo_count: int, count: i
             buffer = io.BytesIO()
             image.crop((w // 4, h // 4, 3 * w // 4, 3 * h // 4)).save(buffer, "PNG")
             crops.append(matchers["keypoints"].encode_asset(as_picture(buffer.getvalue()))[0][1])
-        logos_index = matchers["keypoints"].build_index([AssetSignal(i, i, f"b{i}", s) for i, s in enumerate(crops)])
-    indexes = {
-        name: logos_index if name == "keypoints" else matcher.build_index([]) for name, matcher in matchers.items()
-    }
+        signals["keypoints"] = [AssetSignal(i, i, f"b{i}", s) for i, s in enumerate(crops)]
+    indexes = {name: matcher.build_index(signals.get(name, [])) for name, matcher in matchers.items()}
     spent = {name: [] for name in ["decode", *names]}  # type: dict[str, list[float]]
     for data in datas[:count]:
         started = time.process_time()
@@ -260,7 +258,7 @@ def projection(datas: list[bytes], photos: list[Path], logo_count: int, count: i
         for name, matcher in matchers.items():
             started = time.process_time()
             signal = matcher.encode(picture)
-            matcher.query(indexes[name], [("q", signal)])
+            indexes[name].query([("q", signal)])
             spent[name].append(time.process_time() - started)
     median = {name: float(np.median(times)) for name, times in spent.items()}
     cheap = median["decode"] + sum(median[name] for name in names if not is_costly(name))

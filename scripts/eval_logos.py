@@ -39,7 +39,7 @@ from sklearn.datasets import load_sample_images
 
 from counterscan.config import Settings
 from counterscan.imaging.decode import DecodeLimits, Picture, decode
-from counterscan.matchers import IMAGE_MATCHERS, ImageMatcher, default_logo_matchers
+from counterscan.matchers import IMAGE_MATCHERS, AssetIndex, ImageMatcher, default_logo_matchers
 from counterscan.matchers.ocr import READ_SIDE, OcrMatcher, read_picture
 from counterscan.matchers.ocr_engine import ReaderOptions, TextReader
 from counterscan.ranking.metrics import average_precision
@@ -141,7 +141,7 @@ def load_assets(data: Path, per_brand: int, seed: int, use_official: bool) -> tu
 
 
 def run(
-    matcher: ImageMatcher, assets: list[tuple[int, str, bytes, bool]], pictures: list[tuple[str, bytes]]
+    matcher: ImageMatcher[AssetIndex], assets: list[tuple[int, str, bytes, bool]], pictures: list[tuple[str, bytes]]
 ) -> tuple[Found, list[float]]:
     """Evidence for every picture, and the matcher's time per picture (encode and query)."""
     signals = [
@@ -154,7 +154,7 @@ def run(
     elapsed = []
     for name, data in pictures:
         started = time.perf_counter()
-        [evidence] = matcher.query(index, [(name, matcher.encode(as_picture(data)))])
+        [evidence] = index.query([(name, matcher.encode(as_picture(data)))])
         elapsed.append(time.perf_counter() - started)
         found.append(evidence)
     return found, elapsed
@@ -255,7 +255,7 @@ def ocr_alone(data: Path, limit: int | None) -> None:
     ]  # fmt: skip
     brand_name = {label: brand.name for label, brand in zip(labels, brands, strict=True)}
     matcher = OcrMatcher(TextReader(ReaderOptions()))
-    index = matcher.index_brands(brands)
+    index = matcher.build_index((), brands)
     photos = sorted(brand_of)[:limit]
     read: dict[str, bool] = {}
     wrong = 0

@@ -92,18 +92,16 @@ def _signals(matcher: EmbeddingMatcher, photos: dict[str, Image.Image], names: l
 def test_index_is_persisted_and_grows_incrementally(photos: dict[str, Image.Image], matcher: EmbeddingMatcher) -> None:
     signals = _signals(matcher, photos, ["coffee", "rocket", "moon"])
     assert matcher.index_dir is not None
-    first = VectorIndex(matcher.embedder.dim, matcher.index_dir, "t")
+    first = VectorIndex(matcher.embedder.dim, matcher.index_dir / "t.npz")
     assert first.sync(signals[:2]).added == 2
     assert (matcher.index_dir / "t.npz").exists()
 
-    second = VectorIndex(matcher.embedder.dim, matcher.index_dir, "t")
+    second = VectorIndex(matcher.embedder.dim, matcher.index_dir / "t.npz")
     assert second.sync(signals) == SyncReport(added=1, removed=0, rebuilt=False)  # two loaded from disk
-    removed = VectorIndex(matcher.embedder.dim, matcher.index_dir, "t")
+    removed = VectorIndex(matcher.embedder.dim, matcher.index_dir / "t.npz")
     assert removed.sync(signals[1:]) == SyncReport(added=2, removed=1, rebuilt=True)  # HNSW cannot remove
     index = matcher.build_index(signals)
-    [hits] = matcher.query(
-        index, [("s" * 64, matcher.encode(as_picture(jpeg_bytes(ImageOps.grayscale(photos["rocket"])))))]
-    )
+    [hits] = index.query([("s" * 64, matcher.encode(as_picture(jpeg_bytes(ImageOps.grayscale(photos["rocket"])))))])
     assert [hit.asset_id for hit in hits] == [2]
     assert "cosine similarity" in hits[0].reason and hits[0].score >= 0.5
 

@@ -62,7 +62,7 @@ def test_finds_a_logo_printed_in_a_photo_with_its_region(
     angle: float,
 ) -> None:
     picture = stamped(photos[photo], logo("puma"), (40, 30), width, angle)
-    [found] = matcher.query(index, [("x" * 64, matcher.encode(as_picture(jpeg_bytes(picture, 80))))])
+    [found] = index.query([("x" * 64, matcher.encode(as_picture(jpeg_bytes(picture, 80))))])
     assert found and found[0].brand == "Puma" and found[0].asset_id == 2
     region = np.array(found[0].details["region"])
     centre = region.mean(axis=0)
@@ -75,7 +75,7 @@ def test_photos_without_the_logos_find_nothing(
     matcher: KeypointMatcher, index: LogoIndex, photos: dict[str, Image.Image]
 ) -> None:
     queries = [(name, matcher.encode(as_picture(jpeg_bytes(image)))) for name, image in photos.items()]
-    assert all(found == [] for found in matcher.query(index, queries))
+    assert all(found == [] for found in index.query(queries))
 
 
 def test_logo_matcher_in_a_scan_draws_the_region_in_the_report(tmp_path: Path, photos: dict[str, Image.Image]) -> None:

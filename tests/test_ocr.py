@@ -58,8 +58,8 @@ def test_words_in_a_rendered_photo_go_through_the_title_logic(matcher: OcrMatche
     signal = matcher.encode(as_picture(png_bytes(image)))
     read = ReadText.from_bytes(signal)
     assert read.size == (640, 400)
-    [index] = [matcher.index_brands([ROLEX, ADIDAS, NIKE])]
-    [found] = matcher.query(index, [("sha", signal)])
+    index = matcher.build_index((), [ROLEX, ADIDAS, NIKE])
+    [found] = index.query([("sha", signal)])
     signals = {(item.brand, str(item.details["signal"])) for item in found}
     # The brand word, the look-alike spelling, and the Chinese counterfeit word beside them.
     assert ("Rolex", "brand-mention") in signals
@@ -95,7 +95,7 @@ def test_words_in_a_rendered_photo_go_through_the_title_logic(matcher: OcrMatche
 def test_a_photo_with_no_text_gives_no_evidence(matcher: OcrMatcher) -> None:
     for name in ("chelsea", "coffee"):
         signal = matcher.encode(as_picture(jpeg_bytes(load_photo(name))))
-        [found] = matcher.query(matcher.index_brands([ROLEX, ADIDAS, NIKE]), [(name, signal)])
+        [found] = matcher.build_index((), [ROLEX, ADIDAS, NIKE]).query([(name, signal)])
         assert found == []
         assert len(signal) < 8192  # the stored signal stays small
 
@@ -219,7 +219,7 @@ def test_a_one_letter_misspelling_is_a_lookalike_only_when_read_surely(matcher: 
 
     heineken = Brand(brand_id=9, name="Heineken", member="m", lookalikes=("Heinekem",))
     box = ((0.0, 0.0), (100.0, 0.0), (100.0, 20.0), (0.0, 20.0))
-    index = matcher.index_brands([heineken])
+    index = matcher.build_index((), [heineken])
 
     def signals(text: str, confidence: float) -> set[str]:
         read = ReadText("r", (100, 20), (TextLine(text, confidence, box),))

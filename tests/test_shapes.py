@@ -56,7 +56,7 @@ def test_finds_a_flat_logo_printed_in_a_photo_with_its_region(
     angle: float,
 ) -> None:
     printed_photo = printed(photos[photo], logo("nike"), at, width, angle)
-    [found] = matcher.query(index, [("x" * 64, matcher.encode(picture(jpeg_bytes(printed_photo, 85))))])
+    [found] = index.query([("x" * 64, matcher.encode(picture(jpeg_bytes(printed_photo, 85))))])
     assert found and found[0].brand == "Nike" and found[0].matcher == "shapes"
     region = np.array(found[0].details["region"])
     # The projected outline sits on the printed logo: its centre within the pasted box, its size
@@ -72,7 +72,7 @@ def test_photos_without_the_logos_find_nothing(
     matcher: ShapeMatcher, index: ShapeIndex, photos: dict[str, Image.Image]
 ) -> None:
     queries = [(name, matcher.encode(picture(jpeg_bytes(image)))) for name, image in photos.items()]
-    assert all(found == [] for found in matcher.query(index, queries))
+    assert all(found == [] for found in index.query(queries))
 
 
 def test_plain_shapes_are_not_used_as_logos(matcher: ShapeMatcher) -> None:

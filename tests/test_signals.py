@@ -57,14 +57,14 @@ def test_rows_added_one_by_one_or_in_chunks_make_the_same_table() -> None:
 
 def test_an_index_synced_from_a_table_follows_adds_and_removals(tmp_path: Path) -> None:
     given = signals(60)
-    index = BinaryHashIndex(64, tmp_path, "phash")
+    index = BinaryHashIndex(64, tmp_path / "phash.npz")
     assert index.sync(SignalTable.from_signals(given)).added == 60
     query = np.frombuffer(given[7].signal, np.uint8).reshape(1, 8)
     assert [(hit.asset_id, hit.variant, distance) for hit, distance in index.within(query, 0)[0]] == [
         (given[7].asset_id, given[7].variant, 0)
     ]
     # Reloaded unchanged: nothing added or rebuilt, the same answers.
-    again = BinaryHashIndex(64, tmp_path, "phash")
+    again = BinaryHashIndex(64, tmp_path / "phash.npz")
     report = again.sync(SignalTable.from_signals(given))
     assert (report.added, report.removed, report.rebuilt) == (0, 0, False)
     origin_row = np.frombuffer(given[6].signal, np.uint8).reshape(1, 8)
@@ -72,7 +72,7 @@ def test_an_index_synced_from_a_table_follows_adds_and_removals(tmp_path: Path) 
     # Asset 2 removed, a new asset with a variant name never seen before added.
     kept = given[10]  # asset 3, which stays
     changed = [*(s for s in given if s.asset_id != 2), AssetSignal(500, 9, "brand 9", kept.signal, "rotate-90")]
-    later = BinaryHashIndex(64, tmp_path, "phash")
+    later = BinaryHashIndex(64, tmp_path / "phash.npz")
     report = later.sync(SignalTable.from_signals(changed))
     assert (report.added, report.removed) == (1, 3)
     kept_query = np.frombuffer(kept.signal, np.uint8).reshape(1, 8)

@@ -2,8 +2,8 @@
 
 Which image matchers a scan runs is decided by what the brands in scope registered, not by
 configuration: every registered matcher declares a :class:`MatcherRule` (the asset kinds it
-looks for, whether it is costly, the settings it depends on). ``image_matchers`` in the settings
-stays an explicit override.
+looks for, the settings it depends on); what it is and what it costs are its facts
+(:mod:`counterscan.matchers.facts`). ``image_matchers`` in the settings stays an explicit override.
 """
 
 from __future__ import annotations
@@ -14,23 +14,24 @@ import json
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from counterscan.config import Settings
 from counterscan.errors import UserError
-from counterscan.imaging.decode import DecodeLimits
-from counterscan.matchers.base import ImageMatcher, ListingMatcher
-from counterscan.matchers.embedding import Embedder, EmbeddingMatcher, OnnxEmbedder, VladEmbedder
-from counterscan.matchers.keypoints import KeypointMatcher, KeypointOptions
-from counterscan.matchers.ocr import OcrMatcher
-from counterscan.matchers.ocr_engine import ReaderOptions, TextReader
-from counterscan.matchers.perceptual import DHASH, PDQ, PHASH, HashAlgorithm, HashMatcher
-from counterscan.matchers.shapes import ShapeMatcher, ShapeOptions
-from counterscan.matchers.text import TextMatcher
-from counterscan.matchers.title import ProductTitleMatcher
+from counterscan.matchers.base import AssetIndex, ImageMatcher, ListingMatcher
+from counterscan.matchers.facts import MATCHER_FACTS
 from counterscan.records import AssetKind
+
+if TYPE_CHECKING:
+    from counterscan.imaging.decode import DecodeLimits
+
+# The matchers' modules (OpenCV, FAISS, ONNX behind them) load when a matcher is made, not when
+# this registry is read.
 
 
 def decode_limits(settings: Settings) -> DecodeLimits:
+    from counterscan.imaging.decode import DecodeLimits
+
     return DecodeLimits(
         max_bytes=settings.max_image_bytes,
         max_pixels=settings.max_image_pixels,
@@ -39,7 +40,9 @@ def decode_limits(settings: Settings) -> DecodeLimits:
     )
 
 
-def _embedding(settings: Settings) -> ImageMatcher:
+def _embedding(settings: Settings) -> ImageMatcher[AssetIndex]:
+    from counterscan.matchers.embedding import Embedder, EmbeddingMatcher, OnnxEmbedder, VladEmbedder
+
     embedder: Embedder = OnnxEmbedder(Path(settings.embedding_model)) if settings.embedding_model else VladEmbedder()
     return EmbeddingMatcher(
         embedder,
@@ -48,8 +51,11 @@ def _embedding(settings: Settings) -> ImageMatcher:
     )
 
 
-def _hashes(algorithm: HashAlgorithm, max_distance: Callable[[Settings], int]) -> Callable[[Settings], ImageMatcher]:
-    def make(settings: Settings) -> ImageMatcher:
+def _hashes(name: str, max_distance: Callable[[Settings], int]) -> Callable[[Settings], ImageMatcher[AssetIndex]]:
+    def make(settings: Settings) -> ImageMatcher[AssetIndex]:
+        from counterscan.matchers.perceptual import HASH_ALGORITHMS, HashMatcher
+
+        algorithm = HASH_ALGORITHMS[name]
         if algorithm.requires and importlib.util.find_spec(algorithm.requires) is None:
             raise UserError(
                 f"the {algorithm.name} image matcher needs the {algorithm.requires} package: "
@@ -60,15 +66,19 @@ def _hashes(algorithm: HashAlgorithm, max_distance: Callable[[Settings], int]) -
     return make
 
 
-IMAGE_MATCHERS: dict[str, Callable[[Settings], ImageMatcher]] = {
-    "phash": _hashes(PHASH, lambda settings: settings.phash_max_distance),
-    "dhash": _hashes(DHASH, lambda settings: settings.dhash_max_distance),
-    "pdq": _hashes(PDQ, lambda settings: settings.pdq_max_distance),
-    "embedding": _embedding,
-    "keypoints": lambda settings: KeypointMatcher(
-        KeypointOptions(min_inliers=settings.keypoint_min_inliers, min_inlier_ratio=settings.keypoint_min_inlier_ratio),
-    ),
-    "ocr": lambda settings: OcrMatcher(
+def _keypoints(settings: Settings) -> ImageMatcher[AssetIndex]:
+    from counterscan.matchers.keypoints import KeypointMatcher, KeypointOptions
+
+    return KeypointMatcher(
+        KeypointOptions(min_inliers=settings.keypoint_min_inliers, min_inlier_ratio=settings.keypoint_min_inlier_ratio)
+    )
+
+
+def _ocr(settings: Settings) -> ImageMatcher[AssetIndex]:
+    from counterscan.matchers.ocr import OcrMatcher
+    from counterscan.matchers.ocr_engine import ReaderOptions, TextReader
+
+    return OcrMatcher(
         TextReader(
             ReaderOptions(
                 det_side=settings.ocr_det_side,
@@ -77,8 +87,23 @@ IMAGE_MATCHERS: dict[str, Callable[[Settings], ImageMatcher]] = {
                 threads=settings.scan_worker_threads,
             )
         )
-    ),
-    "shapes": lambda settings: ShapeMatcher(ShapeOptions(min_overlap=settings.shape_min_overlap)),
+    )
+
+
+def _shapes(settings: Settings) -> ImageMatcher[AssetIndex]:
+    from counterscan.matchers.shapes import ShapeMatcher, ShapeOptions
+
+    return ShapeMatcher(ShapeOptions(min_overlap=settings.shape_min_overlap))
+
+
+IMAGE_MATCHERS: dict[str, Callable[[Settings], ImageMatcher[AssetIndex]]] = {
+    "phash": _hashes("phash", lambda settings: settings.phash_max_distance),
+    "dhash": _hashes("dhash", lambda settings: settings.dhash_max_distance),
+    "pdq": _hashes("pdq", lambda settings: settings.pdq_max_distance),
+    "embedding": _embedding,
+    "keypoints": _keypoints,
+    "ocr": _ocr,
+    "shapes": _shapes,
 }
 
 
@@ -90,9 +115,6 @@ class MatcherRule:
     """On by default when the brands have live assets of one of these kinds; ``()`` for a matcher
     that looks for the brands themselves (their names), on whenever there are brands; None: only
     when named in ``image_matchers``."""
-    costly: bool = False
-    """Costs far more per image than a hash: on a time budget it runs in the order cheap evidence
-    suggests and what it did not reach is carried to the next scan."""
     settings: tuple[str, ...] = ()
     """Settings its signals or evidence depend on: a change re-scans the listings it looks at."""
     version: str = "1"
@@ -106,19 +128,30 @@ MATCHER_RULES: dict[str, MatcherRule] = {
     "phash": MatcherRule(_HASH_KINDS, settings=("phash_max_distance",)),
     "dhash": MatcherRule(_HASH_KINDS, settings=("dhash_max_distance",)),
     "pdq": MatcherRule(None, settings=("pdq_max_distance",)),
-    "embedding": MatcherRule(None, costly=True, settings=("embedding_min_similarity", "embedding_model")),
-    "keypoints": MatcherRule(("logo",), costly=True, settings=("keypoint_min_inliers", "keypoint_min_inlier_ratio")),
+    "embedding": MatcherRule(None, settings=("embedding_min_similarity", "embedding_model")),
+    "keypoints": MatcherRule(("logo",), settings=("keypoint_min_inliers", "keypoint_min_inlier_ratio")),
     # Reads brand names and counterfeit words printed in photos: needs no asset, only brands.
-    "ocr": MatcherRule((), costly=True, settings=("ocr_det_side", "ocr_max_lines", "ocr_min_confidence")),
+    "ocr": MatcherRule((), settings=("ocr_det_side", "ocr_max_lines", "ocr_min_confidence")),
     # Flat logos by their silhouette, beside the keypoints.
-    "shapes": MatcherRule(("logo",), costly=True, settings=("shape_min_overlap",)),
+    "shapes": MatcherRule(("logo",), settings=("shape_min_overlap",)),
 }
-"""One rule per entry of IMAGE_MATCHERS (a test holds every registered matcher to it)."""
+"""One rule per entry of IMAGE_MATCHERS (a test holds every registered matcher to it); what each
+costs is a fact of the matcher (``facts.MATCHER_FACTS``)."""
 
-LISTING_MATCHERS: dict[str, Callable[[Settings], ListingMatcher]] = {
-    "text": lambda settings: TextMatcher(),
-    "title": lambda settings: ProductTitleMatcher(),
-}
+
+def _text(settings: Settings) -> ListingMatcher:
+    from counterscan.matchers.text import TextMatcher
+
+    return TextMatcher()
+
+
+def _title(settings: Settings) -> ListingMatcher:
+    from counterscan.matchers.title import ProductTitleMatcher
+
+    return ProductTitleMatcher()
+
+
+LISTING_MATCHERS: dict[str, Callable[[Settings], ListingMatcher]] = {"text": _text, "title": _title}
 
 
 def _rule(name: str) -> MatcherRule:
@@ -168,14 +201,15 @@ NO_MATCHERS = "none"
 """``image_matchers = "none"``: no image matcher at all (words and prices only)."""
 
 
-def image_matchers(settings: Settings) -> list[ImageMatcher]:
+def image_matchers(settings: Settings) -> list[ImageMatcher[AssetIndex]]:
     """The image matchers the settings turn on, in registry order: those ``image_matchers`` names,
     or when it is empty every matcher a default scan may run (asset uploads compute their signals)."""
     return [IMAGE_MATCHERS[name](settings) for name in matcher_names(settings)]
 
 
 def is_costly(name: str) -> bool:
-    return _rule(name).costly
+    facts = MATCHER_FACTS.get(name)
+    return facts is not None and facts.costly
 
 
 def matcher_fingerprints(settings: Settings, names: Sequence[str]) -> dict[str, str]:
@@ -188,7 +222,7 @@ def matcher_fingerprints(settings: Settings, names: Sequence[str]) -> dict[str, 
     return found
 
 
-def default_logo_matchers(settings: Settings) -> list[ImageMatcher]:
+def default_logo_matchers(settings: Settings) -> list[ImageMatcher[AssetIndex]]:
     """What a default scan runs for brands whose only assets are logos (the evaluation's case)."""
     logo: tuple[AssetKind, ...] = ("logo",)
     return [IMAGE_MATCHERS[name](settings) for name in default_matchers(logo)]
@@ -202,6 +236,7 @@ __all__ = [
     "IMAGE_MATCHERS",
     "LISTING_MATCHERS",
     "MATCHER_RULES",
+    "AssetIndex",
     "ImageMatcher",
     "ListingMatcher",
     "MatcherRule",

@@ -22,8 +22,9 @@ from PIL import Image
 
 from counterscan.errors import ImageDecodeError, UserError
 from counterscan.imaging.decode import Picture
+from counterscan.matchers.base import asset_evidence
 from counterscan.matchers.index import VectorIndex
-from counterscan.records import IMAGE_ASSET_KINDS, AssetKind, AssetSignal, Evidence
+from counterscan.records import IMAGE_ASSET_KINDS, AssetKind, AssetSignal, Brand, Evidence
 from counterscan.signals import as_table
 
 EMBED_SIDE = 320
@@ -128,40 +129,60 @@ class EmbeddingMatcher:
     def encode_asset(self, picture: Picture) -> list[tuple[str, bytes]]:
         return [("original", self._vector(picture))]
 
-    def build_index(self, signals: Sequence[AssetSignal]) -> VectorIndex:
-        index = VectorIndex(self.embedder.dim, self.index_dir, f"{self.name}-{self.embedder.name}")
-        index.sync(as_table(signals).of_width(4 * self.embedder.dim))
-        return index
+    def build_index(self, signals: Sequence[AssetSignal], brands: Sequence[Brand] = ()) -> EmbeddingIndex:
+        """The index over ``signals``, kept up to date in ``index_dir`` when the matcher has one."""
+        if self.index_dir is None:
+            return self._sync(VectorIndex(self.embedder.dim), signals)
+        return self.load_index(self.index_dir / f"{self.name}-{self.embedder.name}.npz", signals, brands)
 
-    def query(self, index: VectorIndex, signals: Sequence[tuple[str, bytes]]) -> list[list[Evidence]]:
-        if not signals:
-            return []
-        vectors = np.stack([np.frombuffer(signal, np.float32) for _, signal in signals])
-        found: list[list[Evidence]] = []
-        for (sha256, _), hits in zip(signals, index.search(vectors, k=5), strict=True):
-            found.append(
-                [
-                    Evidence(
-                        matcher=self.name,
-                        brand_id=asset.brand_id,
-                        brand=asset.brand,
-                        asset_id=asset.asset_id,
-                        image_sha256=sha256,
-                        distance=round(1.0 - similarity, 4),
-                        score=self.confidence(similarity),
-                        reason=(
-                            f"image looks like {asset.brand} asset #{asset.asset_id} "
-                            f"(cosine similarity {similarity:.2f}, {self.embedder.name})"
-                        ),
-                        details={"similarity": round(similarity, 4), "embedder": self.embedder.name},
-                    )
-                    for asset, similarity in hits
-                    if similarity >= self.min_similarity
-                ]
+    def load_index(self, path: Path, signals: Sequence[AssetSignal], brands: Sequence[Brand] = ()) -> EmbeddingIndex:
+        return self._sync(VectorIndex(self.embedder.dim, path), signals)
+
+    def _sync(self, vectors: VectorIndex, signals: Sequence[AssetSignal]) -> EmbeddingIndex:
+        vectors.sync(as_table(signals).of_width(4 * self.embedder.dim))
+        return EmbeddingIndex(self, vectors)
+
+    def evidence(self, image_sha256: str, hits: list[tuple[AssetSignal, float]]) -> list[Evidence]:
+        """The assets among ``hits`` (asset signal, cosine similarity) similar enough, in search order."""
+        return [
+            asset_evidence(
+                self.name,
+                asset,
+                image_sha256,
+                distance=round(1.0 - similarity, 4),
+                score=self.confidence(similarity),
+                reason=(
+                    f"image looks like {asset.brand} asset #{asset.asset_id} "
+                    f"(cosine similarity {similarity:.2f}, {self.embedder.name})"
+                ),
+                details={"similarity": round(similarity, 4), "embedder": self.embedder.name},
             )
-        return found
+            for asset, similarity in hits
+            if similarity >= self.min_similarity
+        ]
 
     def confidence(self, similarity: float) -> float:
         """0.5 at the threshold, rising to 0.9 for identical vectors."""
         span = max(1e-6, 1.0 - self.min_similarity)
         return round(0.5 + 0.4 * min(1.0, max(0.0, (similarity - self.min_similarity) / span)), 4)
+
+
+class EmbeddingIndex:
+    """Asset embeddings, searched for the nearest few of each listing image's."""
+
+    def __init__(self, matcher: EmbeddingMatcher, vectors: VectorIndex) -> None:
+        self.matcher = matcher
+        self.vectors = vectors
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def save(self, path: Path) -> None:
+        self.vectors.save(path)
+
+    def query(self, signals: Sequence[tuple[str, bytes]]) -> list[list[Evidence]]:
+        if not signals:
+            return []
+        vectors = np.stack([np.frombuffer(signal, np.float32) for _, signal in signals])
+        found = self.vectors.search(vectors, k=5)
+        return [self.matcher.evidence(sha256, hits) for (sha256, _), hits in zip(signals, found, strict=True)]

@@ -9,10 +9,11 @@ rebuilt), new ones are added, and the file is rewritten only when something chan
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,9 @@ class PersistedIndex(ABC):
 
     removable: bool = False
 
-    def __init__(self, folder: Path | None, name: str) -> None:
-        self.folder = folder
-        self.name = name
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        """The file the index is loaded from and saved to; None: held in memory only."""
         self._ids = np.zeros(0, np.int64)
         self._codes = np.zeros(0, np.uint16)
         self._vocabulary: tuple[str, ...] = ()
@@ -73,10 +74,6 @@ class PersistedIndex(ABC):
     def signal_at(self, row: int) -> AssetSignal:
         """The asset signal behind row ``row`` of the FAISS index."""
         return self.table[int(self._order[row])]
-
-    @property
-    def path(self) -> Path | None:
-        return None if self.folder is None else self.folder / f"{self.name}.npz"
 
     def sync(self, signals: Sequence[AssetSignal]) -> SyncReport:
         """Hold exactly ``signals``: load the saved index, drop what is gone, add what is new."""
@@ -136,21 +133,57 @@ class PersistedIndex(ABC):
         return True
 
     def _save(self) -> None:
-        path = self.path
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # A name of its own per writer: two workers syncing at once each rename a whole file.
-        aside = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        with aside.open("wb") as handle:
-            np.savez(
-                handle,
-                index=self._serialise(self._index),
-                asset_ids=self._ids,
-                variant_codes=self._codes,
-                variant_names=np.array(self._vocabulary, dtype=np.str_),
-            )
-        aside.replace(path)
+        if self.path is not None:
+            self.save(self.path)
+
+    def save(self, path: Path) -> None:
+        """Write the index and the key of every row to ``path`` (what :meth:`sync` loads)."""
+        write_arrays(
+            path,
+            index=self._serialise(self._index),
+            asset_ids=self._ids,
+            variant_codes=self._codes,
+            variant_names=np.array(self._vocabulary, dtype=np.str_),
+        )
+
+
+def write_arrays(path: Path, **arrays: np.ndarray) -> None:
+    """Save ``arrays`` in one ``.npz`` file at ``path``, written aside and renamed: a reader never
+    sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A name of its own per writer: two workers syncing at once each rename a whole file.
+    aside = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    with aside.open("wb") as handle:
+        np.savez(handle, **arrays)  # type: ignore[arg-type]
+    aside.replace(path)
+
+
+def save_derived(path: Path, digest: str, **arrays: np.ndarray) -> None:
+    """Save what an index derived from its inputs, under the digest of those inputs."""
+    write_arrays(path, digest=np.array(digest), **arrays)
+
+
+def load_derived(path: Path, digest: str, *names: str) -> dict[str, np.ndarray] | None:
+    """The arrays :func:`save_derived` saved at ``path`` from the inputs of ``digest``; None when
+    the file is missing, damaged, lacks one of ``names`` or was derived from other inputs."""
+    try:
+        with np.load(path) as saved:
+            found = {name: saved[name] for name in saved.files}
+    except (OSError, ValueError, KeyError):
+        return None
+    if str(found.get("digest")) != digest or any(name not in found for name in names):
+        return None
+    return found
+
+
+def signals_digest(signals: Iterable[AssetSignal]) -> str:
+    """A digest of the signals an index was built from: what it saved is reused only for the very
+    same signals."""
+    digest = hashlib.sha256()
+    for signal in signals:
+        digest.update(f"{signal.asset_id}:{signal.brand_id}:{signal.variant}:{len(signal.signal)}:".encode())
+        digest.update(signal.signal)
+    return digest.hexdigest()
 
 
 def _recode(codes: np.ndarray, names: Sequence[str], vocabulary: Sequence[str]) -> np.ndarray:
@@ -171,11 +204,11 @@ class BinaryHashIndex(PersistedIndex):
 
     removable = True
 
-    def __init__(self, bits: int, folder: Path | None = None, name: str = "hashes") -> None:
+    def __init__(self, bits: int, path: Path | None = None) -> None:
         if bits % 8:
             raise ValueError("bits must be a multiple of 8")
         self.bits = bits
-        super().__init__(folder, name)
+        super().__init__(path)
 
     def _empty(self) -> Any:
         return faiss.IndexBinaryFlat(self.bits)
@@ -208,9 +241,9 @@ class VectorIndex(PersistedIndex):
     """Inner-product HNSW search over L2-normalised vectors (cosine similarity). HNSW cannot
     remove rows, so removing an asset rebuilds it; adding one does not."""
 
-    def __init__(self, dim: int, folder: Path | None = None, name: str = "vectors") -> None:
+    def __init__(self, dim: int, path: Path | None = None) -> None:
         self.dim = dim
-        super().__init__(folder, name)
+        super().__init__(path)
 
     def _empty(self) -> Any:
         return faiss.IndexHNSWFlat(self.dim, 32, faiss.METRIC_INNER_PRODUCT)

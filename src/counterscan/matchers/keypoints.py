@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import faiss
@@ -20,7 +21,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from counterscan.imaging.decode import Picture
-from counterscan.records import AssetKind, AssetSignal, Evidence
+from counterscan.matchers.index import load_derived, save_derived, signals_digest
+from counterscan.matchers.outline import Region, logo_corners, logo_evidence
+from counterscan.records import AssetKind, AssetSignal, Brand, Evidence
 
 ASSET_SCALES = (160, 320, 640)
 ASSET_FEATURES = 250
@@ -126,7 +129,13 @@ def photo_features(image: Image.Image, original_size: tuple[int, int]) -> Featur
 
 
 class LogoIndex:
-    def __init__(self, signals: Sequence[AssetSignal]) -> None:
+    """Every logo's descriptors in one FAISS HNSW index, each row knowing its logo, brand and point."""
+
+    def __init__(
+        self, matcher: KeypointMatcher, signals: Sequence[AssetSignal], saved: faiss.IndexHNSWFlat | None = None
+    ) -> None:
+        """``saved``: the descriptor index of these very signals, loaded rather than built again."""
+        self.matcher = matcher
         self.assets: list[tuple[AssetSignal, Features]] = [(s, Features.from_bytes(s.signal)) for s in signals]
         owners, points, descriptors = [], [], []
         for number, (_signal, features) in enumerate(self.assets):
@@ -140,13 +149,26 @@ class LogoIndex:
 
         self.brand = brand_of_asset[self.owner] if len(self.owner) else np.zeros(0, int)
         self.points = np.concatenate(points) if points else np.zeros((0, 2), np.float32)
-        self.index = faiss.IndexHNSWFlat(128, 32)
+        if saved is not None:
+            self.index = saved
+        else:
+            self.index = faiss.IndexHNSWFlat(128, 32)
+            if descriptors:
+                self.index.add(np.ascontiguousarray(np.concatenate(descriptors)))
         self.index.hnsw.efSearch = 48
-        if descriptors:
-            self.index.add(np.ascontiguousarray(np.concatenate(descriptors)))
 
     def __len__(self) -> int:
         return len(self.assets)
+
+    def query(self, signals: Sequence[tuple[str, bytes]]) -> list[list[Evidence]]:
+        return [self.matcher.match(self, sha256, Features.from_bytes(signal)) for sha256, signal in signals]
+
+    def save(self, path: Path) -> None:
+        save_derived(
+            path,
+            signals_digest(signal for signal, _features in self.assets),
+            index=np.asarray(faiss.serialize_index(self.index)),
+        )
 
 
 class KeypointMatcher:
@@ -170,13 +192,19 @@ class KeypointMatcher:
             ("negative", logo_features(ImageOps.invert(gray)).to_bytes()),
         ]
 
-    def build_index(self, signals: Sequence[AssetSignal]) -> LogoIndex:
-        return LogoIndex(signals)
+    def build_index(self, signals: Sequence[AssetSignal], brands: Sequence[Brand] = ()) -> LogoIndex:
+        return LogoIndex(self, signals)
 
-    def query(self, index: LogoIndex, signals: Sequence[tuple[str, bytes]]) -> list[list[Evidence]]:
-        return [self._one(index, sha256, Features.from_bytes(signal)) for sha256, signal in signals]
+    def load_index(self, path: Path, signals: Sequence[AssetSignal], brands: Sequence[Brand] = ()) -> LogoIndex:
+        saved = load_derived(path, signals_digest(signals), "index")
+        try:
+            loaded = None if saved is None else faiss.deserialize_index(saved["index"])
+        except RuntimeError:  # a damaged file: built again
+            loaded = None
+        return LogoIndex(self, signals, loaded if isinstance(loaded, faiss.IndexHNSWFlat) else None)
 
-    def _one(self, index: LogoIndex, sha256: str, photo: Features) -> list[Evidence]:
+    def match(self, index: LogoIndex, sha256: str, photo: Features) -> list[Evidence]:
+        """The logos of ``index`` found in one photo, best first."""
         if not len(index) or len(photo.descriptors) < MIN_VOTES or index.index.ntotal < 2:
             return []
         distances, ids = index.index.search(np.ascontiguousarray(photo.descriptors), NEIGHBOURS)
@@ -215,7 +243,7 @@ class KeypointMatcher:
 
     def _verify(
         self, index: LogoIndex, number: int, photo_points: np.ndarray, logo_points: np.ndarray
-    ) -> tuple[int, list[list[float]]] | None:
+    ) -> tuple[int, Region] | None:
         homography, mask = cv2.findHomography(logo_points, photo_points, cv2.RANSAC, 6.0)
         if homography is None or mask is None:
             return None
@@ -223,28 +251,21 @@ class KeypointMatcher:
         if inliers < self.options.min_inliers or inliers / len(mask) < self.options.min_inlier_ratio:
             return None
         features = index.assets[number][1]
-        corners = np.array(
-            [[0, 0], [features.width, 0], [features.width, features.height], [0, features.height]], np.float32
-        )
-        quad = cv2.perspectiveTransform(corners[None], homography)[0]
+        quad = cv2.perspectiveTransform(logo_corners(features.width, features.height, np.float32)[None], homography)[0]
         if not _plausible(quad, features.width, features.height):
             return None
         return inliers, quad.round(1).tolist()
 
-    def _evidence(self, asset: AssetSignal, sha256: str, votes: int, inliers: int, quad: list[list[float]]) -> Evidence:
-        return Evidence(
-            matcher=self.name,
-            brand_id=asset.brand_id,
-            brand=asset.brand,
-            asset_id=asset.asset_id,
-            image_sha256=sha256,
+    def _evidence(self, asset: AssetSignal, sha256: str, votes: int, inliers: int, quad: Region) -> Evidence:
+        return logo_evidence(
+            self.name,
+            asset,
+            sha256,
             distance=float(-inliers),
             score=round(0.55 + 0.4 * min(1.0, inliers / 40), 4),
-            reason=(
-                f"{asset.brand} logo (asset #{asset.asset_id}) found in the photo: "
-                f"{inliers} geometrically consistent matches"
-            ),
-            details={"inliers": inliers, "votes": votes, "region": quad},
+            how=f": {inliers} geometrically consistent matches",
+            details={"inliers": inliers, "votes": votes},
+            region=quad,
         )
 
 

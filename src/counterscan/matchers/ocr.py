@@ -13,15 +13,18 @@ than the same word in a title: printed on the product or the picture, it is a wo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from counterscan.imaging.decode import Picture
+from counterscan.matchers.index import load_derived, save_derived
 from counterscan.matchers.ocr_engine import Quad, ReaderOptions, TextLine, TextReader
 from counterscan.matchers.text import TextHit, TextMatcher
 from counterscan.records import AssetKind, AssetSignal, Brand, Evidence
@@ -77,13 +80,26 @@ def read_picture(reader: TextReader, image: Image.Image, full_size: tuple[int, i
     return ReadText(reader.options.key(), full_size, tuple(lines))
 
 
-@dataclass(frozen=True)
 class BrandWords:
     """The OCR matcher's index: the brands in scope (their words are compiled by the text logic)."""
 
-    brands: tuple[Brand, ...]
-    vocabulary: frozenset[str] = frozenset()
-    """The words the text logic looks for, to split words the reader ran together."""
+    def __init__(self, matcher: OcrMatcher, brands: Sequence[Brand], vocabulary: frozenset[str] | None = None) -> None:
+        """``vocabulary``: the one these very brands gave before, which need not be compiled again."""
+        self.matcher = matcher
+        self.brands = tuple(brands)
+        self.vocabulary = matcher.words.vocabulary(self.brands) if vocabulary is None else vocabulary
+        """The words the text logic looks for, to split words the reader ran together."""
+
+    def __len__(self) -> int:
+        return len(self.brands)
+
+    def query(self, signals: Sequence[tuple[str, bytes]]) -> list[list[Evidence]]:
+        return [self.matcher.match_text(self, sha256, ReadText.from_bytes(signal)) for sha256, signal in signals]
+
+    def save(self, path: Path) -> None:
+        save_derived(
+            path, self.matcher.brands_digest(self.brands), vocabulary=np.array(sorted(self.vocabulary), dtype=np.str_)
+        )
 
 
 MIN_PIECE = 2
@@ -180,14 +196,18 @@ class OcrMatcher:
     def encode_asset(self, picture: Picture) -> list[tuple[str, bytes]]:
         return []
 
-    def build_index(self, signals: Sequence[AssetSignal]) -> BrandWords:
-        return BrandWords(())
+    def build_index(self, signals: Sequence[AssetSignal], brands: Sequence[Brand] = ()) -> BrandWords:
+        """The brands themselves: this matcher has no asset signals."""
+        return BrandWords(self, brands)
 
-    def index_brands(self, brands: Sequence[Brand]) -> BrandWords:
-        return BrandWords(tuple(brands), self.words.vocabulary(brands))
+    def load_index(self, path: Path, signals: Sequence[AssetSignal], brands: Sequence[Brand] = ()) -> BrandWords:
+        saved = load_derived(path, self.brands_digest(brands), "vocabulary")
+        return BrandWords(self, brands, None if saved is None else frozenset(str(word) for word in saved["vocabulary"]))
 
-    def query(self, index: BrandWords, signals: Sequence[tuple[str, bytes]]) -> list[list[Evidence]]:
-        return [self.match_text(index, sha256, ReadText.from_bytes(signal)) for sha256, signal in signals]
+    def brands_digest(self, brands: Sequence[Brand]) -> str:
+        """A digest of what the brands' vocabulary is compiled from: the brands and the text logic's own words."""
+        compiled = repr((tuple(brands), sorted(self.words.vocabulary(()))))
+        return hashlib.sha256(compiled.encode()).hexdigest()
 
     def match_text(self, index: BrandWords, sha256: str | None, read: ReadText) -> list[Evidence]:
         if not read.lines or not index.brands:

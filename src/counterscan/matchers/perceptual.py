@@ -19,8 +19,10 @@ import numpy as np
 from PIL import Image
 
 from counterscan.imaging.decode import HASH_DRAFT_SIDE, Picture
+from counterscan.matchers.base import asset_evidence
+from counterscan.matchers.facts import hash_bits
 from counterscan.matchers.index import BinaryHashIndex, as_matrix
-from counterscan.records import IMAGE_ASSET_KINDS, AssetKind, AssetSignal, Evidence
+from counterscan.records import IMAGE_ASSET_KINDS, AssetKind, AssetSignal, Brand, Evidence
 from counterscan.signals import as_table
 
 Cut = tuple[float, float, float, float]
@@ -111,9 +113,10 @@ class HashAlgorithm:
     """An optional package the hash needs."""
 
 
-PHASH = HashAlgorithm("phash", "pHash", 64, phash_bytes, full_resolution=False)
-DHASH = HashAlgorithm("dhash", "dHash", 64, dhash_bytes, full_resolution=False)
-PDQ = HashAlgorithm("pdq", "PDQ", 256, pdq_bytes, full_resolution=True, requires="pdqhash")
+PHASH = HashAlgorithm("phash", "pHash", hash_bits("phash"), phash_bytes, full_resolution=False)
+DHASH = HashAlgorithm("dhash", "dHash", hash_bits("dhash"), dhash_bytes, full_resolution=False)
+PDQ = HashAlgorithm("pdq", "PDQ", hash_bits("pdq"), pdq_bytes, full_resolution=True, requires="pdqhash")
+HASH_ALGORITHMS = {algorithm.name: algorithm for algorithm in (PHASH, DHASH, PDQ)}
 
 
 def trim_border(image: Image.Image) -> Image.Image:
@@ -214,40 +217,31 @@ class HashMatcher:
             variants.append(("trimmed", self.algorithm.compute(trimmed)))
         return variants
 
-    def build_index(self, signals: Sequence[AssetSignal]) -> BinaryHashIndex:
-        index = BinaryHashIndex(self.algorithm.bits, self.index_dir, self.name)
-        index.sync(as_table(signals).of_width(self.algorithm.bits // 8))
-        return index
+    def build_index(self, signals: Sequence[AssetSignal], brands: Sequence[Brand] = ()) -> HashIndex:
+        """The index over ``signals``, kept up to date in ``index_dir`` when the matcher has one."""
+        if self.index_dir is None:
+            return self._sync(BinaryHashIndex(self.algorithm.bits), signals)
+        return self.load_index(self.index_dir / f"{self.name}.npz", signals, brands)
 
-    def query(self, index: BinaryHashIndex, signals: Sequence[tuple[str, bytes]]) -> list[list[Evidence]]:
-        if not signals:
-            return []
-        width = self.algorithm.bits // 8
-        owners: list[int] = []
-        rows: list[bytes] = []
-        for number, (_sha256, signal) in enumerate(signals):
-            for start in range(0, len(signal), width):
-                owners.append(number)
-                rows.append(signal[start : start + width])
-        per_image: list[list[tuple[AssetSignal, int]]] = [[] for _ in signals]
-        hits = index.within(as_matrix(rows, self.algorithm.bits), self.max_distance)
-        for number, row_hits in zip(owners, hits, strict=True):
-            per_image[number].extend(row_hits)
-        return [self._evidence(sha256, hits) for (sha256, _), hits in zip(signals, per_image, strict=True)]
+    def load_index(self, path: Path, signals: Sequence[AssetSignal], brands: Sequence[Brand] = ()) -> HashIndex:
+        return self._sync(BinaryHashIndex(self.algorithm.bits, path), signals)
 
-    def _evidence(self, image_sha256: str, hits: list[tuple[AssetSignal, int]]) -> list[Evidence]:
+    def _sync(self, hashes: BinaryHashIndex, signals: Sequence[AssetSignal]) -> HashIndex:
+        hashes.sync(as_table(signals).of_width(self.algorithm.bits // 8))
+        return HashIndex(self, hashes)
+
+    def evidence(self, image_sha256: str, hits: list[tuple[AssetSignal, int]]) -> list[Evidence]:
+        """One finding per asset among ``hits`` (asset signal, distance), nearest first."""
         best: dict[int, tuple[AssetSignal, int]] = {}
         for asset_signal, distance in hits:
             current = best.get(asset_signal.asset_id)
             if current is None or distance < current[1]:
                 best[asset_signal.asset_id] = (asset_signal, distance)
         found = [
-            Evidence(
-                matcher=self.name,
-                brand_id=asset_signal.brand_id,
-                brand=asset_signal.brand,
-                asset_id=asset_signal.asset_id,
-                image_sha256=image_sha256,
+            asset_evidence(
+                self.name,
+                asset_signal,
+                image_sha256,
                 distance=float(distance),
                 score=self.confidence(distance),
                 reason=(
@@ -265,3 +259,35 @@ class HashMatcher:
     def confidence(self, distance: int) -> float:
         """0.99 for an exact copy, falling linearly to 0.6 at the edge of the radius."""
         return round(0.99 - 0.39 * min(distance, self.max_distance) / max(self.max_distance, 1), 4)
+
+
+class HashIndex:
+    """One hash's asset signals, searched within the matcher's Hamming radius."""
+
+    def __init__(self, matcher: HashMatcher, hashes: BinaryHashIndex) -> None:
+        self.matcher = matcher
+        self.hashes = hashes
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def save(self, path: Path) -> None:
+        self.hashes.save(path)
+
+    def query(self, signals: Sequence[tuple[str, bytes]]) -> list[list[Evidence]]:
+        if not signals:
+            return []
+        # A listing's signal is its hash, then that of its trimmed picture when it has a frame.
+        bits = self.matcher.algorithm.bits
+        width = bits // 8
+        owners: list[int] = []
+        rows: list[bytes] = []
+        for number, (_sha256, signal) in enumerate(signals):
+            for start in range(0, len(signal), width):
+                owners.append(number)
+                rows.append(signal[start : start + width])
+        per_image: list[list[tuple[AssetSignal, int]]] = [[] for _ in signals]
+        hits = self.hashes.within(as_matrix(rows, bits), self.matcher.max_distance)
+        for number, row_hits in zip(owners, hits, strict=True):
+            per_image[number].extend(row_hits)
+        return [self.matcher.evidence(sha256, hits) for (sha256, _), hits in zip(signals, per_image, strict=True)]

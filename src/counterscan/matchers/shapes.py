@@ -22,13 +22,16 @@ import functools
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from counterscan.imaging.decode import Picture
-from counterscan.records import AssetKind, AssetSignal, Evidence
+from counterscan.matchers.index import load_derived, save_derived, signals_digest
+from counterscan.matchers.outline import Region, logo_corners, logo_evidence
+from counterscan.records import AssetKind, AssetSignal, Brand, Evidence
 
 GRID_RINGS = 8
 GRID_ANGLES = 32
@@ -347,7 +350,11 @@ def _shared(bits: np.ndarray, brand: np.ndarray, chunk: int = 256) -> np.ndarray
 
 
 class ShapeIndex:
-    def __init__(self, signals: Sequence[AssetSignal]) -> None:
+    """Every logo's distinctive regions, keyed by their turn-invariant spectrum."""
+
+    def __init__(self, matcher: ShapeMatcher, signals: Sequence[AssetSignal], saved: np.ndarray | None = None) -> None:
+        """``saved``: which regions of these very signals are distinctive (the costly part), if known."""
+        self.matcher = matcher
         assets = [(signal, Regions.from_bytes(signal.signal)) for signal in signals]
         owner = [number for number, (_s, regions) in enumerate(assets) for _ in range(len(regions))]
         self.assets = assets
@@ -359,8 +366,11 @@ class ShapeIndex:
             if owner
             else np.zeros((0, GRID_RINGS * GRID_ANGLES), bool)
         )
+        self.kept = np.ones(len(self.bits), bool)
+        """Which of the logos' regions are used (those no two brands share)."""
         if len(self.bits):
-            keep = ~_shared(self.bits, self.brand)
+            self.kept = ~_shared(self.bits, self.brand) if saved is None else saved.astype(bool)
+            keep = self.kept
             self.owner, self.brand, self.row, self.bits = (
                 self.owner[keep],
                 self.brand[keep],
@@ -371,6 +381,12 @@ class ShapeIndex:
 
     def __len__(self) -> int:
         return len(self.bits)
+
+    def query(self, signals: Sequence[tuple[str, bytes]]) -> list[list[Evidence]]:
+        return [self.matcher.match(self, sha256, Regions.from_bytes(signal)) for sha256, signal in signals]
+
+    def save(self, path: Path) -> None:
+        save_derived(path, signals_digest(signal for signal, _regions in self.assets), kept=self.kept)
 
 
 class ShapeMatcher:
@@ -389,13 +405,15 @@ class ShapeMatcher:
     def encode_asset(self, picture: Picture) -> list[tuple[str, bytes]]:
         return [("original", logo_regions(picture.full("L")).to_bytes())]
 
-    def build_index(self, signals: Sequence[AssetSignal]) -> ShapeIndex:
-        return ShapeIndex(signals)
+    def build_index(self, signals: Sequence[AssetSignal], brands: Sequence[Brand] = ()) -> ShapeIndex:
+        return ShapeIndex(self, signals)
 
-    def query(self, index: ShapeIndex, signals: Sequence[tuple[str, bytes]]) -> list[list[Evidence]]:
-        return [self.match(index, sha256, Regions.from_bytes(signal)) for sha256, signal in signals]
+    def load_index(self, path: Path, signals: Sequence[AssetSignal], brands: Sequence[Brand] = ()) -> ShapeIndex:
+        saved = load_derived(path, signals_digest(signals), "kept")
+        return ShapeIndex(self, signals, None if saved is None else saved["kept"])
 
     def match(self, index: ShapeIndex, sha256: str, photo: Regions) -> list[Evidence]:
+        """The logos of ``index`` found in one photo by their shape, best first."""
         if not len(index) or not len(photo):
             return []
         nearest = np.argsort(-(spectrum(photo.bits) @ index.keys.T), axis=1)[:, :NEAREST]
@@ -425,34 +443,29 @@ class ShapeMatcher:
         return [evidence for _strength, evidence in sorted(best.values(), key=lambda item: -item[0])]
 
     def _evidence(
-        self, asset: AssetSignal, sha256: str, fit: float, quad: list[list[float]], plain: float, rival: float
+        self, asset: AssetSignal, sha256: str, fit: float, quad: Region, plain: float, rival: float
     ) -> Evidence:
         low = self.options.min_overlap
-        return Evidence(
-            matcher=self.name,
-            brand_id=asset.brand_id,
-            brand=asset.brand,
-            asset_id=asset.asset_id,
-            image_sha256=sha256,
+        return logo_evidence(
+            self.name,
+            asset,
+            sha256,
             distance=round(1 - fit, 4),
             # Under a keypoint match's 0.55-0.95: one outline is weaker evidence than many features.
             score=round(0.45 + 0.15 * min(1.0, (fit - low) / max(1e-6, 1 - low)), 4),
-            reason=(
-                f"{asset.brand} logo (asset #{asset.asset_id}) found in the photo by its shape: "
-                f"a region of one tone whose outline covers {fit:.0%} of the logo's"
-            ),
-            details={"overlap": round(fit, 4), "plain": round(plain, 4), "rival": round(rival, 4), "region": quad},
+            how=(f" by its shape: a region of one tone whose outline covers {fit:.0%} of the logo's"),
+            details={"overlap": round(fit, 4), "plain": round(plain, 4), "rival": round(rival, 4)},
+            region=quad,
         )
 
 
-def _project(logo: Regions, row: int, photo: Regions, region: int, turn: int) -> list[list[float]] | None:
+def _project(logo: Regions, row: int, photo: Regions, region: int, turn: int) -> Region | None:
     """The logo's outline in the photo, through the affine transform that fits the two regions."""
     # Photo grid column k + turn matches logo column k: the photo's frame is the logo's turned.
     angle = turn * 2 * np.pi / GRID_ANGLES
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     linear = photo.roots[region] @ rotation @ np.linalg.inv(logo.roots[row])
-    corners = np.array([[0, 0], [logo.width, 0], [logo.width, logo.height], [0, logo.height]], np.float64)
-    quad = (corners - logo.centres[row]) @ linear.T + photo.centres[region]
+    quad = (logo_corners(logo.width, logo.height, np.float64) - logo.centres[row]) @ linear.T + photo.centres[region]
     if not _plausible(quad, logo.width, logo.height):
         return None
     return [[round(float(x), 1), round(float(y), 1)] for x, y in quad]

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from counterscan.matchers.facts import of_family
 from counterscan.matchers.ocr import PHOTO_SCORES
 from counterscan.records import Evidence, Listing
 
@@ -50,8 +51,8 @@ FEATURES = (
     "photo_counterfeit_terms",
     "logo_and_words",
 )
-HASH_MATCHERS = frozenset({"phash", "dhash", "pdq"})
-LOGO_MATCHERS = frozenset({"keypoints", "shapes"})
+HASH_MATCHERS = of_family("hash")
+LOGO_MATCHERS = of_family("logo")
 """Matchers that see a brand's logo inside a photo."""
 _SIGNAL_FEATURES = {
     "brand-mention": "brand_mention",

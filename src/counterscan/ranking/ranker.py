@@ -15,7 +15,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from counterscan.ranking.features import HASH_MATCHERS, LOGO_MATCHERS, same_photo
+from counterscan.matchers.facts import MATCHER_FACTS
+from counterscan.ranking.features import same_photo
 from counterscan.records import Evidence
 
 SAME_PHOTO_BONUS = 0.5
@@ -29,7 +30,7 @@ class Score:
     """Index of the strongest evidence for the winning brand."""
 
 
-PICTURE_EVIDENCE = HASH_MATCHERS | LOGO_MATCHERS | {"embedding"}
+PICTURE_EVIDENCE = frozenset(name for name, facts in MATCHER_FACTS.items() if facts.settles_picture)
 """A copied photo or a logo found in one: what a takedown notice leads with, before words or a price."""
 
 

@@ -17,7 +17,7 @@ from counterscan.store.protocols import CatalogueWriter
 from counterscan.textnorm import plain
 
 if TYPE_CHECKING:
-    from counterscan.matchers import ImageMatcher
+    from counterscan.matchers import AssetIndex, ImageMatcher
 
 from counterscan.registry.uploads import Rejection, UploadFile, clean_image, expand, from_paths, rejection
 
@@ -34,15 +34,15 @@ def upload_limits(settings: Settings) -> UploadLimits:
     return UploadLimits(image=decode_limits(settings), max_archive_bytes=settings.max_upload_bytes)
 
 
-class MatchersOnFirstUse(Sequence["ImageMatcher"]):
+class MatchersOnFirstUse(Sequence["ImageMatcher[AssetIndex]"]):
     """The settings' image matchers, built when first read: a refused upload (a bomb, a wrong file type)
     never pays for loading OpenCV, FAISS and the OCR models."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._built: list[ImageMatcher] | None = None
+        self._built: list[ImageMatcher[AssetIndex]] | None = None
 
-    def _all(self) -> list[ImageMatcher]:
+    def _all(self) -> list[ImageMatcher[AssetIndex]]:
         if self._built is None:
             from counterscan.matchers import image_matchers
 
@@ -53,10 +53,10 @@ class MatchersOnFirstUse(Sequence["ImageMatcher"]):
         return len(self._all())
 
     @overload
-    def __getitem__(self, index: int) -> ImageMatcher: ...
+    def __getitem__(self, index: int) -> ImageMatcher[AssetIndex]: ...
 
     @overload
-    def __getitem__(self, index: slice) -> Sequence[ImageMatcher]: ...
+    def __getitem__(self, index: slice) -> Sequence[ImageMatcher[AssetIndex]]: ...
 
     def __getitem__(self, index: int | slice) -> Any:
         return self._all()[index]
@@ -84,7 +84,7 @@ def add_asset_files(
     store: CatalogueWriter,
     blobs: BlobStore,
     limits: UploadLimits,
-    matchers: Sequence[ImageMatcher],
+    matchers: Sequence[ImageMatcher[AssetIndex]],
     actor: Member,
     *,
     brand: str,
@@ -106,7 +106,7 @@ def add_upload_bytes(
     store: CatalogueWriter,
     blobs: BlobStore,
     limits: UploadLimits,
-    matchers: Sequence[ImageMatcher],
+    matchers: Sequence[ImageMatcher[AssetIndex]],
     actor: Member,
     *,
     brand: str,
@@ -122,7 +122,7 @@ def add_uploads(
     store: CatalogueWriter,
     blobs: BlobStore,
     limits: UploadLimits,
-    matchers: Sequence[ImageMatcher],
+    matchers: Sequence[ImageMatcher[AssetIndex]],
     actor: Member,
     *,
     brand: str,

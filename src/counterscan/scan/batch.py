@@ -26,6 +26,7 @@ from counterscan.config import Settings
 from counterscan.errors import ImageError
 from counterscan.imaging.decode import Picture
 from counterscan.matchers import (
+    AssetIndex,
     ImageMatcher,
     decode_limits,
     image_matchers,
@@ -130,7 +131,7 @@ def backfill_asset_signals(store: ScanLedger, settings: Settings) -> int:
     """Signals for assets uploaded before a matcher was turned on; returns how many assets gained some."""
     blobs = BlobStore(settings.blob_dir)
     limits = decode_limits(settings)
-    missing: dict[int, tuple[str, list[ImageMatcher]]] = {}
+    missing: dict[int, tuple[str, list[ImageMatcher[AssetIndex]]]] = {}
     for matcher in image_matchers(settings):
         for asset_id, sha256 in store.assets_without_signals(matcher.name, matcher.asset_kinds):
             missing.setdefault(asset_id, (sha256, []))[1].append(matcher)

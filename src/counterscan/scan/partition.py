@@ -12,12 +12,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from counterscan.config import Settings
 from counterscan.errors import ImageError
 from counterscan.imaging.decode import Picture
-from counterscan.matchers import ImageMatcher, ListingMatcher, decode_limits, image_matchers, listing_matchers
+from counterscan.matchers import (
+    AssetIndex,
+    ImageMatcher,
+    ListingMatcher,
+    decode_limits,
+    image_matchers,
+    listing_matchers,
+)
 from counterscan.matchers.context import PriceMatcher, SellerHistory, SellerMatcher
 from counterscan.matchers.ocr import OcrMatcher, ReadText
 from counterscan.matchers.title import ProductTitleMatcher
@@ -53,18 +59,15 @@ class PartitionResult:
 class Prepared:
     """A context's matchers with their built indexes: what matching one listing needs."""
 
-    image: list[tuple[ImageMatcher, Any]]
+    image: list[tuple[ImageMatcher[AssetIndex], AssetIndex]]
     listing: list[ListingMatcher]
     blobs: BlobStore
     price: PriceMatcher
     seller: SellerMatcher
 
 
-def _index(matcher: ImageMatcher, context: MatchContext) -> Any:
-    # Words read in photos are matched against the brands themselves (names, aliases), not assets.
-    if isinstance(matcher, OcrMatcher):
-        return matcher.index_brands(context.brands)
-    return matcher.build_index(context.asset_signals.get(matcher.name) or SignalTable.from_signals(()))
+def _index(matcher: ImageMatcher[AssetIndex], context: MatchContext) -> AssetIndex:
+    return matcher.build_index(context.asset_signals.get(matcher.name) or SignalTable.from_signals(()), context.brands)
 
 
 def prepare(context: MatchContext) -> Prepared:
@@ -150,7 +153,7 @@ def image_evidence(
         started = time.perf_counter()
         known = signals.get(matcher.name, {})
         pairs = [(sha256, known[sha256]) for sha256 in sha256s if sha256 in known]
-        for (sha256, _signal), found in zip(pairs, matcher.query(index, pairs), strict=True):
+        for (sha256, _signal), found in zip(pairs, index.query(pairs), strict=True):
             per_image[sha256].extend(item for item in found if item.brand_id in scanned_brands)
         if observe is not None:
             observe(matcher.name, time.perf_counter() - started)

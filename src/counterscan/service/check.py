@@ -13,12 +13,13 @@ from counterscan.config import Settings
 from counterscan.errors import DataError, UserError
 from counterscan.ingest.http_client import FetchError, PoliteClient, RefusedAddressError, RetryPolicy
 from counterscan.ingest.netpolicy import NetPolicy
+from counterscan.matchers.facts import MATCHER_FACTS
 from counterscan.records import Evidence, ImageOutcome, IngestedListing, Listing, Member, ScanResult
 from counterscan.scan.partition import Assessment
 from counterscan.store import BlobStore, Store
 
 CHECK_SOURCE = "check"
-HASH_MATCHERS = {"phash": 64, "dhash": 64, "pdq": 256}
+HASH_MATCHERS = {name: facts.hash_bits for name, facts in MATCHER_FACTS.items() if facts.hash_bits is not None}
 """Matchers whose listing signal a partner can send as hex, and their hash width in bits."""
 
 

@@ -1,0 +1,65 @@
+"""What is known of each matcher by its name alone: the one place the ranker, the features, the
+check API and the scan's scheduling read it from.
+
+Import-light on purpose (no numpy, OpenCV or FAISS): the evidence a store holds names its matcher,
+and reading what that matcher is must not load the matcher.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Family = Literal["hash", "logo", "embedding", "photo-text", "text", "context"]
+"""hash: a whole-image copy; logo: a brand's logo inside a photo; embedding: a photo that looks
+like an asset; photo-text: words read in a photo; text: a listing's words; context: price and
+seller history, which only weigh beside other evidence."""
+
+
+@dataclass(frozen=True)
+class MatcherFacts:
+    name: str
+    family: Family
+    hash_bits: int | None = None
+    """The width of one hash (hash matchers only): a partner may send it as hex."""
+    costly: bool = False
+    """Costs far more per image than a hash: on a time budget it runs in the order cheap evidence
+    suggests and what it did not reach is carried to the next scan."""
+
+    @property
+    def settles_picture(self) -> bool:
+        """Its evidence is the brand's picture in the listing's photo (a copy, a logo, a likeness):
+        what a takedown notice leads with, before words or a price."""
+        return self.family in ("hash", "logo", "embedding")
+
+
+MATCHER_FACTS: dict[str, MatcherFacts] = {
+    facts.name: facts
+    for facts in (
+        MatcherFacts("phash", "hash", hash_bits=64),
+        MatcherFacts("dhash", "hash", hash_bits=64),
+        MatcherFacts("pdq", "hash", hash_bits=256),
+        MatcherFacts("embedding", "embedding", costly=True),
+        MatcherFacts("keypoints", "logo", costly=True),
+        MatcherFacts("ocr", "photo-text", costly=True),
+        MatcherFacts("shapes", "logo", costly=True),
+        MatcherFacts("text", "text"),
+        MatcherFacts("title", "text"),
+        MatcherFacts("price", "context"),
+        MatcherFacts("seller", "context"),
+    )
+}
+"""Every matcher by name, image matchers in registry order."""
+
+
+def of_family(family: Family) -> frozenset[str]:
+    """The names of the matchers of one family."""
+    return frozenset(name for name, facts in MATCHER_FACTS.items() if facts.family == family)
+
+
+def hash_bits(name: str) -> int:
+    """The width of a hash matcher's hash (KeyError for a matcher that is not a hash)."""
+    bits = MATCHER_FACTS[name].hash_bits
+    if bits is None:
+        raise KeyError(f"{name} is not a hash matcher")
+    return bits
