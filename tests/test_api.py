@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +21,7 @@ from counterscan.config import Settings
 from counterscan.ingest import ingest, open_source
 from counterscan.matchers import decode_limits, image_matchers
 from counterscan.registry.assets import add_asset_files, upload_limits
-from counterscan.registry.brands import add_brand
+from counterscan.registry.brands import add_brand, set_product
 from counterscan.registry.members import add_member
 from counterscan.scan.batch import run_scan
 from counterscan.store import BlobStore, Store
@@ -171,6 +173,63 @@ def test_analyst_reads_everything_members_only_their_own(server: Server) -> None
         assert client.post("/v1/brands/Acme/assets", files=[("files", ("a", b"x", "text/plain"))]).status_code == 403
     with _client(server, server.owner_key) as client:
         assert client.get("/v1/brands/Nope").status_code == 404
+
+
+def _as_before(record: Any, *extra: tuple[str, Any]) -> dict[str, Any]:
+    """A record as the API wrote it before it had response models: ``asdict`` sent as JSON."""
+    return {**json.loads(json.dumps(asdict(record))), **dict(extra)}
+
+
+def _same_fields(answer: Any, records: Sequence[dict[str, Any]]) -> None:
+    rows = answer if isinstance(answer, list) else [answer]
+    assert len(rows) == len(records) and rows, (answer, records)
+    for row, record in zip(rows, records, strict=True):
+        assert list(row) == list(record)  # the same fields in the same order
+        for name, value in record.items():
+            assert row[name] == value and type(row[name]) is type(value), (name, row[name], value)
+
+
+def test_answers_are_the_stored_records_field_for_field(
+    server: Server, photos: dict[str, Image.Image], tmp_path: Path
+) -> None:
+    with _client(server, server.owner_key) as client:
+        made = client.post("/v1/webhooks", json={"url": "https://93.184.216.34/hook", "secret": "s", "min_score": 0})
+        assert made.status_code == 201, made.text
+        uploaded = client.post(
+            "/v1/brands/Acme/assets", files=[("files", ("cup.jpg", jpeg_bytes(photos["coffee"]), "x"))]
+        )
+        assert uploaded.status_code == 201, uploaded.text
+    store = Store.open(server.settings.database_url)
+    try:
+        owner = store.member("acme-group")
+        set_product(store, owner, "Acme", "Espresso cup", msrp=20, currency="usd")
+        feed = tmp_path / "feed.jsonl"
+        feed.write_text('{"listing_id": "a1", "title": "Roadrunner replica", "price": 3}\n')
+        ingest(store, BlobStore(server.settings.blob_dir), decode_limits(server.settings), open_source(str(feed)))
+        run_scan(store, server.settings)
+        (hook,) = store.webhooks()
+        (asset,) = (asset for asset in store.assets("Acme") if asset.kind == "product")
+        expected = {
+            "/v1/me": [_as_before(owner)],
+            "/v1/brands": [_as_before(brand) for brand in store.brands(member_id=owner.member_id)],
+            "/v1/brands/Acme": [_as_before(store.brand("Acme"))],
+            "/v1/brands/Acme/assets": [_as_before(found) for found in store.assets("Acme")],
+            "/v1/results": [_as_before(found) for found in store.suspects(limit=100)],
+            "/v1/webhooks": [_as_before(hook)],
+            "/v1/webhooks/deliveries": [_as_before(found) for found in store.deliveries(member_id=owner.member_id)],
+        }
+    finally:
+        store.close()
+    assert expected["/v1/brands/Acme"][0]["products"] == [{"name": "Espresso cup", "msrp": 20.0, "currency": "USD"}]
+    assert len(expected["/v1/webhooks/deliveries"]) == 1 and len(expected["/v1/results"]) == 1
+    _same_fields(made.json(), [_as_before(hook, ("secret", "s"))])
+    _same_fields(uploaded.json(), [{"added": [_as_before(asset)], "already_present": [], "rejected": []}])
+    with _client(server, server.owner_key) as client:
+        for path, records in expected.items():
+            _same_fields(client.get(path).json(), records)
+        removed = client.delete(f"/v1/assets/{asset.asset_id}").json()
+        _same_fields(removed, [_as_before(replace(asset, removed=True))])
+        _same_fields(client.delete(f"/v1/webhooks/{hook.webhook_id}").json(), [_as_before(hook)])
 
 
 def test_openapi_schema_lists_the_endpoints(server: Server) -> None:

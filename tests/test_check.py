@@ -152,6 +152,8 @@ def test_each_key_sees_what_it_may(checking: Callable[..., Running], photos: dic
         with running.client(who) as client:
             answer = client.post("/v1/check", data=form, files=files)
             assert answer.status_code == 200, answer.text
+            # Not stored: no "stored" member at all, as evidence a key may not see is left out, not null.
+            assert list(answer.json()) == ["score", "brand", "suspects", "scorer", "listing_id", "images"]
             answers[who] = {item["brand"]: item for item in answer.json()["suspects"]}
     assert set(answers["market"]) == {"Acme", "Beeline"}
     assert all(set(item) == {"brand", "score"} for item in answers["market"].values())
@@ -220,6 +222,7 @@ def test_stored_checks_join_the_review_queue(checking: Callable[..., Running], p
         )
     assert answer.status_code == 200, answer.text
     assert answer.json()["stored"] == {"source": "check:bazaar", "listing_id": "m-77"}
+    assert list(answer.json())[-1] == "stored"
     store = Store.open(running.settings.database_url)
     try:
         (suspect,) = store.suspects()

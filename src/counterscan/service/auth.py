@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from counterscan.records import Member
-from counterscan.registry.members import AuthPolicy, authenticate_key
-from counterscan.store import Store
+from counterscan.registry.members import authenticate_key
+from counterscan.service.dependencies import ServiceDep
 
 
 def api_key(authorization: str | None, x_api_key: str | None) -> str | None:
@@ -21,15 +21,15 @@ def api_key(authorization: str | None, x_api_key: str | None) -> str | None:
 
 def current_member(
     request: Request,
+    service: ServiceDep,
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> Member:
     """The member whose key came as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``."""
-    store: Store = request.app.state.store
     client = f"http:{request.client.host}" if request.client else "http:unknown"
-    policy: AuthPolicy = request.app.state.auth_policy
     # Failed tries are throttled per client address and per key prefix, and audited (never the key).
-    member = authenticate_key(store, api_key(authorization, x_api_key), client=client, policy=policy)
+    key = api_key(authorization, x_api_key)
+    member = authenticate_key(service.store, key, client=client, policy=service.auth_policy)
     request.state.member_name = member.name  # for the request log: the name, never the key
     return member
 

@@ -14,8 +14,9 @@ from counterscan.errors import DataError, UserError
 from counterscan.ingest.http_client import FetchError, PoliteClient, RefusedAddressError, RetryPolicy
 from counterscan.ingest.netpolicy import NetPolicy
 from counterscan.matchers.facts import MATCHER_FACTS
-from counterscan.records import Evidence, ImageOutcome, IngestedListing, Listing, Member, ScanResult
+from counterscan.records import ImageOutcome, IngestedListing, Listing, Member, ScanResult
 from counterscan.scan.partition import Assessment
+from counterscan.service.schemas import CheckAnswerOut, CheckEvidenceOut, CheckSuspectOut, StoredCheckOut
 from counterscan.store import BlobStore, Store
 
 CHECK_SOURCE = "check"
@@ -104,34 +105,33 @@ def parse_signals(images: Sequence[Mapping[str, Any]], enabled: Sequence[str]) -
     return parsed
 
 
-def visible(assessment: Assessment, member: Member, owned: set[int], *, scorer: str) -> dict[str, Any]:
-    """The result as ``member`` may see it: a marketplace key gets brands and scores only, a member
-    the evidence of its own brands, an analyst everything."""
-
-    def evidence(item: Evidence) -> dict[str, Any]:
-        return {
-            "matcher": item.matcher,
-            "score": item.score,
-            "reason": item.reason,
-            "asset_id": item.asset_id,
-            "image_sha256": item.image_sha256,
-            "distance": item.distance,
-        }
-
+def visible(
+    assessment: Assessment, member: Member, owned: set[int], *, scorer: str, item: CheckInput
+) -> CheckAnswerOut:
+    """The answer to ``item`` as ``member`` may see it: a marketplace key gets brands and scores only,
+    a member the evidence of its own brands, an analyst everything."""
     suspects = []
     for brand in assessment.brands:
-        entry: dict[str, Any] = {"brand": brand.brand, "score": brand.score}
         if member.is_analyst or (not member.is_marketplace and brand.brand_id in owned):
-            entry["evidence"] = [evidence(item) for item in brand.evidence]
-            entry["features"] = dict(brand.features)
-        suspects.append(entry)
+            evidence = [CheckEvidenceOut.of(found) for found in brand.evidence]
+            suspects.append(
+                CheckSuspectOut(brand=brand.brand, score=brand.score, evidence=evidence, features=dict(brand.features))
+            )
+        else:
+            suspects.append(CheckSuspectOut(brand=brand.brand, score=brand.score))
     top = assessment.brands[0] if assessment.brands else None
-    return {
-        "score": assessment.score,
-        "brand": top.brand if top is not None and assessment.score > 0 else None,
-        "suspects": suspects,
-        "scorer": scorer,
-    }
+    listing = item.listing
+    # Given only when stored: the answer leaves out what was not given (the route excludes unset fields).
+    stored = {"stored": StoredCheckOut(source=listing.source, listing_id=listing.listing_id)} if item.store else {}
+    return CheckAnswerOut(
+        score=assessment.score,
+        brand=top.brand if top is not None and assessment.score > 0 else None,
+        suspects=suspects,
+        scorer=scorer,
+        listing_id=listing.listing_id,
+        images=[sha256 for sha256, _data in item.images],
+        **stored,
+    )
 
 
 def store_check(store: Store, blobs: BlobStore, item: CheckInput, assessment: Assessment, *, scorer: str) -> int:
