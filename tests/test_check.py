@@ -167,6 +167,7 @@ def test_each_key_sees_what_it_may(checking: Callable[..., Running], photos: dic
         assert anonymous.post("/v1/check", data=form).status_code == 401
 
 
+@pytest.mark.slow
 def test_readiness_flips_while_an_index_reloads_and_new_assets_match(
     checking: Callable[..., Running], photos: dict[str, Image.Image]
 ) -> None:

@@ -220,6 +220,7 @@ def test_ingest_unknown_type_and_missing_file(cli: Cli, tmp_path: Path) -> None:
     assert "no such file" in cli("ingest", str(tmp_path / "nope.csv"), expect=2).stderr
 
 
+@pytest.mark.slow
 def test_scan_review_decide_and_export(brand_ready: Cli, tmp_path: Path, photos: dict[str, Image.Image]) -> None:
     cli = brand_ready
     write(tmp_path / "asset.jpg", jpeg_bytes(photos["coffee"], 95))
@@ -323,6 +324,7 @@ def test_authorised_seller_is_never_flagged(brand_ready: Cli, tmp_path: Path, ph
     assert json.loads(cli("review", "list", "--format", "json").stdout) == []
 
 
+@pytest.mark.slow
 def test_demo_ranks_planted_reuses_above_clean_listings(sqlite_cli: Cli) -> None:
     result = sqlite_cli("demo")
     assert "check: all 6 planted re-uses rank above all 13 clean listings" in result.stdout

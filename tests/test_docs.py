@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from counterscan.cli import command_paths
 from tests.conftest import REPO
 
@@ -22,6 +24,7 @@ def test_every_command_is_documented_in_the_readme_or_docs_cli() -> None:
     assert not missing, f"undocumented commands: {missing}; run `python scripts/write_cli_docs.py`"
 
 
+@pytest.mark.slow
 def test_docs_cli_is_what_the_script_writes_now() -> None:
     # A subprocess: the script fixes the terminal's width and colour before typer is imported.
     env = {key: value for key, value in os.environ.items() if not key.startswith("COUNTERSCAN_")}

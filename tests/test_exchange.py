@@ -37,6 +37,7 @@ def _lines(path: Path) -> list[dict[str, object]]:
         return [json.loads(line) for line in handle]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["acme.jsonl", "acme.jsonl.gz"])
 def test_exported_hashes_imported_as_a_bank_match_the_same_pictures(
     cli: Cli, tmp_path: Path, photos: dict[str, Image.Image], name: str

@@ -94,6 +94,7 @@ def test_report_source_has_a_csp_and_only_http_links(exported: tuple[Path, Path,
 @pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it when run as root)"
 )
+@pytest.mark.browser
 def test_report_in_chromium_has_no_script_links_and_runs_no_injected_script(
     exported: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:

@@ -29,6 +29,8 @@ from counterscan.store import schema as t
 from tests.conftest import png_bytes
 from tests.test_api import Server, _client, server  # noqa: F401  (the real HTTP server fixture)
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("COUNTERSCAN_FUZZ_EXAMPLES", "25"))
 FUZZ = settings(
     max_examples=EXAMPLES,

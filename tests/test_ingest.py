@@ -196,6 +196,7 @@ def _client(**policy: float) -> PoliteClient:
     return PoliteClient(retry, network=LOOPBACK)
 
 
+@pytest.mark.slow
 def test_429_then_success_honours_retry_after(server: FeedServer) -> None:
     server.json("/busy", [Reply(429, b"slow down", {"Retry-After": "1"}), Reply(200, b'{"ok": true}')])
     with _client() as client:
@@ -279,6 +280,7 @@ def test_api_failure_is_an_external_error_and_keeps_earlier_pages(
 # -- images -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_image_fetching_caps_and_failures_and_retry(
     store: Store, blobs: BlobStore, server: FeedServer, tmp_path: Path, photos: dict[str, Image.Image]
 ) -> None:
@@ -346,6 +348,7 @@ def test_quarantine_retry_uses_the_fixed_mapping(tmp_path: Path) -> None:
 # -- crash safety -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_resume_gives_exactly_the_feed(tmp_path: Path, server: FeedServer) -> None:
     per_page, page_count = 500, 12
     delay = {"seconds": 0.25}

@@ -71,6 +71,7 @@ def test_finds_a_logo_printed_in_a_photo_with_its_region(
     assert found[0].details["inliers"] >= 12 and "geometrically consistent" in found[0].reason
 
 
+@pytest.mark.slow
 def test_photos_without_the_logos_find_nothing(
     matcher: KeypointMatcher, index: LogoIndex, photos: dict[str, Image.Image]
 ) -> None:

@@ -32,6 +32,7 @@ def _key_of(output: str) -> str:
     return output.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_keys_listed_by_prefix_added_rotated_revoked_and_expiring(cli: Cli) -> None:
     first = cli.add_member("acme-group")
     listed = cli("members", "keys", "list").stdout

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
 
 
 def test_evaluation_notebook_executes() -> None:

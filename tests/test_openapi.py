@@ -87,6 +87,7 @@ def test_the_committed_document_is_what_the_app_serves(app: FastAPI) -> None:
     assert json.loads(served)["info"]["version"] == app.version
 
 
+@pytest.mark.slow
 def test_the_script_writes_the_document_and_checks_a_stale_one(app: FastAPI, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     target = tmp_path / "openapi.json"

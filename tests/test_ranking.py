@@ -64,6 +64,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, LabelledSet]:
     return home, labelled
 
 
+@pytest.mark.slow
 def test_review_loop_train_and_rescan(world: tuple[Path, LabelledSet], tmp_path: Path) -> None:
     source, labelled = world
     home = tmp_path / "home"
@@ -115,6 +116,7 @@ def test_review_loop_train_and_rescan(world: tuple[Path, LabelledSet], tmp_path:
 @pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it when run as root)"
 )
+@pytest.mark.browser
 def test_html_report_renders_in_a_real_browser(world: tuple[Path, LabelledSet], tmp_path: Path) -> None:
     assert CHROMIUM is not None
     source, _labelled = world

@@ -29,6 +29,8 @@ from counterscan.store import BlobStore, Store
 from counterscan.store import schema as t
 from tests.conftest import Cli, jpeg_bytes, load_photo
 
+pytestmark = pytest.mark.slow
+
 ASSET_PHOTOS = ("astronaut", "coffee", "rocket", "chelsea")
 OTHER_PHOTOS = ("moon", "coins", "camera", "brick", "gravel", "page", "text", "grass")
 

@@ -25,6 +25,8 @@ from tests.conftest import png_bytes
 from tests.test_keypoints import logo
 from tests.test_scan import build_world
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def world(tmp_path: Path, db_url: str) -> tuple[Settings, dict[str, str]]:

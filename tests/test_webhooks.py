@@ -114,6 +114,7 @@ def test_signature_checks() -> None:
     )
 
 
+@pytest.mark.slow
 def test_kill_9_of_the_delivery_worker_loses_nothing(tmp_path: Path, db_url: str) -> None:
     home = tmp_path / "home"
     settings = _local(Settings.load(home=home, db_url=db_url, environ={}))

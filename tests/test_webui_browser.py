@@ -21,10 +21,13 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "build" / "screenshots"
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="Debian's chromium and chromium-driver are not installed (make test installs them when run as root)",
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        CHROMIUM is None or CHROMEDRIVER is None,
+        reason="Debian's chromium and chromium-driver are not installed (make test installs them when run as root)",
+    ),
+]
 
 if CHROMIUM is not None and CHROMEDRIVER is not None:
     from selenium import webdriver

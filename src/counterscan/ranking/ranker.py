@@ -79,7 +79,7 @@ def cold_start_score(evidence: Sequence[Evidence]) -> Score:
 
 
 class Ranker(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
-    """Calibrated logistic regression over the feature rows of ``features.py``.
+    """Calibrated logistic regression over the feature rows of ``ranking/features.py``.
 
     A scikit-learn estimator: parameters in ``__init__``, ``fit`` returns self, learned state ends
     in ``_``; so it cross-validates and calibrates like any other.

@@ -61,7 +61,7 @@ def is_svg(data: bytes) -> bool:
 def rasterise_svg(data: bytes, *, source: str, limits: DecodeLimits | None = None) -> bytes:
     """Render an SVG logo to PNG. External files and entities stay off (cairosvg's safe mode); the
     markup is checked for expansion bombs and oversized embedded pictures first, and rendering
-    runs under an element count, canvas size and time budget (imageguard)."""
+    runs under an element count, canvas size and time budget (imaging.guard)."""
     budget = RenderBudget(max_pixels=(limits or DecodeLimits(len(data), 40_000_000)).max_pixels, source=source)
     try:
         check_svg(data, budget)
