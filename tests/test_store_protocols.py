@@ -14,39 +14,33 @@ from pathlib import Path
 import pytest
 
 import counterscan
-from counterscan.store import Store
+from counterscan.store import Store, protocols
 from counterscan.store.protocols import (
     ActiveModel,
     CatalogueReader,
     CatalogueWriter,
+    CheckCatalogue,
+    CheckRecorder,
     ConfirmedVerdicts,
     EvidenceReader,
     ListingWriter,
     Locks,
     MemberDirectory,
     ModelRegistry,
+    OperationsReader,
     ReviewDesk,
     ReviewSite,
     ScanLedger,
+    SignalBackfill,
     TrainingSource,
     TrainingStore,
+    WebhookOutbox,
 )
 
-PROTOCOLS: tuple[type, ...] = (
-    CatalogueReader,
-    CatalogueWriter,
-    MemberDirectory,
-    Locks,
-    ListingWriter,
-    EvidenceReader,
-    ConfirmedVerdicts,
-    ActiveModel,
-    ModelRegistry,
-    TrainingSource,
-    TrainingStore,
-    ScanLedger,
-    ReviewDesk,
-    ReviewSite,
+PROTOCOLS: tuple[type, ...] = tuple(
+    value
+    for value in vars(protocols).values()
+    if isinstance(value, type) and value.__module__ == protocols.__name__ and getattr(value, "_is_protocol", False)
 )
 LIBRARY = Path(counterscan.__file__).parent
 
@@ -83,6 +77,11 @@ def test_a_store_is_each_protocol(tmp_path: Path) -> None:
         scan_ledger: ScanLedger = store
         review_desk: ReviewDesk = store
         review_site: ReviewSite = store
+        signal_backfill: SignalBackfill = store
+        check_catalogue: CheckCatalogue = store
+        check_recorder: CheckRecorder = store
+        webhook_outbox: WebhookOutbox = store
+        operations_reader: OperationsReader = store
         assigned = (
             catalogue_reader,
             catalogue_writer,
@@ -98,10 +97,17 @@ def test_a_store_is_each_protocol(tmp_path: Path) -> None:
             scan_ledger,
             review_desk,
             review_site,
+            signal_backfill,
+            check_catalogue,
+            check_recorder,
+            webhook_outbox,
+            operations_reader,
         )
+        # Every protocol of the module is assigned above, so mypy checks the store against each.
         assert len(assigned) == len(PROTOCOLS)
         assert catalogue_reader.brands() == []
         assert review_desk.suspects() == []
+        assert operations_reader.operational_counts().listings == 0
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS, ids=lambda protocol: protocol.__name__)

@@ -41,7 +41,7 @@ from counterscan.scan.executors import Executor, InlineExecutor, Partition
 from counterscan.scan.partition import Assessment, MatchContext, PartitionResult, assess_many
 from counterscan.store import BlobStore
 from counterscan.store.holders import holder_is_dead, this_holder
-from counterscan.store.protocols import ScanLedger
+from counterscan.store.protocols import ScanLedger, SignalBackfill
 
 PER_WORKER_BATCH = 128
 MIN_PARTITION = 32
@@ -127,7 +127,7 @@ def _context_key(settings: Settings, fingerprints: dict[int, str]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def backfill_asset_signals(store: ScanLedger, settings: Settings) -> int:
+def backfill_asset_signals(store: SignalBackfill, settings: Settings) -> int:
     """Signals for assets uploaded before a matcher was turned on; returns how many assets gained some."""
     blobs = BlobStore(settings.blob_dir)
     limits = decode_limits(settings)

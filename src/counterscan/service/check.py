@@ -17,7 +17,8 @@ from counterscan.matchers.facts import MATCHER_FACTS
 from counterscan.records import ImageOutcome, IngestedListing, Listing, Member, ScanResult
 from counterscan.scan.partition import Assessment
 from counterscan.service.schemas import CheckAnswerOut, CheckEvidenceOut, CheckSuspectOut, StoredCheckOut
-from counterscan.store import BlobStore, Store
+from counterscan.store import BlobStore
+from counterscan.store.protocols import CheckRecorder
 
 CHECK_SOURCE = "check"
 HASH_MATCHERS = {name: facts.hash_bits for name, facts in MATCHER_FACTS.items() if facts.hash_bits is not None}
@@ -134,7 +135,9 @@ def visible(
     )
 
 
-def store_check(store: Store, blobs: BlobStore, item: CheckInput, assessment: Assessment, *, scorer: str) -> int:
+def store_check(
+    store: CheckRecorder, blobs: BlobStore, item: CheckInput, assessment: Assessment, *, scorer: str
+) -> int:
     """Keep a checked listing with its images, evidence and score, so it joins the review queue (and
     fires "suspect.new" webhooks in the same transaction as any batch result would)."""
     outcomes = tuple(

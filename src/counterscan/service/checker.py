@@ -25,7 +25,7 @@ from counterscan.scan.batch import backfill_asset_signals
 from counterscan.scan.executors import limit_native_threads
 from counterscan.scan.partition import Assessment, MatchContext, Prepared, assess_listing, encode_images, prepare
 from counterscan.service.ops import Metrics
-from counterscan.store import Store
+from counterscan.store.protocols import CheckCatalogue
 
 LOG = "counterscan.service"
 
@@ -44,7 +44,7 @@ class Warm:
 
 
 class Checker:
-    def __init__(self, store: Store, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(self, store: CheckCatalogue, settings: Settings, metrics: Metrics | None = None) -> None:
         self.store = store
         self.settings = settings
         self.metrics = metrics

@@ -16,14 +16,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from counterscan.store import Store
-from counterscan.store import schema as t
+from counterscan.store.protocols import OperationsReader
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -33,7 +31,7 @@ ACCESS_LOGGER = "counterscan.access"
 class Metrics:
     """The service's instruments, in a registry of their own (never the process-global one)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: OperationsReader) -> None:
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         self.registry = CollectorRegistry()
         # In multiprocess mode the values live in files; the registry is assembled at scrape time.
@@ -111,28 +109,27 @@ class StoreCollector(Collector):
     """Scan, ingest and webhook counters read from the store at scrape time (they happen in other
     processes: CLI scans, ingest jobs, delivery workers)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: OperationsReader) -> None:
         self.store = store
 
     def collect(self) -> Iterator[Metric]:
-        with self.store.engine.connect() as conn:
-            scans = conn.execute(sa.select(t.scans.c.status, sa.func.count()).group_by(t.scans.c.status)).all()
-            scanned = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(t.scans.c.listings_scanned), 0))).scalar_one()
-            listings = conn.execute(sa.select(sa.func.count()).select_from(t.listings)).scalar_one()
-            quarantined = conn.execute(sa.select(sa.func.count()).select_from(t.quarantine)).scalar_one()
-            outbox = conn.execute(
-                sa.select(t.webhook_outbox.c.status, sa.func.count()).group_by(t.webhook_outbox.c.status)
-            ).all()
+        counts = self.store.operational_counts()
         runs = CounterMetricFamily("counterscan_scans", "Scans run, by final status", labels=["status"])
-        for status, count in scans:
-            runs.add_metric([str(status)], float(count))
+        for status, count in counts.scans_by_status.items():
+            runs.add_metric([status], float(count))
         yield runs
-        yield CounterMetricFamily("counterscan_listings_scanned", "Listings scanned by all scans", value=float(scanned))
-        yield CounterMetricFamily("counterscan_listings_ingested", "Listings in the store", value=float(listings))
-        yield CounterMetricFamily("counterscan_quarantined", "Records and images quarantined", value=float(quarantined))
+        yield CounterMetricFamily(
+            "counterscan_listings_scanned", "Listings scanned by all scans", value=float(counts.listings_scanned)
+        )
+        yield CounterMetricFamily(
+            "counterscan_listings_ingested", "Listings in the store", value=float(counts.listings)
+        )
+        yield CounterMetricFamily(
+            "counterscan_quarantined", "Records and images quarantined", value=float(counts.quarantined)
+        )
         box = GaugeMetricFamily("counterscan_webhook_outbox", "Webhook deliveries by status", labels=["status"])
-        for status, count in outbox:
-            box.add_metric([str(status)], float(count))
+        for status, count in counts.outbox_by_status.items():
+            box.add_metric([status], float(count))
         yield box
 
 

@@ -33,8 +33,8 @@ from counterscan.config import Settings
 from counterscan.errors import UserError
 from counterscan.ingest.netpolicy import AddressRefusedError, NetPolicy
 from counterscan.records import WEBHOOK_EVENTS, Member, Webhook
-from counterscan.store import Store
 from counterscan.store.base import now
+from counterscan.store.protocols import WebhookOutbox
 from counterscan.store.webhooks import ClaimedDelivery
 
 SIGNATURE_HEADER = "X-Counterscan-Signature"
@@ -66,7 +66,7 @@ def policy(settings: Settings) -> NetPolicy:
 
 
 def add_webhook(
-    store: Store,
+    store: WebhookOutbox,
     settings: Settings,
     member: Member,
     *,
@@ -122,7 +122,7 @@ class Deliverer:
 
     def __init__(
         self,
-        store: Store,
+        store: WebhookOutbox,
         settings: Settings,
         *,
         observe: Callable[[str, float], None] | None = None,

@@ -38,12 +38,15 @@ if TYPE_CHECKING:
         Suspect,
         UpsertCounts,
         VerdictLabel,
+        Webhook,
     )
     from counterscan.signals import SignalTable
     from counterscan.store.keys import KeyCandidate
     from counterscan.store.listings import FailedImage
     from counterscan.store.queue import QueueFilter, SuspectKey
     from counterscan.store.reviewui import QueuePage, QueueRow, SharedPicture, VerdictEntry
+    from counterscan.store.service import OperationalCounts
+    from counterscan.store.webhooks import ClaimedDelivery
 
 
 class CatalogueReader(Protocol):
@@ -239,12 +242,16 @@ class TrainingStore(TrainingSource, ModelRegistry, Protocol):
     """Training: read the labelled set, save the model it makes."""
 
 
-class ScanLedger(CatalogueReader, EvidenceReader, ConfirmedVerdicts, ActiveModel, Locks, Protocol):
-    """A batch scan: what to scan, its progress and state, signals, results and scores."""
+class SignalBackfill(Protocol):
+    """Assets that a matcher has not encoded yet (it was switched on after they were uploaded)."""
 
     def assets_without_signals(self, matcher: str, kinds: Sequence[str]) -> list[tuple[int, str]]: ...
 
     def add_asset_signals(self, asset_id: int, matcher: str, variants: Sequence[tuple[str, bytes]]) -> None: ...
+
+
+class ScanLedger(CatalogueReader, EvidenceReader, ConfirmedVerdicts, ActiveModel, Locks, SignalBackfill, Protocol):
+    """A batch scan: what to scan, its progress and state, signals, results and scores."""
 
     def brand_fingerprints(self) -> dict[int, str]: ...
 
@@ -351,3 +358,68 @@ class ReviewSite(ReviewDesk, MemberDirectory, Protocol):
     ) -> list[SharedPicture]: ...
 
     def picture_visible(self, sha256: str, brand_ids: Sequence[int]) -> bool: ...
+
+
+# -- the service -----------------------------------------------------------------------------------
+
+
+class CheckCatalogue(CatalogueReader, ConfirmedVerdicts, ActiveModel, SignalBackfill, Protocol):
+    """What a server's warm indexes are built from, and how it knows they are stale."""
+
+    def catalogue_version(self) -> tuple[int, int]: ...
+
+
+class CheckRecorder(Protocol):
+    """A stored check: the listing ingested and its result written as a one-listing scan."""
+
+    def commit_ingest_batch(
+        self,
+        source: str,
+        items: Sequence[IngestedListing],
+        rejected: Sequence[Rejected],
+        checkpoint: Mapping[str, Any] | None,
+    ) -> UpsertCounts: ...
+
+    def find_listing(self, reference: str) -> int: ...
+
+    def start_scan(self, *, scope: str = "all", plan: Mapping[str, Any] | None = None, holder: str = "") -> int: ...
+
+    def write_results(
+        self,
+        scan_id: int,
+        results: Sequence[ScanResult],
+        *,
+        scorer: str = "cold-start",
+        cursor: int | None = None,
+        mark_scanned: bool = True,
+    ) -> None: ...
+
+    def finish_scan(self, scan_id: int, *, status: str, listings_scanned: int) -> None: ...
+
+
+class WebhookOutbox(Protocol):
+    """Members' endpoints and the outbox their deliveries are claimed from."""
+
+    def add_webhook(
+        self, member_id: int, *, url: str, secret: str, events: Sequence[str], min_score: float, actor: str
+    ) -> Webhook: ...
+
+    def claim_deliveries(self, holder: str, *, limit: int, lease: timedelta) -> list[ClaimedDelivery]: ...
+
+    def finish_attempt(
+        self,
+        delivery_id: int,
+        holder: str,
+        *,
+        delivered: bool,
+        status_code: int | None,
+        error: str | None,
+        duration_ms: float,
+        retry_at: datetime | None,
+    ) -> None: ...
+
+
+class OperationsReader(Protocol):
+    """Counters of work done in other processes (scans, ingest jobs, deliveries), for /metrics."""
+
+    def operational_counts(self) -> OperationalCounts: ...

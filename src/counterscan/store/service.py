@@ -1,6 +1,9 @@
-"""What the service asks the store for its warm indexes: has the catalogue changed?"""
+"""What the service asks the store: has the catalogue changed (for its warm indexes), and the
+counters of work other processes did (for /metrics)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
@@ -9,6 +12,20 @@ from counterscan.store.base import StoreBase
 
 # Audit actions that change nothing a check matches against.
 _NOT_CATALOGUE = ("verdict", "member.add", "webhook.add", "webhook.remove")
+
+
+@dataclass(frozen=True)
+class OperationalCounts:
+    """Work done by every process sharing the store, read at scrape time."""
+
+    scans_by_status: dict[str, int]
+    listings_scanned: int
+    """By all scans, summed."""
+    listings: int
+    quarantined: int
+    """Records and images."""
+    outbox_by_status: dict[str, int]
+    """Webhook deliveries."""
 
 
 class ServiceStore(StoreBase):
@@ -23,3 +40,20 @@ class ServiceStore(StoreBase):
             ).scalar_one()
             verdict = conn.execute(sa.select(sa.func.coalesce(sa.func.max(t.verdicts.c.verdict_id), 0))).scalar_one()
         return int(changed), int(verdict)
+
+    def operational_counts(self) -> OperationalCounts:
+        with self.engine.connect() as conn:
+            scans = conn.execute(sa.select(t.scans.c.status, sa.func.count()).group_by(t.scans.c.status)).all()
+            scanned = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(t.scans.c.listings_scanned), 0))).scalar_one()
+            listings = conn.execute(sa.select(sa.func.count()).select_from(t.listings)).scalar_one()
+            quarantined = conn.execute(sa.select(sa.func.count()).select_from(t.quarantine)).scalar_one()
+            outbox = conn.execute(
+                sa.select(t.webhook_outbox.c.status, sa.func.count()).group_by(t.webhook_outbox.c.status)
+            ).all()
+        return OperationalCounts(
+            scans_by_status={str(status): int(count) for status, count in scans},
+            listings_scanned=int(scanned),
+            listings=int(listings),
+            quarantined=int(quarantined),
+            outbox_by_status={str(status): int(count) for status, count in outbox},
+        )
