@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from counterscan.review import export as report
     from counterscan.review import queue as review
     from counterscan.store import BlobStore, Store
-    from counterscan.store.migrations import BrandScore
+    from counterscan.store.migrations import ScoredBrand
 else:
     # Imported on first use: `counterscan --help` must not pay for OpenCV, FAISS and scikit-learn.
     assets, brands, members, report, review, training = (
@@ -188,7 +188,7 @@ def _settings(ctx: typer.Context) -> Settings:
     return settings
 
 
-def _cold_start_scores(evidence: Sequence[Evidence]) -> Sequence[BrandScore]:
+def _cold_start_scores(evidence: Sequence[Evidence]) -> Sequence[ScoredBrand]:
     """The ranker's cold-start scorer, imported only when an old store is upgraded (scikit-learn behind it)."""
     from counterscan.ranking.ranker import cold_start_scores
 

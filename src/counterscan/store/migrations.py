@@ -14,7 +14,7 @@ from counterscan.store import schema as t
 from counterscan.store.schema import LATEST_VERSION, TS, lock_guard, member_keys, metadata, schema_version
 
 
-class BrandScore(Protocol):
+class ScoredBrand(Protocol):
     """One brand's score from a listing's evidence, as the ranking package's cold-start scorer gives it."""
 
     @property
@@ -26,7 +26,7 @@ class BrandScore(Protocol):
         """Index of the strongest evidence for the brand."""
 
 
-EvidenceScorer = Callable[[Sequence[Evidence]], Sequence[BrandScore]]
+EvidenceScorer = Callable[[Sequence[Evidence]], Sequence[ScoredBrand]]
 """Scores stored evidence per brand. The store never imports the ranker (it sits below it): the one
 upgrade step that scores evidence is handed the scorer by whoever opens the store."""
 

@@ -79,22 +79,48 @@ class SharedPicture:
     seller_name: str | None
 
 
-def _sort_columns(sort: QueueSort) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any], bool]:
-    """(primary column, tie-breaker, descending) for a sort order."""
+def _sort_column(sort: QueueSort) -> tuple[sa.ColumnElement[Any], bool]:
+    """(primary column, descending) for a sort order; ties are broken by (listing, brand), ascending."""
     if sort in ("score", "score_asc"):
-        return t.scores.c.score, t.scores.c.listing_pk, sort == "score"
-    return t.scores.c.listing_pk, t.scores.c.listing_pk, sort == "newest"
+        return t.scores.c.score, sort == "score"
+    return t.scores.c.listing_pk, sort == "newest"
+
+
+Position = tuple[float, int, int]
+"""Where a suspect stands in a queue: (primary sort value, listing, brand). A listing may be the
+suspect of several brands with one score: only the whole triple orders every row."""
+
+
+def _beyond(primary: sa.ColumnElement[Any], descending: bool, position: Position, *, forward: bool) -> Any:
+    """Rows after ``position`` in queue order (``forward``), or before it."""
+    value, listing_pk, brand_id = position
+    later = (primary < value) if descending == forward else (primary > value)
+    pk, brand = t.scores.c.listing_pk, t.scores.c.brand_id
+    tie = (
+        sa.or_(pk > listing_pk, sa.and_(pk == listing_pk, brand > brand_id))
+        if forward
+        else sa.or_(pk < listing_pk, sa.and_(pk == listing_pk, brand < brand_id))
+    )
+    return sa.or_(later, sa.and_(primary == value, tie))
+
+
+def _in_order(primary: sa.ColumnElement[Any], descending: bool, *, forward: bool = True) -> list[Any]:
+    ascending = forward != descending
+    ties = [t.scores.c.listing_pk, t.scores.c.brand_id]
+    return [primary.asc() if ascending else primary.desc(), *(tie.asc() if forward else tie.desc() for tie in ties)]
 
 
 def encode_cursor(row: QueueRow, sort: QueueSort) -> str:
     primary = repr(row.score) if sort in ("score", "score_asc") else str(row.listing_pk)
-    return f"{primary}_{row.listing_pk}"
+    return f"{primary}_{row.listing_pk}_{row.brand_id}"
 
 
-def decode_cursor(cursor: str) -> tuple[float, int] | None:
-    primary, _, pk = cursor.partition("_")
+def decode_cursor(cursor: str) -> Position | None:
+    parts = cursor.split("_")
+    if len(parts) != 3:
+        return None
     try:
-        return float(primary), int(pk)
+        return float(parts[0]), int(parts[1]), int(parts[2])
     except ValueError:
         return None
 
@@ -102,17 +128,12 @@ def decode_cursor(cursor: str) -> tuple[float, int] | None:
 class ReviewUIStore(StoreBase):
     def queue_page(self, spec: QueueFilter, *, after: str | None = None, limit: int = 50) -> QueuePage:
         """One page of suspects in ``spec.sort`` order, starting after the ``after`` cursor."""
-        primary, tie, descending = _sort_columns(spec.sort)
+        primary, descending = _sort_column(spec.sort)
         query = _web_queue(spec)
         position = decode_cursor(after) if after else None
         if position is not None:
-            value, pk = position
-            if descending:
-                query = query.where(sa.or_(primary < value, sa.and_(primary == value, tie > pk)))
-            else:
-                query = query.where(sa.or_(primary > value, sa.and_(primary == value, tie > pk)))
-        order = primary.desc() if descending else primary.asc()
-        query = query.order_by(order, tie.asc()).limit(limit + 1)
+            query = query.where(_beyond(primary, descending, position, forward=True))
+        query = query.order_by(*_in_order(primary, descending)).limit(limit + 1)
         with self.engine.connect() as conn:
             found = conn.execute(query).all()
         rows = tuple(_queue_row(row) for row in found[:limit])
@@ -121,27 +142,24 @@ class ReviewUIStore(StoreBase):
 
     def queue_neighbours(self, spec: QueueFilter, key: SuspectKey) -> tuple[SuspectKey | None, SuspectKey | None]:
         """The suspects before and after ``key`` in the queue ``spec`` describes (j / k on a suspect page)."""
-        primary, tie, descending = _sort_columns(spec.sort)
+        primary, descending = _sort_column(spec.sort)
         with self.engine.connect() as conn:
             here = conn.execute(
                 sa.select(primary.label("value")).where(t.scores.c.listing_pk == key[0], t.scores.c.brand_id == key[1])
             ).first()
             if here is None:
                 return None, None
-            value, pk = here.value, key[0]
-            forward = sa.or_(primary < value, sa.and_(primary == value, tie > pk))
-            backward = sa.or_(primary > value, sa.and_(primary == value, tie < pk))
-            if not descending:
-                forward, backward = (
-                    sa.or_(primary > value, sa.and_(primary == value, tie > pk)),
-                    sa.or_(primary < value, sa.and_(primary == value, tie < pk)),
-                )
+            position: Position = (here.value, key[0], key[1])
             base = queue_query(spec)
             following = conn.execute(
-                base.where(forward).order_by(primary.desc() if descending else primary.asc(), tie.asc()).limit(1)
+                base.where(_beyond(primary, descending, position, forward=True))
+                .order_by(*_in_order(primary, descending))
+                .limit(1)
             ).first()
             preceding = conn.execute(
-                base.where(backward).order_by(primary.asc() if descending else primary.desc(), tie.desc()).limit(1)
+                base.where(_beyond(primary, descending, position, forward=False))
+                .order_by(*_in_order(primary, descending, forward=False))
+                .limit(1)
             ).first()
         return (
             None if preceding is None else (int(preceding.listing_pk), int(preceding.brand_id)),
