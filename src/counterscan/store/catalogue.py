@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -106,7 +106,7 @@ class CatalogueStore(StoreBase):
             self._audit(conn, actor, "brand.add", name, {"msrp": msrp, "currency": currency})
         return brand_id
 
-    def update_brand(self, brand_id: int, *, actor: str, changes: dict[str, Any]) -> None:
+    def update_brand(self, brand_id: int, *, actor: str, changes: Mapping[str, object]) -> None:
         """Set brand columns (lists replaced whole); ``changes`` is audited as given."""
         allowed = {*BRAND_LIST_FIELDS, "msrp", "currency"}
         unknown = set(changes) - allowed
@@ -498,7 +498,7 @@ class CatalogueStore(StoreBase):
         ]
 
 
-def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+def _jsonable(values: Mapping[str, object]) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(json.dumps(values, default=str))
     return result
 

@@ -51,7 +51,7 @@ class ListingStore(StoreBase):
         source: str,
         items: Sequence[IngestedListing],
         rejected: Sequence[Rejected],
-        checkpoint: Mapping[str, Any] | None,
+        checkpoint: Mapping[str, object] | None,
     ) -> UpsertCounts:
         """Listings, quarantined records and the source's checkpoint, all in one transaction.
 
@@ -78,7 +78,7 @@ class ListingStore(StoreBase):
         source: str,
         items: Sequence[IngestedListing],
         rejected: Sequence[Rejected],
-        checkpoint: Mapping[str, Any] | None,
+        checkpoint: Mapping[str, object] | None,
     ) -> UpsertCounts:
         new = updated = unchanged = 0
         refused = list(rejected)
@@ -105,7 +105,7 @@ class ListingStore(StoreBase):
         return UpsertCounts(new=new, updated=updated, unchanged=unchanged)
 
     @staticmethod
-    def _save_checkpoint(conn: sa.Connection, source: str, checkpoint: Mapping[str, Any] | None) -> None:
+    def _save_checkpoint(conn: sa.Connection, source: str, checkpoint: Mapping[str, object] | None) -> None:
         if checkpoint is not None:
             conn.execute(
                 sa.update(t.sources)
@@ -280,7 +280,7 @@ class ListingStore(StoreBase):
                 .values(reason=reason, attempts=t.quarantine.c.attempts + 1)
             )
 
-    def record_source(self, name: str, *, kind: str, location: str, mapping: Mapping[str, Any] | None) -> None:
+    def record_source(self, name: str, *, kind: str, location: str, mapping: Mapping[str, object] | None) -> None:
         values = {"kind": kind, "location": location, "mapping": dict(mapping or {}), "updated_at": now()}
         with self.engine.begin() as conn:
             found = conn.execute(sa.select(t.sources.c.name).where(t.sources.c.name == name)).first()

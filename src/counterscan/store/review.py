@@ -106,7 +106,7 @@ class ReviewStore(StoreBase):
                 for row in conn.execute(query)
             ]
 
-    def save_model(self, data: bytes, *, features: Sequence[str], metrics: Mapping[str, Any], actor: str) -> int:
+    def save_model(self, data: bytes, *, features: Sequence[str], metrics: Mapping[str, object], actor: str) -> int:
         with self.engine.begin() as conn:
             conn.execute(sa.update(t.models).values(active=False))
             model_id = new_id(

@@ -24,7 +24,7 @@ IMAGE_TEXT_MATCHER = "ocr"
 class ScanStore(StoreBase):
     # -- scanning --------------------------------------------------------------------------
 
-    def start_scan(self, *, scope: str = "all", plan: Mapping[str, Any] | None = None, holder: str = "") -> int:
+    def start_scan(self, *, scope: str = "all", plan: Mapping[str, object] | None = None, holder: str = "") -> int:
         with self.engine.begin() as conn:
             return new_id(
                 conn.execute(
@@ -48,7 +48,7 @@ class ScanStore(StoreBase):
                 .values(finished_at=now(), status=status, listings_scanned=listings_scanned)
             )
 
-    def unfinished_scan(self, scope: str, plan: Mapping[str, Any]) -> tuple[int, int] | None:
+    def unfinished_scan(self, scope: str, plan: Mapping[str, object]) -> tuple[int, int] | None:
         """(scan id, cursor) of the newest unfinished scan of ``scope`` that had the same plan."""
         with self.engine.connect() as conn:
             row = conn.execute(
@@ -215,7 +215,7 @@ class ScanStore(StoreBase):
             rows = conn.execute(sa.select(t.scan_state).where(t.scan_state.c.scope.in_(["*", source or "*"]))).all()
         return {row.name: row.value for row in sorted(rows, key=lambda row: row.scope != "*")}
 
-    def save_scan_state(self, scan_id: int, values: Mapping[str, Any], source: str | None) -> None:
+    def save_scan_state(self, scan_id: int, values: Mapping[str, object], source: str | None) -> None:
         """Record ``values``; None removes a name. A scan of every source speaks for all sources."""
         names = list(values)
         with self.engine.begin() as conn:
