@@ -17,6 +17,7 @@ import counterscan
 from counterscan.store import Store, protocols
 from counterscan.store.protocols import (
     ActiveModel,
+    BatchCommitter,
     CatalogueReader,
     CatalogueWriter,
     CheckCatalogue,
@@ -31,6 +32,7 @@ from counterscan.store.protocols import (
     ReviewDesk,
     ReviewSite,
     ScanLedger,
+    ScanRecorder,
     SignalBackfill,
     TrainingSource,
     TrainingStore,
@@ -82,6 +84,8 @@ def test_a_store_is_each_protocol(tmp_path: Path) -> None:
         check_recorder: CheckRecorder = store
         webhook_outbox: WebhookOutbox = store
         operations_reader: OperationsReader = store
+        batch_committer: BatchCommitter = store
+        scan_recorder: ScanRecorder = store
         assigned = (
             catalogue_reader,
             catalogue_writer,
@@ -102,6 +106,8 @@ def test_a_store_is_each_protocol(tmp_path: Path) -> None:
             check_recorder,
             webhook_outbox,
             operations_reader,
+            batch_committer,
+            scan_recorder,
         )
         # Every protocol of the module is assigned above, so mypy checks the store against each.
         assert len(assigned) == len(PROTOCOLS)

@@ -170,8 +170,8 @@ class Locks(Protocol):
     def release_lock(self, name: str, holder: str) -> None: ...
 
 
-class ListingWriter(Locks, Protocol):
-    """Ingestion: listing upserts, quarantine, source checkpoints, image outcomes and the URL cache."""
+class BatchCommitter(Protocol):
+    """Listings, their rejects and the source's checkpoint, committed together."""
 
     def commit_ingest_batch(
         self,
@@ -180,6 +180,28 @@ class ListingWriter(Locks, Protocol):
         rejected: Sequence[Rejected],
         checkpoint: Mapping[str, object] | None,
     ) -> UpsertCounts: ...
+
+
+class ScanRecorder(Protocol):
+    """A scan's start, its results and scores, and its end."""
+
+    def start_scan(self, *, scope: str = "all", plan: Mapping[str, object] | None = None, holder: str = "") -> int: ...
+
+    def write_results(
+        self,
+        scan_id: int,
+        results: Sequence[ScanResult],
+        *,
+        scorer: str = "cold-start",
+        cursor: int | None = None,
+        mark_scanned: bool = True,
+    ) -> None: ...
+
+    def finish_scan(self, scan_id: int, *, status: str, listings_scanned: int) -> None: ...
+
+
+class ListingWriter(Locks, BatchCommitter, Protocol):
+    """Ingestion: listing upserts, quarantine, source checkpoints, image outcomes and the URL cache."""
 
     def listing_hashes(self, source: str, listing_ids: Sequence[str]) -> dict[str, str]: ...
 
@@ -250,7 +272,9 @@ class SignalBackfill(Protocol):
     def add_asset_signals(self, asset_id: int, matcher: str, variants: Sequence[tuple[str, bytes]]) -> None: ...
 
 
-class ScanLedger(CatalogueReader, EvidenceReader, ConfirmedVerdicts, ActiveModel, Locks, SignalBackfill, Protocol):
+class ScanLedger(
+    CatalogueReader, EvidenceReader, ConfirmedVerdicts, ActiveModel, Locks, SignalBackfill, ScanRecorder, Protocol
+):
     """A batch scan: what to scan, its progress and state, signals, results and scores."""
 
     def brand_fingerprints(self) -> dict[int, str]: ...
@@ -263,13 +287,9 @@ class ScanLedger(CatalogueReader, EvidenceReader, ConfirmedVerdicts, ActiveModel
 
     def save_scan_state(self, scan_id: int, values: Mapping[str, object], source: str | None) -> None: ...
 
-    def start_scan(self, *, scope: str = "all", plan: Mapping[str, object] | None = None, holder: str = "") -> int: ...
-
     def unfinished_scan(self, scope: str, plan: Mapping[str, object]) -> tuple[int, int] | None: ...
 
     def resume_scan(self, scan_id: int, holder: str) -> None: ...
-
-    def finish_scan(self, scan_id: int, *, status: str, listings_scanned: int) -> None: ...
 
     def count_listings(self, *, unscanned: bool, source: str | None = None) -> int: ...
 
@@ -286,16 +306,6 @@ class ScanLedger(CatalogueReader, EvidenceReader, ConfirmedVerdicts, ActiveModel
     def cached_signals(self, matcher: str, sha256s: Sequence[str]) -> dict[str, bytes]: ...
 
     def save_signals(self, matcher: str, signals: dict[str, bytes]) -> None: ...
-
-    def write_results(
-        self,
-        scan_id: int,
-        results: Sequence[ScanResult],
-        *,
-        scorer: str = "cold-start",
-        cursor: int | None = None,
-        mark_scanned: bool = True,
-    ) -> None: ...
 
 
 class ReviewDesk(CatalogueReader, EvidenceReader, Protocol):
@@ -369,32 +379,10 @@ class CheckCatalogue(CatalogueReader, ConfirmedVerdicts, ActiveModel, SignalBack
     def catalogue_version(self) -> tuple[int, int]: ...
 
 
-class CheckRecorder(Protocol):
+class CheckRecorder(BatchCommitter, ScanRecorder, Protocol):
     """A stored check: the listing ingested and its result written as a one-listing scan."""
 
-    def commit_ingest_batch(
-        self,
-        source: str,
-        items: Sequence[IngestedListing],
-        rejected: Sequence[Rejected],
-        checkpoint: Mapping[str, object] | None,
-    ) -> UpsertCounts: ...
-
     def find_listing(self, reference: str) -> int: ...
-
-    def start_scan(self, *, scope: str = "all", plan: Mapping[str, object] | None = None, holder: str = "") -> int: ...
-
-    def write_results(
-        self,
-        scan_id: int,
-        results: Sequence[ScanResult],
-        *,
-        scorer: str = "cold-start",
-        cursor: int | None = None,
-        mark_scanned: bool = True,
-    ) -> None: ...
-
-    def finish_scan(self, scan_id: int, *, status: str, listings_scanned: int) -> None: ...
 
 
 class WebhookOutbox(Protocol):
