@@ -30,12 +30,7 @@ def queue(
     Training only on the top of the queue would teach the ranker what it already believes; the
     uncertain ones (scores nearest 0.5, not yet reviewed) are where a verdict teaches most.
     """
-    if limit is not None and limit < 1:
-        raise UserError(f"--limit must be at least 1, not {limit}")
-    if status is not None and status not in SUSPECT_STATUSES:
-        raise UserError(f"unknown status {status!r} (one of {', '.join(SUSPECT_STATUSES)})")
-    if brand is not None:
-        store.brand(brand)  # an unknown brand is an error, not an empty queue
+    _check_filters(store, statuses=() if status is None else (status,), limit=limit, brand=brand)
     top = store.suspects(limit=limit, min_score=min_score, brand=brand, status=status)
     if explore <= 0:
         return top
@@ -52,6 +47,17 @@ def queue(
     if limit is not None:
         mixed = mixed[: limit + explore]
     return [replace(suspect, rank=position) for position, suspect in enumerate(mixed, start=1)]
+
+
+def _check_filters(store: ReviewDesk, *, statuses: Sequence[str], limit: int | None, brand: str | None) -> None:
+    """The queue's and the export's filters: known statuses, a positive limit, a registered brand."""
+    for status in statuses:
+        if status not in SUSPECT_STATUSES:
+            raise UserError(f"unknown status {status!r} (one of {', '.join(SUSPECT_STATUSES)})")
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be at least 1, not {limit}")
+    if brand is not None:
+        store.brand(brand)  # an unknown brand is an error, not an empty queue
 
 
 def show(store: ReviewDesk, reference: str, blobs: BlobStore) -> dict[str, Any]:
@@ -118,13 +124,7 @@ def export_suspects(
 ) -> list[Suspect]:
     """Suspects for an export, best first: by status (default: all but legit), brand, marketplace,
     first seen on or after ``since`` (an ISO date or time), and score."""
-    for status in statuses:
-        if status not in SUSPECT_STATUSES:
-            raise UserError(f"unknown status {status!r} (one of {', '.join(SUSPECT_STATUSES)})")
-    if limit is not None and limit < 1:
-        raise UserError(f"--limit must be at least 1, not {limit}")
-    if brand is not None:
-        store.brand(brand)
+    _check_filters(store, statuses=statuses, limit=limit, brand=brand)
     return store.suspects(
         limit=limit,
         min_score=min_score,

@@ -21,7 +21,7 @@ from counterscan.store import BlobStore
 from counterscan.store.protocols import CheckRecorder
 
 CHECK_SOURCE = "check"
-HASH_MATCHERS = {name: facts.hash_bits for name, facts in MATCHER_FACTS.items() if facts.hash_bits is not None}
+HASH_BITS = {name: facts.hash_bits for name, facts in MATCHER_FACTS.items() if facts.hash_bits is not None}
 """Matchers whose listing signal a partner can send as hex, and their hash width in bits."""
 
 
@@ -94,9 +94,9 @@ def parse_signals(images: Sequence[Mapping[str, Any]], enabled: Sequence[str]) -
             raise UserError(f"check: signals image {number} is not an object of hex hashes")
         signals: dict[str, bytes] = {}
         for name, value in image.items():
-            if name not in HASH_MATCHERS:
-                raise UserError(f"check: unknown hash {name!r} (one of {', '.join(HASH_MATCHERS)})")
-            width = HASH_MATCHERS[name] // 4
+            if name not in HASH_BITS:
+                raise UserError(f"check: unknown hash {name!r} (one of {', '.join(HASH_BITS)})")
+            width = HASH_BITS[name] // 4
             text = str(value).strip().lower()
             if not text or len(text) % width or any(c not in "0123456789abcdef" for c in text):
                 raise UserError(f"check: image {number}: {name} must be hex, {width} digits per hash")

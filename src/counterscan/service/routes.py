@@ -20,7 +20,7 @@ from counterscan.errors import PermissionDeniedError
 from counterscan.records import Member
 from counterscan.service.auth import Actor
 from counterscan.service.check import (
-    HASH_MATCHERS,
+    HASH_BITS,
     CheckInput,
     fetch_images,
     listing_from_fields,
@@ -218,7 +218,7 @@ async def check_signals(member: Actor, body: Annotated[SignalsIn, Body()], servi
     if len(body.images) > service.settings.check_max_images:
         raise HTTPException(413, f"check: more than {service.settings.check_max_images} images")
     listing = listing_from_fields(body.model_dump(exclude={"images", "store"}), member)
-    signals = parse_signals(body.images, list(HASH_MATCHERS))  # matchers not running ignore theirs
+    signals = parse_signals(body.images, list(HASH_BITS))  # matchers not running ignore theirs
     item = CheckInput(listing, signals=tuple(signals), store=body.store)
     return await run_in_threadpool(_answer, service, member, item)
 
