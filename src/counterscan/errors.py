@@ -61,6 +61,10 @@ class ExternalError(CounterscanError):
     exit_code = 4
 
 
+class ModelUnavailableError(ExternalError):
+    """A learned model's weights are missing or damaged: the package that ships them is named."""
+
+
 class AuthenticationError(PermissionDeniedError):
     """No key, or a key that does not belong to the named member."""
 
