@@ -82,12 +82,18 @@ def read_capped(path: Path, max_bytes: int) -> bytes:
         raise ImageDecodeError("permission denied", source=str(path)) from exc
     except OSError as exc:
         raise ImageDecodeError(f"cannot be opened ({exc.strerror})", source=str(path)) from exc
-    with os.fdopen(descriptor, "rb") as handle:
-        info = os.fstat(handle.fileno())
+    # Checked on the descriptor before it becomes a file object: os.fdopen itself raises
+    # IsADirectoryError for a folder (which os.open opens read-only without complaint).
+    try:
+        info = os.fstat(descriptor)
         if stat.S_ISDIR(info.st_mode):
             raise ImageDecodeError("is a folder, not an image file", source=str(path))
         if not stat.S_ISREG(info.st_mode):
             raise ImageDecodeError("not a regular file (a pipe, socket or device): refused", source=str(path))
+    except BaseException:
+        os.close(descriptor)
+        raise
+    with os.fdopen(descriptor, "rb") as handle:
         if info.st_size > max_bytes:
             raise ImageTooLargeError(f"file is {info.st_size} bytes, over the cap of {max_bytes}", source=str(path))
         try:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from counterscan.errors import UserError
 from counterscan.imaging.decode import DecodeLimits
@@ -22,6 +21,7 @@ from counterscan.ingest.http_source import HttpJsonSource, default_name
 from counterscan.ingest.images import FetchOptions, ImageCollector, feed_folder, resolve_ref
 from counterscan.ingest.mapping import SourceMapping, apply_columns, load_mapping, parse_mapping
 from counterscan.ingest.netpolicy import NetPolicy
+from counterscan.ingest.urls import is_web_url
 from counterscan.records import ImageOutcome, IngestedListing, Rejected
 from counterscan.store import BlobStore
 from counterscan.store.holders import holder_is_dead, this_holder
@@ -69,7 +69,7 @@ def open_source(
 ) -> Source:
     """A source for a feed file, a folder of feed files, or an http(s) URL (fetched under ``network``)."""
     resolved = mapping if isinstance(mapping, SourceMapping) else load_mapping(mapping)
-    if urlparse(location).scheme.lower() in ("http", "https"):
+    if is_web_url(location):
         return HttpJsonSource(
             location, name=name or resolved.name or default_name(location), mapping=resolved, network=network
         )

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request, Res
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUpload
+from starlette.types import Message
 
 from counterscan.errors import PermissionDeniedError
 from counterscan.records import Member
@@ -23,6 +24,7 @@ from counterscan.service.check import (
     HASH_BITS,
     CheckInput,
     fetch_images,
+    image_urls,
     listing_from_fields,
     parse_signals,
     store_check,
@@ -146,6 +148,24 @@ async def delivery_log(
     return [WebhookDeliveryOut.of(item) for item in found]
 
 
+def capped_body(request: Request, cap: int) -> Request:
+    """The same request with its body counted as it streams: past ``cap`` bytes the read ends in
+    a 413, whether or not a Content-Length was sent (a chunked body declares none)."""
+    receive = request.receive
+    seen = 0
+
+    async def counted() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > cap:
+                raise HTTPException(413, f"check: the body is over the cap of {cap} bytes")
+        return message
+
+    return Request(request.scope, counted)
+
+
 check_router = APIRouter(prefix="/v1/check", tags=["check"], responses=refusals(400, 401, 413, 422, 429, 503))
 """Real-time checks against the warm indexes of this server process."""
 
@@ -176,6 +196,7 @@ async def check(
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > settings.max_upload_bytes:
         raise HTTPException(413, f"check of {declared} bytes is over the cap of {settings.max_upload_bytes}")
+    request = capped_body(request, settings.max_upload_bytes)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
         try:
@@ -184,13 +205,11 @@ async def check(
             raise HTTPException(400, "check: the body is not JSON") from None
         if not isinstance(body, dict):
             raise HTTPException(400, "check: the JSON body must be an object")
-        urls = body.get("image_urls") or []
-        if isinstance(urls, str):
-            urls = [part for part in urls.split(";") if part.strip()]
+        urls = image_urls(body.get("image_urls"))
         if len(urls) > settings.check_max_images:
             raise HTTPException(413, f"check: more than {settings.check_max_images} images")
         listing = listing_from_fields(body, member)
-        images = await run_in_threadpool(fetch_images, settings, [str(url) for url in urls])
+        images = await run_in_threadpool(fetch_images, settings, urls)
         item = CheckInput(listing, tuple(images), store=store_it or bool(body.get("store")))
     elif kind == "multipart/form-data":
         form = await request.form(max_files=settings.check_max_images, max_fields=20)

@@ -32,6 +32,7 @@ import httpx
 from counterscan.config import Settings
 from counterscan.errors import UserError
 from counterscan.ingest.netpolicy import AddressRefusedError, NetPolicy
+from counterscan.ingest.urls import MalformedURLError, parse_url
 from counterscan.records import WEBHOOK_EVENTS, Member, Webhook
 from counterscan.store.base import now
 from counterscan.store.protocols import WebhookOutbox
@@ -87,6 +88,8 @@ def add_webhook(
         raise UserError(f"{member.name!r} is a marketplace key; webhooks are for brand owners and analysts")
     try:
         policy(settings).check_url(url)
+    except MalformedURLError as exc:
+        raise UserError(f"webhook url: {exc}") from None
     except AddressRefusedError as exc:
         raise UserError(f"webhook URL {url!r}: {exc}") from None
     secret = secret or "whsec_" + secrets.token_urlsafe(32)
@@ -174,12 +177,15 @@ class Deliverer:
         error: str | None = None
         permanent = False
         try:
+            parse_url(delivery.url)  # an endpoint stored before URLs were checked this strictly
             response = self.client.post(delivery.url, content=body, headers=headers)
             status_code = response.status_code
             if not 200 <= status_code < 300:
                 error = f"HTTP {status_code}"
-        except AddressRefusedError as exc:
+        except (AddressRefusedError, MalformedURLError) as exc:
             error, permanent = str(exc), True
+        except httpx.InvalidURL as exc:
+            error, permanent = f"malformed URL: {exc}", True
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
         elapsed = time.perf_counter() - started
