@@ -9,9 +9,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from counterscan.errors import ExternalError, UserError
-from counterscan.ingest.base import Checkpoint, SourceItem, parse_row, raw_record
+from counterscan.ingest.base import Checkpoint, SourceItem, raw_record
 from counterscan.ingest.http_client import BadURLError, FetchError, PoliteClient, RefusedAddressError, RetryPolicy
-from counterscan.ingest.mapping import SourceMapping, apply_columns, get_path
+from counterscan.ingest.mapping import SourceMapping, get_path, parse_mapped
 from counterscan.ingest.netpolicy import NetPolicy
 from counterscan.ingest.urls import parse_url
 from counterscan.records import Rejected
@@ -118,7 +118,7 @@ class HttpJsonSource:
             if not isinstance(item, dict):
                 yield Rejected(self.name, record, "item is not a JSON object", raw_record({"item": item}, None))
                 continue
-            yield parse_row(self.name, record, apply_columns(item, self.mapping.columns), None, original=item)
+            yield parse_mapped(self.name, record, item, self.mapping.columns, None)
 
 
 def default_name(url: str) -> str:

@@ -27,8 +27,9 @@ import idna
 
 from counterscan.errors import UserError
 
-MAX_URL_CHARS = 8192
-"""Longest outbound URL: longer ones are refused by most servers anyway."""
+MAX_URL_CHARS = 2048
+"""Longest outbound URL (browsers' old limit, and under what a PostgreSQL index entry holds: fetched
+URLs are remembered in an indexed column)."""
 MAX_HOST_CHARS = 253
 MAX_LABEL_CHARS = 63
 SCHEMES = ("http", "https")
