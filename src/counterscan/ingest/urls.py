@@ -83,7 +83,8 @@ def parse_url(url: str) -> OutboundURL:
         raise MalformedURLError(f"URL of {len(url):,} characters (at most {MAX_URL_CHARS:,})")
     scheme = url_scheme(url)
     if scheme not in SCHEMES:
-        raise MalformedURLError(f"URL {_shown(url)}: unsupported URL scheme {scheme or '(none)'!r} (only http and https)")
+        shown = scheme or "(none)"
+        raise MalformedURLError(f"URL {_shown(url)}: unsupported URL scheme {shown!r} (only http and https)")
     bad = _CONTROL.search(url)
     if bad is not None:
         raise MalformedURLError(f"URL {_shown(url)}: holds the control character {bad.group()!r}")
