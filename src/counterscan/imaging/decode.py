@@ -22,13 +22,16 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from counterscan.errors import ImageDecodeError, ImageTooLargeError
 from counterscan.imaging.guard import DEFAULT_MAX_ASPECT, DEFAULT_MAX_SIDE, check_size
+
+if TYPE_CHECKING:
+    from counterscan.config import Settings
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 OutputMode = Literal["RGB", "L"]
@@ -50,6 +53,15 @@ class DecodeLimits:
     max_pixels: int
     max_side: int = DEFAULT_MAX_SIDE
     max_aspect: float = DEFAULT_MAX_ASPECT
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DecodeLimits:
+        return cls(
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            max_side=settings.max_image_side,
+            max_aspect=settings.max_image_aspect,
+        )
 
 
 @dataclass(frozen=True)
