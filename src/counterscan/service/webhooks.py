@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -129,7 +129,10 @@ class Deliverer:
         settings: Settings,
         *,
         observe: Callable[[str, float], None] | None = None,
+        clock: Callable[[], datetime] = now,
     ) -> None:
+        self.clock = clock
+        """When deliveries are due and retries set: the wall clock, or a test's own."""
         self.store = store
         self.settings = settings
         self.holder = _holder()
@@ -151,7 +154,7 @@ class Deliverer:
 
     def send_due(self, limit: int = 50) -> DeliveryOutcome:
         lease = timedelta(seconds=self.settings.webhook_lease_seconds)
-        claimed = self.store.claim_deliveries(self.holder, limit=limit, lease=lease)
+        claimed = self.store.claim_deliveries(self.holder, limit=limit, lease=lease, at=self.clock())
         outcome = DeliveryOutcome()
         for delivery in claimed:
             outcome += self._send(delivery)
@@ -193,7 +196,7 @@ class Deliverer:
         attempts = delivery.attempts + 1
         retry_at = None
         if not delivered and not permanent and attempts < self.settings.webhook_max_attempts:
-            retry_at = now() + timedelta(seconds=self.retry_delay(attempts))
+            retry_at = self.clock() + timedelta(seconds=self.retry_delay(attempts))
         self.store.finish_attempt(
             delivery.delivery_id,
             self.holder,
