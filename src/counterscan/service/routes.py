@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request, Res
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUpload
-from starlette.types import Message
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from counterscan.errors import PermissionDeniedError
 from counterscan.records import Member
@@ -148,22 +148,31 @@ async def delivery_log(
     return [WebhookDeliveryOut.of(item) for item in found]
 
 
-def capped_body(request: Request, cap: int) -> Request:
-    """The same request with its body counted as it streams: past ``cap`` bytes the read ends in
-    a 413, whether or not a Content-Length was sent (a chunked body declares none)."""
-    receive = request.receive
-    seen = 0
+class CheckBodyCap:
+    """ASGI middleware: the body of every ``/v1/check`` request is counted as it streams, and past
+    ``cap`` bytes reading it ends in a 413, whether or not a Content-Length was sent (a chunked
+    body declares none). Counted below the routes, so it holds for bodies FastAPI parses itself."""
 
-    async def counted() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > cap:
-                raise HTTPException(413, f"check: the body is over the cap of {cap} bytes")
-        return message
+    def __init__(self, app: ASGIApp, cap: int) -> None:
+        self.app = app
+        self.cap = cap
 
-    return Request(request.scope, counted)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(check_router.prefix):
+            await self.app(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.cap:
+                    raise HTTPException(413, f"check: the body is over the cap of {self.cap} bytes")
+            return message
+
+        await self.app(scope, counted, send)
 
 
 check_router = APIRouter(prefix="/v1/check", tags=["check"], responses=refusals(400, 401, 413, 422, 429, 503))
@@ -196,7 +205,6 @@ async def check(
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > settings.max_upload_bytes:
         raise HTTPException(413, f"check of {declared} bytes is over the cap of {settings.max_upload_bytes}")
-    request = capped_body(request, settings.max_upload_bytes)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
         try:
