@@ -40,7 +40,7 @@ MALFORMED = {
     "http://127.1/x.jpg": "2 parts, an address has 4",
     "http://0x7f.0.0.1/x.jpg": "hexadecimal part '0x7f'",
     "http://[::1/x.jpg": "unbalanced '[' or ']' around the host",
-    "http://[zzzz]/x.jpg": "'zzzz' does not appear to be an IPv4 or IPv6 address",
+    "http://[zzzz]/x.jpg": "the bracketed host is not a valid IPv6 address",
     "http://[fe80::1%25eth0]/x.jpg": "IPv6 zone ids are not allowed",
     "http://xn--/x.jpg": "is not a valid international name",
     "http://LOCALHOST./x.jpg": "ends with a dot",

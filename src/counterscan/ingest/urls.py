@@ -134,6 +134,8 @@ def _reason(exc: ValueError) -> str:
     text = str(exc)
     if text == "Invalid IPv6 URL":
         return "unbalanced '[' or ']' around the host"
+    if "does not appear to be an IPv4 or IPv6 address" in text:
+        return "the bracketed host is not a valid IPv6 address"
     return text
 
 
