@@ -22,8 +22,10 @@ from PIL import Image
 
 from counterscan.imaging.decode import DecodeLimits
 from counterscan.ingest import FetchOptions, ingest, open_source
+from counterscan.ingest.mapping import parse_mapped
 from counterscan.ingest.netpolicy import NetPolicy
 from counterscan.ingest.urls import MalformedURLError, check_host, parse_url
+from counterscan.records import Rejected
 from counterscan.store import BlobStore, Store
 from counterscan.store import schema as t
 from counterscan.store.storable import MAX_FIELD_CHARS
@@ -318,3 +320,17 @@ def test_json_lines_with_a_bare_nan_price_quarantine_that_row(store: Store, blob
     assert (summary.new, summary.quarantined) == (2, 1)
     [entry] = store.quarantined("nan")
     assert entry.reason == "price NaN is not a number"
+
+
+class _RowThatFails(dict[str, object]):
+    """A row whose reading fails in a way no parser expects (as a broken reader's row could)."""
+
+    def get(self, key: str, default: object = None) -> object:
+        raise RuntimeError(f"cannot read {key}")
+
+
+def test_whatever_one_row_raises_ends_as_its_quarantine_entry() -> None:
+    outcome = parse_mapped("s", "feed.jsonl line 7", _RowThatFails(listing_id="x"), {}, None)
+    assert isinstance(outcome, Rejected)
+    assert (outcome.record, outcome.reason) == ("feed.jsonl line 7", "unexpected RuntimeError: cannot read listing_id")
+    assert outcome.raw == {"row": {"listing_id": "x"}, "base_dir": None}
