@@ -20,6 +20,9 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     declared_length: int | None = None
+    until_in_flight: int = 0
+    """Hold the reply until this many requests of its group have been in flight at once (an event,
+    not a delay: a test of concurrency must not depend on how fast the machine is)."""
 
 
 Route = Callable[[str, dict[str, str], dict[str, str]], Reply]
@@ -41,6 +44,7 @@ class FeedServer:
         self.in_flight: dict[str, int] = {}
         self.max_in_flight: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self.url = ""
 
     def route(self, path: str, route: Route) -> None:
@@ -70,11 +74,16 @@ class FeedServer:
             self.hits.append(Hit(parsed.path, query, headers, time.monotonic()))
             self.in_flight[group] = self.in_flight.get(group, 0) + 1
             self.max_in_flight[group] = max(self.max_in_flight.get(group, 0), self.in_flight[group])
+            self._changed.notify_all()
         try:
             route = self.routes.get(parsed.path)
             reply = route(parsed.path, query, headers) if route else Reply(404, b"not found")
             if reply.delay:
                 time.sleep(reply.delay)
+            if reply.until_in_flight:
+                with self._changed:
+                    wanted = reply.until_in_flight
+                    self._changed.wait_for(lambda: self.max_in_flight.get(group, 0) >= wanted, timeout=60)
             handler.send_response(reply.status)
             for key, value in reply.headers.items():
                 handler.send_header(key, value)

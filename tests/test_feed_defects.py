@@ -74,6 +74,8 @@ DEFECTS: dict[str, tuple[Callable[[Path], Path], str]] = {
     "Infinity in an attribute": (_jsonl('{"listing_id": "x1", "score": Infinity}'), "not a finite number"),
     "NaN nested in an attribute": (_jsonl('{"listing_id": "x1", "specs": {"weight": NaN}}'), "not a finite number"),
     "a Latin-1 byte": (_csv(b"x1,caf\xe9,red"), "byte 0xE9 is not UTF-8"),
+    "a bare NaN price (JSON)": (_jsonl('{"listing_id": "x1", "price": NaN}'), "price NaN is not a number"),
+    "an unterminated quote (CSV)": (_csv(b'x1,"never closed,red'), "a quote opened on line 42 is never closed"),
     "an object where the title goes": (_jsonl('{"listing_id": "x1", "title": {"a": [1]}}'), "title: a dict"),
 }
 

@@ -24,6 +24,8 @@ from PIL import Image
 
 from counterscan.imaging.decode import DecodeLimits
 from counterscan.ingest import FetchOptions, ingest, open_source
+from counterscan.ingest.netpolicy import NetPolicy
+from counterscan.ingest.urls import check_host
 from counterscan.store import BlobStore, Store
 from counterscan.store import schema as t
 from tests.conftest import png_bytes
@@ -305,3 +307,168 @@ def test_fuzz_feed_rows_through_ingest(db_url: str, tmp_path: Path, feed_tally: 
         case()
     finally:
         store.close()
+
+
+# -- URLs and hosts: feed images, the check's image_urls, webhooks ------------------------------
+
+_octets = st.one_of(
+    st.integers(0, 255).map(str),
+    st.integers(256, 99999).map(str),  # over 255
+    st.integers(0, 255).map(lambda n: f"0{n:o}"),  # octal
+    st.integers(0, 255).map(hex),  # hexadecimal
+    st.text("0123456789x", min_size=0, max_size=5),
+)
+# Only non-public first octets (never a real connection), plus malformed ones.
+_first_octet = st.one_of(st.sampled_from(["0", "10", "127", "169", "192", "224", "240", "255"]), _octets)
+ipv4_hosts = st.one_of(
+    st.builds(lambda first, rest: ".".join([first, *rest]), _first_octet, st.lists(_octets, min_size=0, max_size=5)),
+    st.integers(0, 2**40).map(str),  # one number
+)
+_groups = st.text("0123456789abcdefABCDEFxz:.%", min_size=0, max_size=40)
+ipv6_hosts = st.one_of(
+    st.builds(lambda inner: f"[{inner}]", _groups),
+    st.builds(lambda inner: f"[{inner}", _groups),  # unbalanced
+    st.builds(lambda inner, zone: f"[{inner}%25{zone}]", _groups, st.text(max_size=6)),
+    st.sampled_from(["[::1]", "[::ffff:127.0.0.1]", "[fe80::1]", "[::]", "[]", "[[::1]]", "]::1["]),
+)
+_label = st.text(st.characters(codec="utf-8"), min_size=0, max_size=12)
+idna_hosts = st.one_of(
+    st.builds(lambda rest: "xn--" + rest, st.text("abcdefghijklmnopqrstuvwxyz0123456789-", max_size=12)),
+    st.lists(_label, min_size=1, max_size=4).map(".".join),
+    st.sampled_from(
+        ["LOCALHOST.", "localhost", "a..b", ".a", "a b", "-a.example", "ex ample.invalid", "Bücher.invalid"]
+    ),
+)
+hosts = st.one_of(ipv4_hosts, ipv6_hosts, idna_hosts)
+ports = st.one_of(st.none(), st.integers(-5, 70000).map(str), st.text("0123456789o: +-", max_size=7), st.just(""))
+userinfo = st.one_of(st.none(), st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=10))
+fuzzed_urls = st.one_of(
+    st.builds(
+        lambda scheme, user, host, port, path: (
+            f"{scheme}://{'' if user is None else user + '@'}{host}{'' if port is None else ':' + port}/{path}"
+        ),
+        st.sampled_from(["http", "https", "HTTP", "hTtPs", "ftp", "file", "javascript", ""]),
+        userinfo,
+        hosts,
+        ports,
+        st.text(max_size=12),
+    ),
+    st.text(max_size=40),
+)
+fuzzed_paths = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["adir.jpg", "adir.jpg/", "../x.jpg", "/etc/passwd", "good.jpg\x00", "C:\\x.jpg", "~/x.jpg", ""]),
+)
+
+
+@pytest.fixture(scope="module")
+def url_tally() -> Iterator[Tally]:
+    tally = Tally("URLs and paths through ingest")
+    yield tally
+    print("\n" + tally.line())
+    report = os.environ.get("COUNTERSCAN_FUZZ_REPORT")
+    if report:
+        with Path(report).open("a", encoding="utf-8") as handle:
+            handle.write("final " + tally.line() + "\n")
+
+
+def test_fuzz_image_urls_and_paths_through_ingest(db_url: str, tmp_path: Path, url_tally: Tally) -> None:
+    """Arbitrary strings in every URL and path field: rows land, bad images are quarantined, re-runs go on."""
+    store = Store.open(db_url)
+    blobs = BlobStore(tmp_path / "blobs")
+    folder = tmp_path / "feeds"
+    folder.mkdir()
+    (folder / "good.png").write_bytes(GOOD_PNG)
+    (folder / "adir.jpg").mkdir()
+    counter = iter(range(10**9))
+    asked: list[str] = []
+
+    def resolver(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["192.0.2.1"]  # a documentation address: refused, never connected to
+
+    fetch = FetchOptions(
+        workers=2, per_host=2, timeout_seconds=1.0, max_retries=0, network=NetPolicy(resolver=resolver)
+    )
+
+    @FUZZ
+    @given(
+        urls=st.lists(fuzzed_urls, min_size=1, max_size=4),
+        paths=st.lists(fuzzed_paths, min_size=0, max_size=3),
+        listing_url=fuzzed_urls,
+    )
+    def case(urls: list[str], paths: list[str], listing_url: str) -> None:
+        source = f"urls{next(counter)}"
+        feed = folder / f"{source}.jsonl"
+        rows = [
+            {"listing_id": "good", "title": "good", "image_paths": ["good.png"]},
+            {"listing_id": "hostile", "image_urls": urls, "image_paths": paths, "url": listing_url},
+        ]
+        feed.write_bytes(b"".join(json.dumps(row).encode("utf-8", "surrogatepass") + b"\n" for row in rows))
+        try:
+            summary = ingest(store, blobs, LIMITS, open_source(str(feed), name=source), fetch=fetch)
+            again = ingest(store, blobs, LIMITS, open_source(str(feed), name=source), fetch=fetch)
+        except Exception:
+            url_tally.cases += 1
+            url_tally.tracebacks += 1
+            raise
+        url_tally.count("all images landed" if summary.images_failed == 0 else "some images quarantined")
+        with store.engine.connect() as conn:
+            landed = set(
+                conn.execute(sa.select(t.listings.c.listing_id).where(t.listings.c.source == source)).scalars()
+            )
+        state = store.source_state(source)
+        half = "good" not in landed or state is None or not (state[3] or {}).get("complete")
+        if half:
+            url_tally.half_written += 1
+        assert not half, (landed, state)
+        assert summary.quarantined + len(landed) == 2, summary
+        assert again.read == 0
+        for host in asked:
+            check_host(host)  # only well-formed hosts ever reach the resolver
+        asked.clear()
+
+    try:
+        case()
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def url_http_tally() -> Iterator[Tally]:
+    tally = Tally("URLs over HTTP (check image_urls, webhooks)")
+    yield tally
+    print("\n" + tally.line())
+    report = os.environ.get("COUNTERSCAN_FUZZ_REPORT")
+    if report:
+        with Path(report).open("a", encoding="utf-8") as handle:
+            handle.write("final " + tally.line() + "\n")
+
+
+def test_fuzz_urls_through_the_http_server(
+    server: Server,  # noqa: F811
+    server_errors: _Errors,
+    url_http_tally: Tally,
+) -> None:
+    @FUZZ
+    @given(url=fuzzed_urls, as_list=st.booleans())
+    def case(url: str, as_list: bool) -> None:
+        body = {"title": "a cup", "image_urls": [url] if as_list else url}
+        for response in (
+            client.post("/v1/check", json=body),
+            client.post("/v1/webhooks", json={"url": url, "events": ["suspect.new"]}),
+        ):
+            # 503: the check's indexes are not loaded on this server (no lifespan): URLs are judged first.
+            url_http_tally.count(str(response.status_code))
+            if response.status_code >= 500 and response.status_code != 503:
+                url_http_tally.server_errors += 1
+            if "Traceback" in response.text or server_errors.records:
+                url_http_tally.tracebacks += 1
+            assert response.status_code < 500 or response.status_code == 503, response.text[:500]
+            assert "Traceback" not in response.text
+            assert not server_errors.records, [record.getMessage() for record in server_errors.records]
+        for hook in client.get("/v1/webhooks").json():
+            client.delete(f"/v1/webhooks/{hook['webhook_id']}")
+
+    with _client(server, server.owner_key) as client:
+        case()

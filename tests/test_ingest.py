@@ -320,7 +320,8 @@ def test_image_fetching_caps_and_failures_and_retry(
 def test_per_host_limit(server: FeedServer, store: Store, blobs: BlobStore, photos: dict[str, Image.Image]) -> None:
     picture = jpeg_bytes(photos["moon"])
     for index in range(12):
-        server.json(f"/slowimg/{index}.jpg", [Reply(200, picture + bytes([index]), delay=0.1)])
+        # Each reply waits until three are in flight at once: the limit is reached, never passed.
+        server.json(f"/slowimg/{index}.jpg", [Reply(200, picture + bytes([index]), until_in_flight=3)])
     options = FetchOptions(workers=8, per_host=3, timeout_seconds=5, network=LOOPBACK)
     with ImageCollector(store, blobs, LIMITS, options) as collector:
         outcomes = collector.collect([f"{server.url}/slowimg/{index}.jpg" for index in range(12)])

@@ -16,8 +16,9 @@ from PIL import Image
 from counterscan.errors import UserError
 from counterscan.imaging.decode import DecodeLimits
 from counterscan.ingest import FetchOptions, ingest, open_source
-from counterscan.ingest.http_client import PoliteClient, RefusedAddressError, RetryPolicy
+from counterscan.ingest.http_client import BadURLError, PoliteClient, RefusedAddressError, RetryPolicy
 from counterscan.ingest.netpolicy import AddressRefusedError, NetPolicy, classify
+from counterscan.ingest.urls import MalformedURLError
 from counterscan.store import BlobStore, Store
 from tests.conftest import jpeg_bytes
 from tests.feedserver import FeedServer, Reply, feed_server
@@ -106,7 +107,7 @@ def test_check_url_names_the_setting_that_allows_it() -> None:
     policy = NetPolicy()
     with pytest.raises(AddressRefusedError, match=r"link-local.*allowed_private_networks"):
         policy.check_url("http://169.254.169.254/latest/meta-data/")
-    with pytest.raises(AddressRefusedError, match="scheme 'file'"):
+    with pytest.raises(MalformedURLError, match="scheme 'file'"):
         policy.check_url("file:///etc/passwd")
     NetPolicy(resolver=lambda host, port: ["93.184.216.34"]).check_url("https://hooks.example.com/x")
 
@@ -135,13 +136,27 @@ def test_feed_image_urls_on_loopback_make_no_request_unless_allow_listed(
         "http://localhost:{port}/x",
         "http://[::1]:{port}/x",
         "http://[::ffff:127.0.0.1]:{port}/x",
-        "http://127.1:{port}/x",
-        "http://2130706433:{port}/x",  # 127.0.0.1 as one number
     ],
 )
 def test_loopback_spellings_are_refused(server: FeedServer, url: str) -> None:
     server.json("/x", [Reply(200, b"secret")])
     with PoliteClient(QUICK) as client, pytest.raises(RefusedAddressError, match="loopback address: refused"):
+        client.get(url.format(port=port_of(server)), max_bytes=1000)
+    assert server.hits == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.1:{port}/x",
+        "http://2130706433:{port}/x",  # 127.0.0.1 as one number
+        "http://0177.0.0.1:{port}/x",  # octal
+        "http://0x7f.0.0.1:{port}/x",
+    ],
+)
+def test_short_and_octal_ipv4_spellings_are_malformed_before_any_lookup(server: FeedServer, url: str) -> None:
+    server.json("/x", [Reply(200, b"secret")])
+    with PoliteClient(QUICK) as client, pytest.raises(BadURLError, match="not a valid IPv4 address"):
         client.get(url.format(port=port_of(server)), max_bytes=1000)
     assert server.hits == []
 

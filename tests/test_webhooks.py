@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from counterscan.registry.members import NewMember, add_member
 from counterscan.scan.batch import run_scan
 from counterscan.service.webhooks import Deliverer, add_webhook, signature, verify
 from counterscan.store import BlobStore, Store
+from counterscan.store.base import now as utc_now
 from tests.webhook_receiver import receiver
 
 
@@ -73,12 +75,15 @@ def test_a_500_is_retried_with_backoff_and_logged(store: Store, settings: Settin
     with receiver(statuses=[500]) as hook:
         _registered, hook.secret = add_webhook(store, settings, owner.member, url=hook.url, events=["suspect.new"])
         run_scan(store, settings)
-        deliverer = Deliverer(store, settings)
+        # A clock of the test's own: the backoff is judged by it, not by how fast this machine runs.
+        moment = [utc_now()]
+        deliverer = Deliverer(store, replace(settings, webhook_retry_seconds=60.0), clock=lambda: moment[0])
         try:
             first = deliverer.send_due()
             assert (first.delivered, first.retrying) == (0, 1)
+            moment[0] += timedelta(seconds=59)
             assert deliverer.send_due().delivered == 0  # not due yet: the backoff holds it back
-            time.sleep(0.3)
+            moment[0] += timedelta(seconds=2)
             assert deliverer.send_due().delivered == 1
         finally:
             deliverer.close()

@@ -15,6 +15,7 @@ from PIL import Image
 from counterscan.config import Settings
 from counterscan.registry.members import key_prefix, revoke_key
 from counterscan.store import Store
+from counterscan.store import schema as t
 from counterscan.store.queue import QueueFilter
 from counterscan.store.reviewui import QueueRow
 from tests.reviewsite import MATCHERS, Site, build_store, csrf_of, serve, signed_in
@@ -203,3 +204,26 @@ def test_revoking_the_key_ends_its_web_session(site: Site) -> None:
             owner = store.member("acme-group")
             revoke_key(store, owner, key_prefix(site.owner_key))
         assert client.get("/review/").status_code == 303  # back to the sign-in form
+
+
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(document.cookie)", " JaVaScRiPt:alert(1)", "java\tscript:alert(1)", "data:text/html,<b>x"]
+)
+def test_a_feed_listing_url_that_is_not_http_is_shown_as_text_never_as_a_link(site: Site, url: str) -> None:
+    a1 = site.listing_pk("a1")
+    with site.store() as store, store.engine.begin() as conn:
+        conn.execute(sa.update(t.listings).where(t.listings.c.listing_pk == a1).values(url=url))
+    with signed_in(site, site.owner_key) as client:
+        page = client.get(f"/review/suspects/{a1}/{site.brand_id('Acme')}")
+    assert page.status_code == 200
+    hrefs = re.findall(r'href="([^"]*)"', page.text)
+    assert not [href for href in hrefs if "script" in href.lower() or href.lower().startswith("data:")], hrefs
+    assert "listing page ↗" not in page.text
+    shown = "alert(" in page.text or "data:text/html" in page.text
+    assert 'class="url"' in page.text and shown
+    # An http(s) URL is still a link.
+    with site.store() as store, store.engine.begin() as conn:
+        conn.execute(sa.update(t.listings).where(t.listings.c.listing_pk == a1).values(url="https://shop.example/a1"))
+    with signed_in(site, site.owner_key) as client:
+        page = client.get(f"/review/suspects/{a1}/{site.brand_id('Acme')}")
+    assert 'href="https://shop.example/a1"' in page.text

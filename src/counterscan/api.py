@@ -30,7 +30,14 @@ from counterscan.review.web.app import ReviewUI
 from counterscan.service.dependencies import Service
 from counterscan.service.docs import install_docs
 from counterscan.service.members_api import members_router
-from counterscan.service.routes import check_router, observe_requests, ops_router, start_delivery, webhooks_router
+from counterscan.service.routes import (
+    CheckBodyCap,
+    check_router,
+    observe_requests,
+    ops_router,
+    start_delivery,
+    webhooks_router,
+)
 
 STATUS_BY_ERROR: tuple[tuple[type[CounterscanError], int], ...] = (
     (RateLimitedError, 429),
@@ -55,6 +62,9 @@ def create_app(settings: Settings, *, deliver_webhooks: bool = False) -> FastAPI
         title="counterscan members' API", version=__version__, description=__doc__, docs_url=None, redoc_url=None
     )
     app.state.service = service
+    # Inside the request observer (middleware added first runs innermost): the cap's 413 is raised
+    # where the route reads the body, so the app's exception handling answers it.
+    app.add_middleware(CheckBodyCap, cap=settings.max_upload_bytes)
     app.middleware("http")(observe_requests)
     app.include_router(ops_router)
     app.include_router(members_router)

@@ -518,6 +518,8 @@ def assets_add(
     key: ApiKey = None,
 ) -> None:
     """Upload reference assets; identical content is stored once, bad files are reported."""
+    if kind.value != "text":
+        _refuse_bombs_early([Path(item) for item in items], _settings(ctx))
     with _store(ctx) as (settings, store, blobs):
         actor = _authenticate(ctx, store, acting_as or store.brand(brand).member, key)
         if kind.value == "text":
@@ -534,6 +536,19 @@ def assets_add(
                 paths=[Path(item) for item in items],
             )
     _report_upload(result)
+
+
+def _refuse_bombs_early(paths: Sequence[Path], settings: Settings) -> None:
+    """Exit 3 when every file is a picture refused from its header (a decompression bomb): judged
+    before the store, SQLAlchemy and the matchers are imported, so a refusal costs no start-up."""
+    from counterscan.imaging.decode import DecodeLimits
+    from counterscan.registry.uploads import refused_from_headers
+
+    refused = refused_from_headers(paths, DecodeLimits.from_settings(settings))
+    if refused:
+        for rejected in refused:
+            typer.echo(f"rejected {rejected.name}: {rejected.reason}", err=True)
+        raise typer.Exit(3)
 
 
 def _report_upload(result: assets.UploadReport) -> None:

@@ -22,13 +22,16 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from counterscan.errors import ImageDecodeError, ImageTooLargeError
 from counterscan.imaging.guard import DEFAULT_MAX_ASPECT, DEFAULT_MAX_SIDE, check_size
+
+if TYPE_CHECKING:
+    from counterscan.config import Settings
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 OutputMode = Literal["RGB", "L"]
@@ -50,6 +53,15 @@ class DecodeLimits:
     max_pixels: int
     max_side: int = DEFAULT_MAX_SIDE
     max_aspect: float = DEFAULT_MAX_ASPECT
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DecodeLimits:
+        return cls(
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            max_side=settings.max_image_side,
+            max_aspect=settings.max_image_aspect,
+        )
 
 
 @dataclass(frozen=True)
@@ -82,12 +94,18 @@ def read_capped(path: Path, max_bytes: int) -> bytes:
         raise ImageDecodeError("permission denied", source=str(path)) from exc
     except OSError as exc:
         raise ImageDecodeError(f"cannot be opened ({exc.strerror})", source=str(path)) from exc
-    with os.fdopen(descriptor, "rb") as handle:
-        info = os.fstat(handle.fileno())
+    # Checked on the descriptor before it becomes a file object: os.fdopen itself raises
+    # IsADirectoryError for a folder (which os.open opens read-only without complaint).
+    try:
+        info = os.fstat(descriptor)
         if stat.S_ISDIR(info.st_mode):
             raise ImageDecodeError("is a folder, not an image file", source=str(path))
         if not stat.S_ISREG(info.st_mode):
             raise ImageDecodeError("not a regular file (a pipe, socket or device): refused", source=str(path))
+    except BaseException:
+        os.close(descriptor)
+        raise
+    with os.fdopen(descriptor, "rb") as handle:
         if info.st_size > max_bytes:
             raise ImageTooLargeError(f"file is {info.st_size} bytes, over the cap of {max_bytes}", source=str(path))
         try:

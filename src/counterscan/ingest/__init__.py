@@ -7,21 +7,22 @@ acknowledged, and the next run goes on from there.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from counterscan.errors import UserError
 from counterscan.imaging.decode import DecodeLimits
-from counterscan.ingest.base import Checkpoint, FeedListing, Source, parse_row
+from counterscan.ingest.base import KNOWN_COLUMNS, Checkpoint, FeedListing, Source
 from counterscan.ingest.files import FileSource, FolderSource
 from counterscan.ingest.http_source import HttpJsonSource, default_name
 from counterscan.ingest.images import FetchOptions, ImageCollector, feed_folder, resolve_ref
-from counterscan.ingest.mapping import SourceMapping, apply_columns, load_mapping, parse_mapping
+from counterscan.ingest.mapping import SourceMapping, load_mapping, parse_mapped, parse_mapping
 from counterscan.ingest.netpolicy import NetPolicy
+from counterscan.ingest.urls import is_web_url
 from counterscan.records import ImageOutcome, IngestedListing, Rejected
 from counterscan.store import BlobStore
 from counterscan.store.holders import holder_is_dead, this_holder
@@ -32,6 +33,7 @@ BATCH = 2000
 MAX_IMAGE_ATTEMPTS = 5
 """Failed images are fetched again by each later run of their source, up to this many tries."""
 UNLIMITED = 2**31 - 1
+MAX_UNKNOWN_SHOWN = 20
 STALE_INGEST_LOCK = timedelta(hours=2)
 """An ingest lock whose holder is on another host and silent this long is taken over."""
 Progress = Callable[[int], None]
@@ -50,6 +52,8 @@ class IngestSummary:
     images_retried_ok: int = 0
     problems: tuple[Rejected, ...] = field(default=(), repr=False)
     """The first few rejected records and images, for display."""
+    unknown_columns: tuple[str, ...] = ()
+    """Columns that are none of ours (kept as attributes), in the order first met."""
 
     def line(self) -> str:
         return (
@@ -57,7 +61,35 @@ class IngestSummary:
             f"unchanged {self.unchanged}, quarantined {self.quarantined}, "
             f"images fetched {self.images_fetched}, images failed {self.images_failed}"
             + (f", earlier failures recovered {self.images_retried_ok}" if self.images_retried_ok else "")
+            + (f"; unknown columns (kept as attributes): {self.unknown_line()}" if self.unknown_columns else "")
         )
+
+    def unknown_line(self) -> str:
+        """The unknown columns, each with the known column it is probably a misspelling of."""
+        shown = []
+        for name in self.unknown_columns:
+            near = closest_column(name)
+            shown.append(f"{name} (did you mean {near}?)" if near else name)
+        return ", ".join(shown)
+
+
+def closest_column(name: str) -> str | None:
+    """The known column ``name`` is most likely a misspelling of (case, separators, a letter or
+    two), or None when it is not close to any."""
+    folded = _folded(name)
+    if not folded or (folded in _FOLDED_KNOWN and _FOLDED_KNOWN[folded] == name):
+        return None
+    if folded in _FOLDED_KNOWN:
+        return _FOLDED_KNOWN[folded]
+    found = difflib.get_close_matches(folded, list(_FOLDED_KNOWN), n=1, cutoff=0.8)
+    return _FOLDED_KNOWN[found[0]] if found else None
+
+
+def _folded(name: str) -> str:
+    return "".join(char for char in name.lower() if char.isalnum())
+
+
+_FOLDED_KNOWN = {_folded(name): name for name in KNOWN_COLUMNS}
 
 
 def open_source(
@@ -69,7 +101,7 @@ def open_source(
 ) -> Source:
     """A source for a feed file, a folder of feed files, or an http(s) URL (fetched under ``network``)."""
     resolved = mapping if isinstance(mapping, SourceMapping) else load_mapping(mapping)
-    if urlparse(location).scheme.lower() in ("http", "https"):
+    if is_web_url(location):
         return HttpJsonSource(
             location, name=name or resolved.name or default_name(location), mapping=resolved, network=network
         )
@@ -103,6 +135,7 @@ class _Job:
         self.batch: list[FeedListing] = []
         self.rejected: list[Rejected] = []
         self.seen: dict[str, str] = {}
+        self.unknown: dict[str, None] = {}
         self.folder = feed_folder(source.kind, source.location)
 
     def take(self, item: FeedListing | Rejected) -> None:
@@ -124,6 +157,8 @@ class _Job:
         else:
             self.seen[item.listing.listing_id] = item.record
             self.batch.append(item)
+            if len(self.unknown) < MAX_UNKNOWN_SHOWN:
+                self.unknown.update(dict.fromkeys(item.listing.attributes))
 
     def _reject(self, item: Rejected) -> None:
         self.counts["quarantined" if item.kind == "record" else "images_failed"] += 1
@@ -133,7 +168,13 @@ class _Job:
 
     def flush(self, checkpoint: Checkpoint | None) -> None:
         known = self.store.listing_hashes(self.source.name, [item.listing.listing_id for item in self.batch])
-        hashed = [(item, listing_content_hash(item.listing)) for item in self.batch]
+        hashed = []
+        for item in self.batch:
+            try:
+                hashed.append((item, listing_content_hash(item.listing)))
+            except Exception as exc:  # the row boundary: one listing's failure is its own
+                reason = f"unexpected {type(exc).__name__}: {str(exc)[:300]}"
+                self._reject(Rejected(self.source.name, item.record, reason, {"row": {"line": ""}}))
         # Images are fetched only for new or changed listings: re-running a feed costs no downloads.
         changed = [(item, digest) for item, digest in hashed if known.get(item.listing.listing_id) != digest]
         self.counts["unchanged"] += len(self.batch) - len(changed)
@@ -171,7 +212,11 @@ class _Job:
 
     def summary(self, retried_ok: int) -> IngestSummary:
         return IngestSummary(
-            source=self.source.name, images_retried_ok=retried_ok, problems=tuple(self.problems), **self.counts
+            source=self.source.name,
+            images_retried_ok=retried_ok,
+            problems=tuple(self.problems),
+            unknown_columns=tuple(self.unknown)[:MAX_UNKNOWN_SHOWN],
+            **self.counts,
         )
 
 
@@ -310,7 +355,7 @@ def _reparse(source: str, record: str, raw: dict[str, Any], mapping: SourceMappi
     if not isinstance(row, dict) or ("line" in row and len(row) == 1):
         return Rejected(source, record, "the original record could not be kept; fix it in the feed and ingest again")
     base_dir = Path(raw["base_dir"]) if raw.get("base_dir") else None
-    return parse_row(source, record, apply_columns(row, mapping.columns), base_dir, original=row)
+    return parse_mapped(source, record, row, mapping.columns, base_dir)
 
 
 __all__ = ["FetchOptions", "IngestSummary", "Source", "ingest", "open_source", "retry_quarantine"]

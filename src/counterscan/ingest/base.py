@@ -96,6 +96,9 @@ def _field(row: Mapping[str, Any], name: str) -> str:
 
 
 def _price(value: Any) -> float | None:
+    if isinstance(value, float) and math.isnan(value):
+        # A bare NaN (JSON Lines, Parquet) is not a missing price: an empty field or null is.
+        raise ValueError("price NaN is not a number")
     try:
         text = _text(value)
     except ValueError as exc:

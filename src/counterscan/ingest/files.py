@@ -8,10 +8,12 @@ start (listings that did not change cost nothing, see ``Store.listing_hashes``).
 
 from __future__ import annotations
 
+import collections
 import csv
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,13 +23,15 @@ from typing import Any, TextIO
 import pyarrow.parquet as pq
 
 from counterscan.errors import DataError, UserError
-from counterscan.ingest.base import Checkpoint, SourceItem, parse_row, raw_record
-from counterscan.ingest.mapping import SourceMapping, apply_columns
+from counterscan.ingest.base import Checkpoint, SourceItem, raw_record
+from counterscan.ingest.mapping import SourceMapping, parse_mapped
 from counterscan.records import Rejected
 
 CHECKPOINT_EVERY_ROWS = 2000
 HEAD_BYTES = 64 * 1024
 FORMATS = (".csv", ".jsonl", ".ndjson", ".parquet")
+DELIMITERS = (",", ";", "\t", "|")
+"""CSV delimiters told apart by the header line."""
 _MISSING = "\x00missing"
 """Filled in for fields a short CSV row lacks; cannot occur in decoded CSV text."""
 
@@ -89,8 +93,7 @@ class FileSource:
                 yield item
             else:
                 record, row = item
-                mapped = apply_columns(row, self.mapping.columns)
-                yield parse_row(self.name, record, mapped, folder, original=row)
+                yield parse_mapped(self.name, record, row, self.mapping.columns, folder)
 
             if rows % CHECKPOINT_EVERY_ROWS == 0:
                 yield Checkpoint(now | {"rows": rows, "complete": False})
@@ -116,27 +119,64 @@ class FileSource:
     def _csv_rows(self) -> Iterator[RowItem]:
         label = self.path.name
         with self._text() as handle:
-            reader = csv.DictReader(handle, restval=_MISSING)
-            if not reader.fieldnames or "listing_id" not in self._our_names(reader.fieldnames):
-                raise DataError(f"{self.path}: CSV header has no listing_id column (map one in the mapping file)")
-            width = len(reader.fieldnames)
+            first = handle.readline()
+            delimiter = self._delimiter(first)
+            lines = _Lines(itertools.chain([first], handle) if first else iter(()))
+            reader = csv.reader(lines, delimiter=delimiter)
+            header = next(reader, None)
+            if not header or "listing_id" not in self._our_names(header):
+                shown = {",": "comma", ";": "semicolon", "\t": "tab", "|": "bar"}[delimiter]
+                raise DataError(
+                    f"{self.path}: CSV header has no listing_id column (read as {shown}-separated; "
+                    "map one in the mapping file)"
+                )
+            width = len(header)
             while True:
-                start = reader.line_num + 1
+                lines.start_record()
                 try:
-                    row = next(reader)
+                    values = next(reader)
                 except StopIteration:
                     return
                 except csv.Error as exc:
-                    # The reader goes on at the next line: one bad field costs its row only.
-                    yield Rejected(self.name, f"{label} line {start}", f"CSV: {exc}", {"row": {"line": ""}})
+                    yield self._csv_error(label, lines, exc)
                     continue
-                record = f"{label} line {reader.line_num}"
-                if None in row:
+                if lines.ran_off_the_end():
+                    start = lines.read_again_after_first()
+                    reason = f"CSV: a quote opened on line {start} is never closed (the file ends inside it)"
+                    yield Rejected(self.name, f"{label} line {start}", reason, {"row": {"line": ""}})
+                    continue
+                if not values:
+                    continue  # a blank line, as csv.DictReader skips it
+                row: dict[str | None, Any] = dict(zip(header, values, strict=False))
+                record = f"{label} line {lines.number}"
+                if len(values) > width:
+                    row[None] = values[width:]
                     yield Rejected(self.name, record, f"row has more fields than the header's {width}", _raw(row))
-                elif any(value is _MISSING for value in row.values()):
+                elif len(values) < width:
+                    row.update(dict.fromkeys(header[len(values) :], _MISSING))
                     yield Rejected(self.name, record, f"row has fewer fields than the header's {width}", _raw(row))
                 else:
-                    yield record, row
+                    yield record, row  # type: ignore[misc]  # no None key: as many values as the header
+
+    def _csv_error(self, label: str, lines: _Lines, exc: csv.Error) -> Rejected:
+        """The row a CSV error costs. A record that ran over several lines before failing (a field
+        past the limit) ran away in a quote that never closed: the lines after its first are read again."""
+        if len(lines.record) > 1:
+            start = lines.read_again_after_first()
+            reason = f"CSV: a quote opened on line {start} is never closed ({exc}); the lines after it are read again"
+            return Rejected(self.name, f"{label} line {start}", reason, {"row": {"line": ""}})
+        # The reader goes on at the next line: one bad field costs its row only.
+        return Rejected(self.name, f"{label} line {lines.number}", f"CSV: {exc}", {"row": {"line": ""}})
+
+    def _delimiter(self, header_line: str) -> str:
+        """The header's delimiter: the one that yields a listing_id column, else the most frequent."""
+        counts = {candidate: header_line.count(candidate) for candidate in DELIMITERS}
+        for candidate in sorted(DELIMITERS, key=lambda found: -counts[found]):
+            names = next(csv.reader([header_line], delimiter=candidate), [])
+            if counts[candidate] and "listing_id" in self._our_names(names):
+                return candidate
+        best = max(DELIMITERS, key=lambda found: counts[found])
+        return best if counts[best] else ","
 
     def _our_names(self, header: Sequence[str]) -> set[str]:
         mapped = {ours for ours, theirs in self.mapping.columns.items() if theirs.split(".")[0] in header}
@@ -178,6 +218,49 @@ class FileSource:
             for row in batch.to_pylist():
                 number += 1
                 yield f"{label} row {number}", row
+
+
+class _Lines:
+    """A CSV file's lines, numbered, keeping those of the record being read: a record that ran
+    away in an unterminated quote is read again from its second line."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self._again: collections.deque[str] = collections.deque()
+        self.number = 0
+        self.record: list[str] = []
+        self.at_end = False
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self._again:
+            line = self._again.popleft()
+        else:
+            try:
+                line = next(self._lines)
+            except StopIteration:
+                self.at_end = True
+                raise
+        self.number += 1
+        self.record.append(line)
+        return line
+
+    def start_record(self) -> None:
+        self.record = []
+
+    def ran_off_the_end(self) -> bool:
+        """Whether the record just read reached the end of the file inside an open quote."""
+        return self.at_end and not self._again and len(self.record) > 1 and "".join(self.record).count('"') % 2 == 1
+
+    def read_again_after_first(self) -> int:
+        """Put back the record's lines after its first; the first's line number."""
+        start = self.number - len(self.record) + 1
+        self._again.extendleft(reversed(self.record[1:]))
+        self.number = start
+        self.record = []
+        return start
 
 
 def _raw(row: Mapping[Any, Any]) -> dict[str, Any]:

@@ -11,11 +11,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import urljoin, urlparse
+from urllib.parse import urljoin
 
 import httpx
 
 from counterscan.ingest.netpolicy import AddressRefusedError, NetPolicy
+from counterscan.ingest.urls import MalformedURLError, OutboundURL, parse_url
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Headers that carry credentials: sent only to the origin the caller asked for, never to another
@@ -33,6 +34,10 @@ class TooLargeError(FetchError):
 
 class RefusedAddressError(FetchError):
     """The outbound address policy refused the host (or a host a redirect named)."""
+
+
+class BadURLError(FetchError):
+    """The URL (or one a redirect named) is malformed: refused before any lookup or connection."""
 
 
 @dataclass(frozen=True)
@@ -80,10 +85,12 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def check_scheme(url: str) -> None:
-    scheme = urlparse(url).scheme.lower()
-    if scheme not in ("http", "https"):
-        raise FetchError(f"unsupported URL scheme {scheme or '(none)'!r} (only http and https)")
+def checked_url(url: str) -> OutboundURL:
+    """``url`` parsed for a request; a malformed one raises BadURLError with the reason."""
+    try:
+        return parse_url(url)
+    except MalformedURLError as exc:
+        raise BadURLError(str(exc)) from None
 
 
 class PoliteClient:
@@ -141,21 +148,24 @@ class PoliteClient:
     def _get_once(
         self, url: str, *, params: Mapping[str, str] | None, max_bytes: int
     ) -> tuple[bytes, httpx.Headers, str]:
-        check_scheme(url)
+        checked_url(url)
         # Merged into the URL's own query string, which httpx's params= would replace.
         current = str(httpx.URL(url).copy_merge_params(params)) if params else url
-        origin = _origin(current)
+        origin = checked_url(current).origin
         for _hop in range(self.policy.max_redirects + 1):
-            check_scheme(current)
+            target = checked_url(current)
             self.limiter.wait()
-            headers = self._credentials if _origin(current) == origin else None
+            headers = self._credentials if target.origin == origin else None
             try:
                 with self._client.stream("GET", current, headers=headers) as response:
                     if response.is_redirect:
                         location = response.headers.get("location")
                         if not location:
                             raise FetchError(f"HTTP {response.status_code} redirect without a Location")
-                        current = urljoin(current, location)
+                        try:
+                            current = urljoin(current, location)
+                        except ValueError as exc:
+                            raise BadURLError(f"redirect to {location[:80]!r}: {exc}") from None
                         continue
                     if response.status_code in RETRY_STATUSES:
                         wait = retry_after_seconds(response.headers.get("retry-after"))
@@ -165,16 +175,15 @@ class PoliteClient:
                     return _read_capped(response, max_bytes), response.headers, str(response.url)
             except AddressRefusedError as exc:
                 raise RefusedAddressError(str(exc)) from None
+            except MalformedURLError as exc:
+                raise BadURLError(str(exc)) from None
+            except httpx.InvalidURL as exc:
+                raise BadURLError(f"URL {current[:80]!r}: {exc}") from None
             except httpx.TimeoutException:
                 raise _RetryableError(f"timed out after {self.policy.timeout_seconds:g}s", None) from None
             except httpx.TransportError as exc:
                 raise _RetryableError(f"connection failed ({type(exc).__name__})", None) from None
         raise FetchError(f"more than {self.policy.max_redirects} redirects")
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parsed = httpx.URL(url)
-    return parsed.scheme, parsed.host, parsed.port
 
 
 class _RetryableError(Exception):

@@ -6,13 +6,14 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlsplit
 
 from counterscan.errors import ExternalError, UserError
-from counterscan.ingest.base import Checkpoint, SourceItem, parse_row, raw_record
-from counterscan.ingest.http_client import FetchError, PoliteClient, RefusedAddressError, RetryPolicy
-from counterscan.ingest.mapping import SourceMapping, apply_columns, get_path
+from counterscan.ingest.base import Checkpoint, SourceItem, raw_record
+from counterscan.ingest.http_client import BadURLError, FetchError, PoliteClient, RefusedAddressError, RetryPolicy
+from counterscan.ingest.mapping import SourceMapping, get_path, parse_mapped
 from counterscan.ingest.netpolicy import NetPolicy
+from counterscan.ingest.urls import parse_url
 from counterscan.records import Rejected
 
 
@@ -20,6 +21,7 @@ class HttpJsonSource:
     """Pages of JSON; the checkpoint is the next cursor or page, so a later run fetches only what is new."""
 
     def __init__(self, url: str, *, name: str, mapping: SourceMapping, network: NetPolicy | None = None) -> None:
+        parse_url(url)  # a malformed feed URL is refused here, with its reason, before any lookup
         self.url = url
         self.name = name
         self.kind = "http"
@@ -90,7 +92,7 @@ class HttpJsonSource:
             data, _headers, _final = client.get(
                 self.url, params={**options.params, **params}, max_bytes=options.max_page_bytes
             )
-        except RefusedAddressError as exc:
+        except (RefusedAddressError, BadURLError) as exc:
             raise UserError(f"{self.name}: {self.url} {label}: {exc}") from None
         except FetchError as exc:
             raise ExternalError(f"{self.name}: {self.url} {label}: {exc}") from None
@@ -116,8 +118,10 @@ class HttpJsonSource:
             if not isinstance(item, dict):
                 yield Rejected(self.name, record, "item is not a JSON object", raw_record({"item": item}, None))
                 continue
-            yield parse_row(self.name, record, apply_columns(item, self.mapping.columns), None, original=item)
+            yield parse_mapped(self.name, record, item, self.mapping.columns, None)
 
 
 def default_name(url: str) -> str:
-    return urlparse(url).netloc or "http-feed"
+    """The host and port of ``url`` as written, as a source name (a malformed URL is refused)."""
+    parse_url(url)
+    return urlsplit(url).netloc or "http-feed"

@@ -18,12 +18,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
-from counterscan.errors import ImageError
+from counterscan.errors import ExternalError, ImageError
 from counterscan.imaging.decode import DecodeLimits, inspect, read_capped, sha256_hex
-from counterscan.ingest.http_client import FetchError, PoliteClient, RefusedAddressError, RetryPolicy
+from counterscan.ingest.http_client import (
+    BadURLError,
+    FetchError,
+    PoliteClient,
+    RefusedAddressError,
+    RetryPolicy,
+    checked_url,
+)
 from counterscan.ingest.netpolicy import NetPolicy
+from counterscan.ingest.urls import is_web_url, url_scheme
 from counterscan.records import ImageOutcome
 from counterscan.store import BlobStore
 from counterscan.store.protocols import ListingWriter
@@ -88,8 +95,7 @@ def local_image_path(ref: str, folder: Path | None, roots: Sequence[Path]) -> Pa
 
 def resolve_ref(ref: str, base_dir: Path | None) -> str:
     """URLs stay as they are; relative paths resolve against the feed's folder."""
-    scheme = urlparse(ref).scheme.lower()
-    if scheme in ("http", "https") or (scheme and len(scheme) > 1):
+    if len(url_scheme(ref)) > 1:  # one letter is a Windows drive, not a scheme
         return ref
     path = Path(ref)
     if not path.is_absolute() and base_dir is not None:
@@ -138,6 +144,14 @@ class ImageCollector:
 
     def _one(self, ref: str, folder: Path | None) -> ImageOutcome:
         try:
+            return self._guarded(ref, folder)
+        except ExternalError:
+            raise  # the blob store or the database failing is not this image's fault
+        except Exception as exc:  # whatever else one image raises stays with that image
+            return ImageOutcome(ref=ref, error=f"unexpected {type(exc).__name__}: {str(exc)[:300]}")
+
+    def _guarded(self, ref: str, folder: Path | None) -> ImageOutcome:
+        try:
             if _is_url(ref):
                 return self._keep(ref, self._download(ref))
             path = self._local_path(ref, folder)
@@ -174,15 +188,21 @@ class ImageCollector:
         return ImageOutcome(ref=ref, sha256=sha256)
 
     def _local_path(self, ref: str, folder: Path | None) -> Path:
-        scheme = urlparse(ref).scheme.lower()
-        if scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
+        scheme = url_scheme(ref)
+        if len(scheme) > 1:  # one letter is a Windows drive, not a scheme
             raise ImageError(f"unsupported URL scheme {scheme!r} (only http, https and local paths)")
         return local_image_path(ref, folder, self.options.local_roots)
 
     def _download(self, url: str) -> bytes:
-        with self._slot(url):
+        try:
+            host = checked_url(url).host
+        except BadURLError as exc:
+            raise ImageError(f"malformed URL: {exc}") from None
+        with self._slot(host):
             try:
                 data, headers, _final = self._http().get(url, max_bytes=self.limits.max_bytes)
+            except BadURLError as exc:
+                raise ImageError(f"malformed URL: {exc}") from None
             except RefusedAddressError as exc:
                 raise ImageError(f"address refused: {exc}") from None
             except FetchError as exc:
@@ -194,8 +214,7 @@ class ImageCollector:
         return data
 
     @contextmanager
-    def _slot(self, url: str) -> Iterator[None]:
-        host = urlparse(url).netloc.lower()
+    def _slot(self, host: str) -> Iterator[None]:
         with self._lock:
             slot = self._host_slots[host]
         with slot:
@@ -216,4 +235,4 @@ class ImageCollector:
 
 
 def _is_url(ref: str) -> bool:
-    return urlparse(ref).scheme.lower() in ("http", "https")
+    return is_web_url(ref)

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from counterscan.errors import UserError
-from counterscan.ingest.base import KNOWN_COLUMNS
+from counterscan.ingest.base import KNOWN_COLUMNS, FeedListing, parse_row, raw_record
+from counterscan.records import Rejected
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,24 @@ def apply_columns(row: Mapping[str, Any], columns: Mapping[str, str]) -> Mapping
     renamed = {key: value for key, value in row.items() if key not in used}
     renamed.update({ours: get_path(row, theirs) for ours, theirs in columns.items()})
     return renamed
+
+
+def parse_mapped(
+    source: str, record: str, row: Mapping[str, Any], columns: Mapping[str, str], base_dir: Path | None
+) -> FeedListing | Rejected:
+    """One feed row, its columns mapped, parsed into a listing or quarantined: the row boundary.
+
+    Whatever one row raises, expected or not, ends here as its quarantine entry with the reason, so
+    the rest of its batch lands and the next run of the source is not blocked by it.
+    """
+    try:
+        return parse_row(source, record, apply_columns(row, columns), base_dir, original=row)
+    except Exception as exc:  # the boundary: nothing a single row holds may stop the feed
+        try:
+            raw = raw_record(row, base_dir)
+        except Exception:  # a row that cannot even be copied is kept as nothing but its place
+            raw = {"row": {"line": ""}}
+        return Rejected(source, record, f"unexpected {type(exc).__name__}: {str(exc)[:300]}", raw)
 
 
 def load_mapping(path: Path | None) -> SourceMapping:

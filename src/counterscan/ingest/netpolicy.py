@@ -30,12 +30,12 @@ import ssl
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import httpcore
 import httpx
 
 from counterscan.errors import UserError
+from counterscan.ingest.urls import check_host, parse_url
 
 if TYPE_CHECKING:
     from counterscan.config import Settings
@@ -175,11 +175,13 @@ class NetPolicy:
 
     def resolve(self, host: str, port: int) -> list[str]:
         """The addresses to connect to for ``host``, all checked; refuses the host when any of its
-        addresses is refused (a name that also points inside is not trusted for the rest)."""
+        addresses is refused (a name that also points inside is not trusted for the rest). A host
+        that is not a well-formed address or name is refused (MalformedURLError) before any lookup."""
         name = host.strip("[]")
         try:
             addresses = [parse_address(name).compressed]
         except UserError:
+            name = check_host(name)
             try:
                 addresses = list(self.resolver(name, port))
             except (OSError, UnicodeError) as exc:
@@ -194,19 +196,12 @@ class NetPolicy:
         return addresses
 
     def check_url(self, url: str) -> None:
-        """Refuse a URL whose scheme is not http(s) or whose host the policy refuses (resolves now:
-        use it to validate a URL when it is registered; fetches are checked again when they connect)."""
-        parts = urlsplit(url)
-        if parts.scheme.lower() not in ("http", "https"):
-            raise AddressRefusedError(f"unsupported URL scheme {parts.scheme or '(none)'!r} (only http and https)")
-        if not parts.hostname:
-            raise AddressRefusedError(f"{url!r} has no host")
+        """Refuse a malformed URL (MalformedURLError, before any lookup) or one whose host the policy
+        refuses (resolves now: use it to validate a URL when it is registered; fetches are checked
+        again when they connect)."""
+        parsed = parse_url(url)
         try:
-            port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-        except ValueError:
-            raise AddressRefusedError(f"{url!r} has a bad port") from None
-        try:
-            self.resolve(parts.hostname, port)
+            self.resolve(parsed.host, parsed.port)
         except httpcore.ConnectError as exc:
             raise AddressRefusedError(str(exc)) from None
 

@@ -32,12 +32,7 @@ if TYPE_CHECKING:
 def decode_limits(settings: Settings) -> DecodeLimits:
     from counterscan.imaging.decode import DecodeLimits
 
-    return DecodeLimits(
-        max_bytes=settings.max_image_bytes,
-        max_pixels=settings.max_image_pixels,
-        max_side=settings.max_image_side,
-        max_aspect=settings.max_image_aspect,
-    )
+    return DecodeLimits.from_settings(settings)
 
 
 def _embedding(settings: Settings) -> ImageMatcher[AssetIndex]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from cairosvg.surface import PNGSurface
 
 from counterscan.errors import ImageDecodeError, ImageError, ImageTooLargeError
-from counterscan.imaging.decode import DecodeLimits, ImageInfo, decode, read_capped, sha256_hex
+from counterscan.imaging.decode import DecodeLimits, ImageInfo, decode, inspect, read_capped, sha256_hex
 from counterscan.imaging.guard import RenderBudget, check_svg
 
 # Logos drawn as SVG are rasterised at this width: enough detail for hashing and keypoints.
@@ -114,6 +114,35 @@ def clean_image(upload: UploadFile, limits: DecodeLimits) -> CleanImage:
 def rejection(name: str, error: ImageError) -> Rejection:
     kind: RejectKind = "too-large" if isinstance(error, ImageTooLargeError) else "unsupported"
     return Rejection(name=name, reason=error.reason, kind=kind)
+
+
+def refused_from_headers(paths: Sequence[Path], limits: DecodeLimits) -> list[Rejection] | None:
+    """The rejections of ``paths`` when every one is a single picture refused from its header alone
+    (too many bytes or pixels, an SVG expansion or embedded bomb); None when any is a folder, an
+    archive, or a picture that might pass: the full upload then judges them all.
+
+    Nothing is decoded and nothing but the imaging guards is needed, so the CLI refuses a bomb
+    before it opens the store or loads a matcher.
+    """
+    found: list[Rejection] = []
+    for path in paths:
+        if not path.is_file():
+            return None
+        try:
+            data = read_capped(path, limits.max_bytes)
+            if data.startswith(ZIP_MAGIC):
+                return None
+            if is_svg(data):
+                check_svg(data, RenderBudget(max_pixels=limits.max_pixels, source=str(path)))
+            else:
+                inspect(data, limits, source=str(path))
+        except ImageTooLargeError as exc:
+            found.append(rejection(str(path), exc))
+            continue
+        except Exception:  # anything else is for the full upload to judge and report
+            return None
+        return None
+    return found
 
 
 def from_paths(paths: Iterable[Path], limits: DecodeLimits, max_archive_bytes: int) -> Iterator[UploadFile | Rejection]:

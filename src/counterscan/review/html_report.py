@@ -14,12 +14,12 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from PIL import Image, ImageDraw
 
 from counterscan.errors import UserError
 from counterscan.records import Suspect
+from counterscan.review.links import web_link
 from counterscan.store import BlobStore
 from counterscan.store.protocols import ReviewDesk
 
@@ -56,12 +56,10 @@ def safe_link(url: str | None) -> str:
     """A link for an http(s) URL; any other scheme (javascript:, data:, file:) stays plain text."""
     if not url:
         return ""
-    # Browsers drop tabs and newlines inside URLs and spaces around them: so must the check.
-    cleaned = "".join(char for char in url.strip() if char not in "\t\r\n")
-    parts = urlsplit(cleaned)
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+    link = web_link(url)
+    if link is None:
         return f'<span class="url">{html.escape(url)}</span>'
-    return f'<a href="{html.escape(cleaned)}" rel="noopener noreferrer nofollow">{html.escape(url)}</a>'
+    return f'<a href="{html.escape(link)}" rel="noopener noreferrer nofollow">{html.escape(url)}</a>'
 
 
 LOGO_COLOUR = (255, 0, 0)

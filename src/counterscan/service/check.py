@@ -4,6 +4,7 @@ matchers and ranker against the warm indexes, and what the caller may see of the
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from counterscan.config import Settings
 from counterscan.errors import DataError, UserError
 from counterscan.ingest.http_client import FetchError, PoliteClient, RefusedAddressError, RetryPolicy
 from counterscan.ingest.netpolicy import NetPolicy
+from counterscan.ingest.urls import MalformedURLError, parse_url
+from counterscan.ingest.validate import listing_problem
 from counterscan.matchers.facts import MATCHER_FACTS
 from counterscan.records import ImageOutcome, IngestedListing, Listing, Member, ScanResult
 from counterscan.scan.partition import Assessment
@@ -39,15 +42,19 @@ def _number(value: Any, name: str) -> float | None:
     if value is None or value == "":
         return None
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"check: {name} {value!r} is not a number") from None
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"check: {name} {str(value)[:40]!r} is not a number") from None
+    if not math.isfinite(number) or number < 0:
+        raise UserError(f"check: {name} {str(value)[:40]!r} is not a non-negative number")
+    return number
 
 
 def listing_from_fields(fields: Mapping[str, Any], member: Member) -> Listing:
-    """The listing a check describes; it lands under the source ``check:MEMBER`` when stored."""
+    """The listing a check describes; it lands under the source ``check:MEMBER`` when stored. Its
+    fields are held to the limits a feed row is held to (a field over them is refused, 422)."""
     text = {
-        key: str(fields[key])[:10_000] if fields.get(key) is not None else None
+        key: str(fields[key]) if fields.get(key) is not None else None
         for key in ("title", "description", "currency", "seller_id", "seller_name", "url", "marketplace")
     }
     listing_id = str(fields.get("listing_id") or uuid.uuid4().hex)
@@ -56,7 +63,7 @@ def listing_from_fields(fields: Mapping[str, Any], member: Member) -> Listing:
     currency = (text["currency"] or "").strip().upper() or None
     if currency is not None and (len(currency) != 3 or not currency.isalpha()):
         raise UserError(f"check: currency {currency!r} is not an ISO 4217 code")
-    return Listing(
+    listing = Listing(
         source=f"{CHECK_SOURCE}:{member.name}",
         listing_id=listing_id,
         title=text["title"] or "",
@@ -68,6 +75,29 @@ def listing_from_fields(fields: Mapping[str, Any], member: Member) -> Listing:
         url=text["url"],
         marketplace=text["marketplace"] or (member.name if member.is_marketplace else None),
     )
+    problem = listing_problem(listing)
+    if problem:
+        raise DataError(f"check: {problem}")
+    return listing
+
+
+def image_urls(value: object) -> list[str]:
+    """The check's ``image_urls`` (a list, or one string of ';'-separated URLs), each parsed before
+    anything is fetched; a malformed one fails the check (422) naming it and why."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(";") if part.strip()]
+    if not isinstance(value, list):
+        raise DataError("check: image_urls must be a list of URLs (or one string of ';'-separated URLs)")
+    for number, url in enumerate(value):
+        if not isinstance(url, str):
+            raise DataError(f"check: image_urls[{number}] is a {type(url).__name__}, not a URL")
+        try:
+            parse_url(url)
+        except MalformedURLError as exc:
+            raise DataError(f"check: image_urls[{number}]: {exc}") from None
+    return value
 
 
 def fetch_images(settings: Settings, urls: Sequence[str]) -> list[tuple[str, bytes]]:

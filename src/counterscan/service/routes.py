@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request, Res
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUpload
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from counterscan.errors import PermissionDeniedError
 from counterscan.records import Member
@@ -23,6 +24,7 @@ from counterscan.service.check import (
     HASH_BITS,
     CheckInput,
     fetch_images,
+    image_urls,
     listing_from_fields,
     parse_signals,
     store_check,
@@ -146,6 +148,33 @@ async def delivery_log(
     return [WebhookDeliveryOut.of(item) for item in found]
 
 
+class CheckBodyCap:
+    """ASGI middleware: the body of every ``/v1/check`` request is counted as it streams, and past
+    ``cap`` bytes reading it ends in a 413, whether or not a Content-Length was sent (a chunked
+    body declares none). Counted below the routes, so it holds for bodies FastAPI parses itself."""
+
+    def __init__(self, app: ASGIApp, cap: int) -> None:
+        self.app = app
+        self.cap = cap
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(check_router.prefix):
+            await self.app(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.cap:
+                    raise HTTPException(413, f"check: the body is over the cap of {self.cap} bytes")
+            return message
+
+        await self.app(scope, counted, send)
+
+
 check_router = APIRouter(prefix="/v1/check", tags=["check"], responses=refusals(400, 401, 413, 422, 429, 503))
 """Real-time checks against the warm indexes of this server process."""
 
@@ -184,13 +213,11 @@ async def check(
             raise HTTPException(400, "check: the body is not JSON") from None
         if not isinstance(body, dict):
             raise HTTPException(400, "check: the JSON body must be an object")
-        urls = body.get("image_urls") or []
-        if isinstance(urls, str):
-            urls = [part for part in urls.split(";") if part.strip()]
+        urls = image_urls(body.get("image_urls"))
         if len(urls) > settings.check_max_images:
             raise HTTPException(413, f"check: more than {settings.check_max_images} images")
         listing = listing_from_fields(body, member)
-        images = await run_in_threadpool(fetch_images, settings, [str(url) for url in urls])
+        images = await run_in_threadpool(fetch_images, settings, urls)
         item = CheckInput(listing, tuple(images), store=store_it or bool(body.get("store")))
     elif kind == "multipart/form-data":
         form = await request.form(max_files=settings.check_max_images, max_fields=20)

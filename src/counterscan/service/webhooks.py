@@ -25,13 +25,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 
 from counterscan.config import Settings
 from counterscan.errors import UserError
 from counterscan.ingest.netpolicy import AddressRefusedError, NetPolicy
+from counterscan.ingest.urls import MalformedURLError, parse_url
 from counterscan.records import WEBHOOK_EVENTS, Member, Webhook
 from counterscan.store.base import now
 from counterscan.store.protocols import WebhookOutbox
@@ -87,6 +88,8 @@ def add_webhook(
         raise UserError(f"{member.name!r} is a marketplace key; webhooks are for brand owners and analysts")
     try:
         policy(settings).check_url(url)
+    except MalformedURLError as exc:
+        raise UserError(f"webhook url: {exc}") from None
     except AddressRefusedError as exc:
         raise UserError(f"webhook URL {url!r}: {exc}") from None
     secret = secret or "whsec_" + secrets.token_urlsafe(32)
@@ -126,7 +129,10 @@ class Deliverer:
         settings: Settings,
         *,
         observe: Callable[[str, float], None] | None = None,
+        clock: Callable[[], datetime] = now,
     ) -> None:
+        self.clock = clock
+        """When deliveries are due and retries set: the wall clock, or a test's own."""
         self.store = store
         self.settings = settings
         self.holder = _holder()
@@ -148,7 +154,7 @@ class Deliverer:
 
     def send_due(self, limit: int = 50) -> DeliveryOutcome:
         lease = timedelta(seconds=self.settings.webhook_lease_seconds)
-        claimed = self.store.claim_deliveries(self.holder, limit=limit, lease=lease)
+        claimed = self.store.claim_deliveries(self.holder, limit=limit, lease=lease, at=self.clock())
         outcome = DeliveryOutcome()
         for delivery in claimed:
             outcome += self._send(delivery)
@@ -174,12 +180,15 @@ class Deliverer:
         error: str | None = None
         permanent = False
         try:
+            parse_url(delivery.url)  # an endpoint stored before URLs were checked this strictly
             response = self.client.post(delivery.url, content=body, headers=headers)
             status_code = response.status_code
             if not 200 <= status_code < 300:
                 error = f"HTTP {status_code}"
-        except AddressRefusedError as exc:
+        except (AddressRefusedError, MalformedURLError) as exc:
             error, permanent = str(exc), True
+        except httpx.InvalidURL as exc:
+            error, permanent = f"malformed URL: {exc}", True
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
         elapsed = time.perf_counter() - started
@@ -187,7 +196,7 @@ class Deliverer:
         attempts = delivery.attempts + 1
         retry_at = None
         if not delivered and not permanent and attempts < self.settings.webhook_max_attempts:
-            retry_at = now() + timedelta(seconds=self.retry_delay(attempts))
+            retry_at = self.clock() + timedelta(seconds=self.retry_delay(attempts))
         self.store.finish_attempt(
             delivery.delivery_id,
             self.holder,

@@ -392,7 +392,9 @@ class WebhookOutbox(Protocol):
         self, member_id: int, *, url: str, secret: str, events: Sequence[str], min_score: float, actor: str
     ) -> Webhook: ...
 
-    def claim_deliveries(self, holder: str, *, limit: int, lease: timedelta) -> list[ClaimedDelivery]: ...
+    def claim_deliveries(
+        self, holder: str, *, limit: int, lease: timedelta, at: datetime | None = None
+    ) -> list[ClaimedDelivery]: ...
 
     def finish_attempt(
         self,

@@ -271,9 +271,12 @@ class WebhookStore(StoreBase):
 
     # -- the outbox ------------------------------------------------------------------------
 
-    def claim_deliveries(self, holder: str, *, limit: int, lease: timedelta) -> list[ClaimedDelivery]:
-        """Due deliveries no live worker holds, now held by ``holder`` until the lease ends."""
-        moment = now()
+    def claim_deliveries(
+        self, holder: str, *, limit: int, lease: timedelta, at: datetime | None = None
+    ) -> list[ClaimedDelivery]:
+        """Deliveries due ``at`` (now by default) that no live worker holds, now held by ``holder``
+        until the lease ends."""
+        moment = at or now()
         until = moment + lease
         free = sa.or_(t.webhook_outbox.c.claimed_until.is_(None), t.webhook_outbox.c.claimed_until < moment)
         with self.engine.begin() as conn:

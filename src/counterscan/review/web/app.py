@@ -35,6 +35,7 @@ from counterscan.errors import (
 )
 from counterscan.records import SUSPECT_STATUSES, VERDICTS, Brand, Member, VerdictLabel
 from counterscan.registry.members import AuthPolicy, authenticate_key, authenticate_key_hash, hash_api_key
+from counterscan.review.links import web_link
 from counterscan.review.web import session as sessions
 from counterscan.review.web.words import matcher_label, plain_reason
 from counterscan.store import BlobStore
@@ -152,7 +153,12 @@ class ReviewUI:
             lstrip_blocks=True,
         )
         self.templates.filters.update(
-            price=_fmt_price, day=_day, moment=_moment, score_class=_score_class, matcher=matcher_label
+            price=_fmt_price,
+            day=_day,
+            moment=_moment,
+            score_class=_score_class,
+            matcher=matcher_label,
+            web_link=web_link,
         )
         self.templates.globals.update(plain_reason=plain_reason, statuses=SUSPECT_STATUSES, verdicts=VERDICTS)
         self._sizes: dict[str, tuple[int, int] | None] = {}
