@@ -17,7 +17,13 @@ import typer
 from typer.core import TyperGroup
 
 from counterscan.config import CONFIG_FILE_NAME, Settings
-from counterscan.errors import AuthenticationError, CounterscanError, PermissionDeniedError, UserError
+from counterscan.errors import (
+    AuthenticationError,
+    CounterscanError,
+    PermissionDeniedError,
+    TrainingRefusedError,
+    UserError,
+)
 from counterscan.records import (
     ASSET_KINDS,
     DELIVERY_STATUSES,
@@ -803,19 +809,52 @@ def _suspect_rows(suspects: Sequence[Suspect]) -> list[dict[str, Any]]:
 @review_app.command("list")
 def review_list(
     ctx: typer.Context,
-    limit: Annotated[int | None, typer.Option(help="Show at most this many.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Show at most this many (explored ones included).")] = None,
     min_score: Annotated[float, typer.Option(help="Hide suspects scored below this.")] = 0.0,
     brand: Annotated[str | None, typer.Option(help="Only this brand's suspects.")] = None,
     status: Annotated[SuspectStatusChoice | None, typer.Option(help="Only suspects with this status.")] = None,
     explore: Annotated[int, typer.Option(help="Mix in this many of the listings the ranker is least sure of.")] = 0,
+    to_label: Annotated[
+        int | None,
+        typer.Option(
+            help="Instead of the queue, the N unjudged listings whose verdicts would teach the ranker most: "
+            "likely counterfeits and likely legit ones (clean listings too) while training lacks either, "
+            "the rest nearest the decision boundary, spread over brands. Combines with --brand only."
+        ),
+    ] = None,
     fmt: QueueFormatOption = QueueFormat.TABLE,
 ) -> None:
-    """Suspects, best first, with the strongest reason."""
+    """Suspects, best first, with the strongest reason (or, with --to-label, the listings to judge next)."""
+    if to_label is not None:
+        mixed = [name for name, used in (("--limit", limit is not None), ("--min-score", min_score != 0.0),
+                 ("--status", status is not None), ("--explore", explore != 0)) if used]  # fmt: skip
+        if mixed:
+            raise UserError(f"--to-label combines with --brand and --format only, not {', '.join(mixed)}")
+        _print_to_label(ctx, to_label, brand, fmt)
+        return
     with _store(ctx) as (_, store, _blobs):
         chosen = status.value if status is not None else None
         suspects = review.queue(store, limit=limit, min_score=min_score, brand=brand, status=chosen, explore=explore)
     columns = SUSPECT_COLUMNS if fmt is QueueFormat.TABLE else report.CSV_COLUMNS
     emit(_suspect_rows(suspects), fmt, columns, _queue_widths())
+
+
+def _print_to_label(ctx: typer.Context, count: int, brand: str | None, fmt: QueueFormat) -> None:
+    from counterscan.review.to_label import to_label
+
+    with _store(ctx) as (_, store, _blobs):
+        requests = to_label(store, count, brand=brand)
+    rows = [report.suspect_row(request.suspect) | {"why": request.why} for request in requests]
+    if fmt is QueueFormat.TABLE:
+        widths = _queue_widths() | {"why": 60}
+        emit(rows, fmt, ("rank", "listing_id", "brand", "score", "why", "title", "price"), widths)
+        if rows:
+            typer.echo(
+                "judge each: counterscan review decide LISTING_ID --brand BRAND --verdict counterfeit|legit|unsure",
+                err=True,
+            )
+        return
+    emit(rows, fmt, (*report.CSV_COLUMNS, "why"), _queue_widths())
 
 
 @review_app.command("show")
@@ -836,13 +875,17 @@ def train_command(
     acting_as: AnalystName = None,
     key: ApiKey = None,
 ) -> None:
-    """Fit the ranker on the verdicts so far (an analyst's key needed); the next scans score with it."""
+    """Fit the ranker on the verdicts so far (an analyst's key needed); the next scans score with it.
+
+    Exit code 6 when no model was made: too few verdicts of a class (the message says how many more of
+    which), or the new model did not beat the cold-start scorer or the current model on held-out folds.
+    """
     with _store(ctx) as (_, store, _blobs):
         analyst = _analyst(ctx, store, acting_as, key)
         result = training.train(store, force=force, actor=analyst.name)
     typer.echo(result.line())
     if not result.accepted:
-        raise typer.Exit(2)
+        raise typer.Exit(TrainingRefusedError.exit_code)
 
 
 models_app = typer.Typer(no_args_is_help=True, help="Trained ranking models: list, activate, roll back.")

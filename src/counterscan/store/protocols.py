@@ -331,6 +331,10 @@ class ReviewDesk(CatalogueReader, EvidenceReader, Protocol):
 
     def listing_detail(self, listing_pk: int) -> dict[str, Any]: ...
 
+    def verdict_tally(self) -> dict[tuple[int, str], int]: ...
+
+    def unjudged_clean(self, *, limit: int) -> list[Suspect]: ...
+
     def record_suspect_verdicts(
         self,
         targets: Sequence[tuple[int, int | None]],

@@ -106,6 +106,59 @@ class ReviewStore(StoreBase):
                 for row in conn.execute(query)
             ]
 
+    def verdict_tally(self) -> dict[tuple[int, str], int]:
+        """How many (listing, brand) suspects have each latest verdict, per (brand id, verdict)."""
+        latest = _latest_verdicts()
+        query = (
+            sa.select(latest.c.brand_id, t.verdicts.c.verdict, sa.func.count().label("judged"))
+            .join(t.verdicts, t.verdicts.c.verdict_id == latest.c.verdict_id)
+            .where(latest.c.brand_id.is_not(None))
+            .group_by(latest.c.brand_id, t.verdicts.c.verdict)
+        )
+        with self.engine.connect() as conn:
+            return {(int(row.brand_id), str(row.verdict)): int(row.judged) for row in conn.execute(query)}
+
+    def unjudged_clean(self, *, limit: int) -> list[Suspect]:
+        """Scanned listings with no evidence (no brand scored above 0) and no verdict, newest first.
+
+        The queue never shows them, yet a first model needs legit examples: these are the likely-legit
+        listings whose verdicts let training start. Brand and score are None and 0.
+        """
+        scored = sa.exists().where(t.scores.c.listing_pk == t.listings.c.listing_pk, t.scores.c.score > 0)
+        judged = sa.exists().where(t.verdicts.c.listing_pk == t.listings.c.listing_pk)
+        query = (
+            sa.select(t.listings)
+            .where(t.listings.c.scanned_at.is_not(None), ~scored, ~judged)
+            .order_by(t.listings.c.ingested_at.desc(), t.listings.c.listing_pk.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            Suspect(
+                rank=0,
+                listing_pk=row.listing_pk,
+                source=row.source,
+                listing_id=row.listing_id,
+                score=0.0,
+                brand=None,
+                asset_id=None,
+                matcher=None,
+                reason=None,
+                title=row.title or "",
+                price=row.price,
+                currency=row.currency,
+                url=row.url,
+                status="new",
+                seller_id=row.seller_id,
+                seller_name=row.seller_name,
+                marketplace=row.marketplace,
+                first_seen=iso(row.ingested_at),
+                last_seen=iso(row.last_seen_at or row.updated_at),
+            )
+            for row in rows
+        ]
+
     def save_model(self, data: bytes, *, features: Sequence[str], metrics: Mapping[str, object], actor: str) -> int:
         with self.engine.begin() as conn:
             conn.execute(sa.update(t.models).values(active=False))
