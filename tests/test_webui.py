@@ -108,7 +108,7 @@ def test_bulk_verdict_by_picture_reaches_every_listing_showing_it(site: Site) ->
         )
         assert response.status_code == 303 and "done=2" in response.headers["location"]
     audit = site.audit_verdicts()
-    assert sorted(target for _, target, _ in audit) == sorted([f"listing {a1}", f"listing {a3}"])
+    assert sorted(target for _, target, _ in audit) == ["listing market/a1", "listing market/a3"]  # ids, not keys
     assert all(actor == "inspector" and details["via"] == "picture" for actor, _, details in audit)
 
 

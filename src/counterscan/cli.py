@@ -26,6 +26,7 @@ from counterscan.errors import (
 )
 from counterscan.records import (
     ASSET_KINDS,
+    CASE_STATUSES,
     DELIVERY_STATUSES,
     ROLES,
     SUSPECT_STATUSES,
@@ -950,6 +951,115 @@ def review_decide(
         names = {found.brand_id: found.name for found in store.brands()}
     for reference, (_listing_pk, brand_id) in zip(listing_ids, written, strict=True):
         typer.echo(f"{reference} ({names.get(brand_id, brand_id)}): {verdict.value}")
+
+
+cases_app = typer.Typer(
+    no_args_is_help=True,
+    help="Takedown cases: confirmed counterfeits per (marketplace, seller), reported and followed to removal.",
+)
+app.add_typer(cases_app, name="cases")
+CaseStatusChoice = StrEnum("CaseStatusChoice", [(status, status) for status in CASE_STATUSES])  # type: ignore[misc]
+CASE_COLUMNS = ("case_id", "marketplace", "seller_id", "seller_name", "status", "listings", "brands", "updated_at")
+
+
+def _case_row(summary: Any) -> dict[str, Any]:
+    return asdict(summary) | {"brands": ", ".join(summary.brands)}
+
+
+@cases_app.command("list")
+def cases_list(
+    ctx: typer.Context,
+    marketplace: Annotated[str | None, typer.Option(help="Only this marketplace's cases.")] = None,
+    status: Annotated[CaseStatusChoice | None, typer.Option(help="Only cases with this status.")] = None,
+    fmt: ListFormatOption = ListFormat.TABLE,
+) -> None:
+    """Cases, latest change first: a listing lands in its seller's case when it is confirmed counterfeit."""
+    from counterscan.review import cases
+
+    with _store(ctx) as (_, store, _blobs):
+        found = cases.list_cases(store, marketplace=marketplace, status=status.value if status else None)
+    if fmt is ListFormat.JSON:
+        emit([asdict(summary) for summary in found], fmt, CASE_COLUMNS)
+        return
+    emit([_case_row(summary) for summary in found], fmt, CASE_COLUMNS, {"seller_name": 30, "brands": 40})
+
+
+@cases_app.command("show")
+def cases_show(
+    ctx: typer.Context,
+    case_id: Annotated[int, typer.Argument(help="The case's number (from `cases list`).")],
+    fmt: ListFormatOption = ListFormat.TABLE,
+) -> None:
+    """One case: its listings (brand, rights holder, verdict) and its history (who changed what, when)."""
+    from counterscan.review import cases
+
+    with _store(ctx) as (_, store, _blobs):
+        case = cases.show_case(store, case_id)
+    if fmt is ListFormat.JSON:
+        typer.echo(json.dumps(asdict(case), indent=2, ensure_ascii=False, default=str))
+        return
+    typer.echo(_table([_case_row(case.summary)], CASE_COLUMNS))
+    typer.echo("\nlistings")
+    listing_columns = ("listing_id", "brand", "rights_holder", "verdict", "analyst", "decided_at", "url", "title")
+    typer.echo(_table([asdict(listing) for listing in case.listings], listing_columns, {"title": 40, "url": 50}))
+    typer.echo("\nhistory")
+    typer.echo(
+        _table([asdict(event) for event in case.events], ("at", "actor", "action", "status", "listing_id", "note"))
+    )
+
+
+@cases_app.command("set-status")
+def cases_set_status(
+    ctx: typer.Context,
+    case_id: Annotated[int, typer.Argument(help="The case's number.")],
+    status: Annotated[CaseStatusChoice, typer.Option(help="The case's new status.")],
+    note: Annotated[str | None, typer.Option(help="Why, or the marketplace's reference.")] = None,
+    acting_as: Annotated[str | None, typer.Option("--as", help="Act as this member (authenticated by --key).")] = None,
+    key: ApiKey = None,
+) -> None:
+    """Move a case on: open -> reported -> removed | rejected; removed -> reinstated (a key needed: an
+    analyst's, or the owner's of every brand in the case)."""
+    from counterscan.review import cases
+
+    with _store(ctx) as (_, store, _blobs):
+        if acting_as is not None:
+            actor = _authenticate(ctx, store, acting_as, key)
+        else:
+            if not key:
+                raise AuthenticationError("this needs an API key (--key or COUNTERSCAN_API_KEY)")
+            actor = members.authenticate_key(
+                store, key, client=members.cli_client(), policy=members.AuthPolicy.of(_settings(ctx))
+            )
+        summary = cases.set_status(store, case_id, status.value, note=note, actor=actor)
+    typer.echo(f"case {summary.case_id} ({summary.marketplace}, seller {summary.seller_id or '?'}): {summary.status}")
+
+
+@cases_app.command("export")
+def cases_export(
+    ctx: typer.Context,
+    marketplace: Annotated[str, typer.Option(help="The marketplace the notice is for.")],
+    out: Annotated[Path, typer.Option(help="Folder to write notices.csv, notices.json and index.html into.")],
+    status: Annotated[
+        list[CaseStatusChoice] | None,
+        typer.Option(help="Only cases with this status; repeatable (default: open and reinstated)."),
+    ] = None,
+) -> None:
+    """Write a notice packet for a marketplace: CSV and JSON, and an HTML page with each listing's link,
+    its photo beside the matched brand asset, the brand, its rights holder and the analyst's verdict."""
+    from counterscan.review import cases
+
+    with _store(ctx) as (_, store, blobs):
+        packet = cases.export_notices(
+            store,
+            blobs,
+            marketplace=marketplace,
+            out=out,
+            actor=members.cli_client(),
+            statuses=[chosen.value for chosen in status or []],
+        )
+    typer.echo(f"wrote {packet.listings} listings of {packet.cases} cases to {packet.folder}")
+    for path in packet.files:
+        typer.echo(f"  {path}")
 
 
 @app.command()

@@ -72,7 +72,7 @@ def to_label(store: ReviewDesk, count: int, *, brand: str | None = None) -> list
                 chosen.append(LabelRequest(suspect, why.format(score=suspect.score)))
         return len(chosen) - before
 
-    shortfall = " (training needs {} more {} verdicts)"
+    shortfall = "; training needs {} more {}"
     likely_counterfeit = sorted(
         (s for s in scored if s.score >= BOUNDARY), key=lambda s: (-s.score, s.listing_pk, s.brand_id or 0)
     )

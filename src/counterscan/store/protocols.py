@@ -22,6 +22,9 @@ if TYPE_CHECKING:
         AssetKind,
         BankAsset,
         Brand,
+        Case,
+        CaseStatus,
+        CaseSummary,
         Confirmed,
         Evidence,
         ImageOutcome,
@@ -346,7 +349,26 @@ class ReviewDesk(CatalogueReader, EvidenceReader, Protocol):
     ) -> list[tuple[int, int]]: ...
 
 
-class ReviewSite(ReviewDesk, MemberDirectory, Protocol):
+class CaseDesk(ReviewDesk, Protocol):
+    """Takedown cases: read, moved through their statuses, exported as notice packets."""
+
+    def cases(
+        self,
+        *,
+        marketplace: str | None = None,
+        status: str | None = None,
+        brand_ids: Sequence[int] | None = None,
+        case_ids: Sequence[int] | None = None,
+    ) -> list[CaseSummary]: ...
+
+    def case(self, case_id: int, *, brand_ids: Sequence[int] | None = None) -> Case: ...
+
+    def set_case_status(self, case_id: int, status: CaseStatus, *, note: str | None, actor: str) -> CaseSummary: ...
+
+    def audit_case_export(self, case_ids: Sequence[int], *, actor: str, marketplace: str, out: str) -> None: ...
+
+
+class ReviewSite(CaseDesk, MemberDirectory, Protocol):
     """The review web UI: the desk, keyset-paged, with sellers and shared pictures; signs members in."""
 
     def queue_page(self, spec: QueueFilter, *, after: str | None = None, limit: int = 50) -> QueuePage: ...

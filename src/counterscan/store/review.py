@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from counterscan.errors import NotFoundError, UserError
 from counterscan.records import Confirmed, Listing, Suspect, VerdictLabel
+from counterscan.store import cases, webhooks
 from counterscan.store import schema as t
-from counterscan.store import webhooks
 from counterscan.store.base import StoreBase, iso, new_id, now, rows_in
 from counterscan.store.listings import listing_from_row
 from counterscan.store.queue import QueueFilter, queue_query, ranked
@@ -395,21 +395,23 @@ class ReviewStore(StoreBase):
         with self.engine.begin() as conn:
             for listing_pk, brand_id in targets:
                 chosen = brand_id if brand_id is not None else _only_brand(conn, listing_pk)
-                conn.execute(
-                    sa.insert(t.verdicts).values(
-                        listing_pk=listing_pk,
-                        brand_id=chosen,
-                        verdict=verdict,
-                        note=note,
-                        analyst=analyst,
-                        decided_at=moment,
+                verdict_id = new_id(
+                    conn.execute(
+                        sa.insert(t.verdicts).values(
+                            listing_pk=listing_pk,
+                            brand_id=chosen,
+                            verdict=verdict,
+                            note=note,
+                            analyst=analyst,
+                            decided_at=moment,
+                        )
                     )
                 )
                 self._audit(
                     conn,
                     analyst,
                     "verdict",
-                    f"listing {listing_pk}",
+                    f"listing {_listing_name(conn, listing_pk)}",
                     {"verdict": verdict, "note": note, "brand_id": chosen} | ({"via": via} if via else {}),
                 )
                 # The owner of the brand the verdict is about hears of it, not other brands' owners.
@@ -420,6 +422,24 @@ class ReviewStore(StoreBase):
                     brand_ids=[chosen],
                     details={"verdict": verdict, "analyst": analyst},
                 )
+                # A confirmed counterfeit lands in its takedown case now, or never half-way.
+                case_id = cases.file_verdict(
+                    conn,
+                    listing_pk=listing_pk,
+                    brand_id=chosen,
+                    verdict=verdict,
+                    verdict_id=verdict_id,
+                    analyst=analyst,
+                    moment=moment,
+                )
+                if case_id is not None:
+                    self._audit(
+                        conn,
+                        analyst,
+                        "case.listing",
+                        f"case {case_id}",
+                        {"listing": _listing_name(conn, listing_pk), "brand_id": chosen, "verdict": verdict},
+                    )
                 written.append((listing_pk, chosen))
         return written
 
@@ -446,6 +466,13 @@ class ReviewStore(StoreBase):
             }
             for row in rows
         ]
+
+
+def _listing_name(conn: sa.Connection, listing_pk: int) -> str:
+    row = conn.execute(
+        sa.select(t.listings.c.source, t.listings.c.listing_id).where(t.listings.c.listing_pk == listing_pk)
+    ).one()
+    return f"{row.source}/{row.listing_id}"
 
 
 def _only_brand(conn: sa.Connection, listing_pk: int) -> int:
