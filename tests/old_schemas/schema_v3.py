@@ -1,4 +1,4 @@
-"""The store schema of version 3 (before takedown cases), frozen here so the step to 4 is tested on a real version-3 store."""
+"""The store schema of version 3 (before takedown cases), frozen so the step to 4 is tested on a real v3 store."""
 
 from __future__ import annotations
 
