@@ -42,9 +42,9 @@ from counterscan.records import (
     Member,
     VerdictLabel,
 )
+from counterscan.registry.members import AuthPolicy, authenticate_key, authenticate_key_hash, hash_api_key
 from counterscan.review import cases
 from counterscan.review.to_label import to_label
-from counterscan.registry.members import AuthPolicy, authenticate_key, authenticate_key_hash, hash_api_key
 from counterscan.review.web import session as sessions
 from counterscan.review.web.words import matcher_label, plain_reason
 from counterscan.store import BlobStore
