@@ -70,7 +70,19 @@ else:
 
 
 class _ErrorsToExitCodes(TyperGroup):
-    """Every expected failure becomes ``error: ...`` on stderr and the error's exit code."""
+    """Every expected failure becomes ``error: ...`` on stderr and the error's exit code.
+
+    Flags (``--force``, ``--help``) take no value: their help shows no ``<bool>`` type beside them.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_flags(self)
+
+    def get_params(self, ctx: Any) -> Any:
+        params = super().get_params(ctx)
+        _plain_flags(self, params)  # typer adds the completion flags after the group is made
+        return params
 
     def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context has no public name
         try:
@@ -78,6 +90,18 @@ class _ErrorsToExitCodes(TyperGroup):
         except CounterscanError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
+
+
+def _plain_flags(command: Any, params: Sequence[Any] | None = None) -> None:
+    """Give every flag of ``command`` and its sub-commands (``--help`` included) an empty metavar:
+    typer would print ``<bool>`` as if the flag took a value."""
+    from typer._click import Context
+
+    for param in params if params is not None else [*command.params, command.get_help_option(Context(command))]:
+        if param is not None and getattr(param, "is_bool_flag", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _plain_flags(sub)
 
 
 app = typer.Typer(cls=_ErrorsToExitCodes, no_args_is_help=True, add_completion=True, help=__doc__)
@@ -818,9 +842,8 @@ def review_list(
     to_label: Annotated[
         int | None,
         typer.Option(
-            help="Instead of the queue, the N unjudged listings whose verdicts would teach the ranker most: "
-            "likely counterfeits and likely legit ones (clean listings too) while training lacks either, "
-            "the rest nearest the decision boundary, spread over brands. Combines with --brand only."
+            help="Instead of the queue: the N unjudged listings whose verdicts teach the ranker most "
+            "(both kinds while training lacks one, clean listings too; then the least certain). With --brand only."
         ),
     ] = None,
     fmt: QueueFormatOption = QueueFormat.TABLE,
@@ -878,8 +901,7 @@ def train_command(
 ) -> None:
     """Fit the ranker on the verdicts so far (an analyst's key needed); the next scans score with it.
 
-    Exit code 6 when no model was made: too few verdicts of a class (the message says how many more of
-    which), or the new model did not beat the cold-start scorer or the current model on held-out folds.
+    Exit code 6 when no model was made: too few verdicts of a class, or no better than the current scoring.
     """
     with _store(ctx) as (_, store, _blobs):
         analyst = _analyst(ctx, store, acting_as, key)
@@ -1017,8 +1039,10 @@ def cases_set_status(
     acting_as: Annotated[str | None, typer.Option("--as", help="Act as this member (authenticated by --key).")] = None,
     key: ApiKey = None,
 ) -> None:
-    """Move a case on: open -> reported -> removed | rejected; removed -> reinstated (a key needed: an
-    analyst's, or the owner's of every brand in the case)."""
+    """Move a case on: open -> reported -> removed | rejected; removed -> reinstated.
+
+    A key is needed: an analyst's, or that of the owner of every brand in the case.
+    """
     from counterscan.review import cases
 
     with _store(ctx) as (_, store, _blobs):
@@ -1044,8 +1068,10 @@ def cases_export(
         typer.Option(help="Only cases with this status; repeatable (default: open and reinstated)."),
     ] = None,
 ) -> None:
-    """Write a notice packet for a marketplace: CSV and JSON, and an HTML page with each listing's link,
-    its photo beside the matched brand asset, the brand, its rights holder and the analyst's verdict."""
+    """Write a notice packet for a marketplace: CSV, JSON and an HTML page of the evidence.
+
+    Per listing: its link, its photo beside the matched brand asset, brand, rights holder and the verdict.
+    """
     from counterscan.review import cases
 
     with _store(ctx) as (_, store, blobs):
