@@ -234,7 +234,8 @@ def test_scan_review_decide_and_export(brand_ready: Cli, tmp_path: Path, photos:
     assert "nothing to do" in cli("scan", expect=10).stdout  # nothing new
 
     assert (
-        "4 listings re-scanned (every listing, --all), 0 new or changed, 2 with evidence; image matchers: phash, dhash, ocr\n"
+        "4 listings re-scanned (every listing, --all), 0 new or changed, 2 with evidence; "
+        "image matchers: phash, dhash, ocr\n"
         in cli("scan", "--all").stdout
     )
 
