@@ -28,6 +28,10 @@ from counterscan.store.protocols import ReviewDesk
 BOUNDARY = 0.5
 """The score where the scorers' counterfeit and legit meet: the least certain point."""
 
+MAX_BRANDS_IN_TURN = 50
+"""How many brands' candidates each group reads at most (a store with thousands of brands reads a
+window of ``count`` times this, and the brands whose candidates fall in it take turns)."""
+
 SIDE_SHARE = 5
 """Once training can start, one proposal in this many is a likely counterfeit, and one a likely legit."""
 
@@ -55,7 +59,12 @@ def to_label(store: ReviewDesk, count: int, *, brand: str | None = None) -> list
     need = {label: max(0, MIN_PER_CLASS - have[label]) for label in have}
     counterfeit_quota, legit_quota = _side_quotas(count, need["counterfeit"], need["legit"])
 
-    scored = [suspect for suspect in store.suspects(status="new", brand=brand) if suspect.brand_id in wanted]
+    # Bounded reads: enough of each kind for every brand to take its turn, however long the queue.
+    window = count * min(len(brands), MAX_BRANDS_IN_TURN)
+
+    def nearest(score: float) -> list[Suspect]:
+        return [s for s in store.unjudged_nearest(score, limit=window, brand=brand) if s.brand_id in wanted]
+
     clean = _as_non_suspects(store.unjudged_clean(limit=count), brands, tally)
     taken: set[tuple[int, int | None]] = set()
     chosen: list[LabelRequest] = []
@@ -73,9 +82,7 @@ def to_label(store: ReviewDesk, count: int, *, brand: str | None = None) -> list
         return len(chosen) - before
 
     shortfall = "; training needs {} more {}"
-    likely_counterfeit = sorted(
-        (s for s in scored if s.score >= BOUNDARY), key=lambda s: (-s.score, s.listing_pk, s.brand_id or 0)
-    )
+    likely_counterfeit = [suspect for suspect in nearest(1.0) if suspect.score >= BOUNDARY]
     take(
         likely_counterfeit,
         counterfeit_quota,
@@ -84,11 +91,9 @@ def to_label(store: ReviewDesk, count: int, *, brand: str | None = None) -> list
     )
     legit_hint = shortfall.format(need["legit"], "legit") if need["legit"] else ""
     clean_taken = take(clean, legit_quota, "likely legit (no evidence for any brand)" + legit_hint)
-    likely_legit = sorted(
-        (s for s in scored if s.score < BOUNDARY), key=lambda s: (s.score, s.listing_pk, s.brand_id or 0)
-    )
+    likely_legit = [suspect for suspect in nearest(0.0) if suspect.score < BOUNDARY]
     take(likely_legit, legit_quota - clean_taken, "likely legit (score {score:.2f})" + legit_hint)
-    uncertain = sorted(scored, key=lambda s: (abs(s.score - BOUNDARY), s.listing_pk, s.brand_id or 0))
+    uncertain = nearest(BOUNDARY)
     take(uncertain, count, "uncertain (score {score:.2f}): the scorer is least sure here")
     # Too few suspects left near the boundary: the rest of the clean listings still teach.
     take(clean, count, "likely legit (no evidence for any brand)")

@@ -338,6 +338,8 @@ class ReviewDesk(CatalogueReader, EvidenceReader, Protocol):
 
     def unjudged_clean(self, *, limit: int) -> list[Suspect]: ...
 
+    def unjudged_nearest(self, score: float, *, limit: int, brand: str | None = None) -> list[Suspect]: ...
+
     def record_suspect_verdicts(
         self,
         targets: Sequence[tuple[int, int | None]],

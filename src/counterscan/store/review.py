@@ -56,34 +56,21 @@ class ReviewStore(StoreBase):
         query = ranked(queue_query(spec), spec).offset(offset or None).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return [
-            Suspect(
-                rank=rank,
-                listing_pk=row.listing_pk,
-                source=row.source,
-                listing_id=row.listing_id,
-                score=round(float(row.score), 4),
-                brand=row.brand,
-                asset_id=row.asset_id,
-                matcher=row.matcher,
-                reason=row.reason,
-                title=row.title,
-                price=row.price,
-                currency=row.currency,
-                url=row.url,
-                status=row.status or "new",
-                brand_id=row.brand_id,
-                seller_id=row.seller_id,
-                seller_name=row.seller_name,
-                marketplace=row.marketplace,
-                first_seen=iso(row.ingested_at),
-                last_seen=iso(row.last_seen_at or row.updated_at),
-                analyst=row.analyst,
-                decided_at=iso(row.decided_at) if row.decided_at is not None else None,
-                scorer=row.scorer,
-            )
-            for rank, row in enumerate(rows, start=offset + 1)
-        ]
+        return [_suspect(row, rank) for rank, row in enumerate(rows, start=offset + 1)]
+
+    def unjudged_nearest(self, score: float, *, limit: int, brand: str | None = None) -> list[Suspect]:
+        """Suspects without a verdict, those scored nearest ``score`` first (ties by listing and brand):
+        the likeliest counterfeits (1), the likeliest legit ones (0) or the least certain (0.5),
+        read a bounded slice at a time however long the queue."""
+        spec = QueueFilter(brand_name=brand, statuses=("new",))
+        query = (
+            queue_query(spec)
+            .order_by(sa.func.abs(t.scores.c.score - score), t.listings.c.listing_pk, t.scores.c.brand_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [_suspect(row, rank) for rank, row in enumerate(rows, start=1)]
 
     def labelled(self) -> list[tuple[int, int, Listing, int]]:
         """(listing key, brand id, listing, 1 counterfeit / 0 legit) by the latest verdict per (listing, brand)."""
@@ -473,6 +460,34 @@ def _listing_name(conn: sa.Connection, listing_pk: int) -> str:
         sa.select(t.listings.c.source, t.listings.c.listing_id).where(t.listings.c.listing_pk == listing_pk)
     ).one()
     return f"{row.source}/{row.listing_id}"
+
+
+def _suspect(row: Any, rank: int) -> Suspect:
+    return Suspect(
+        rank=rank,
+        listing_pk=row.listing_pk,
+        source=row.source,
+        listing_id=row.listing_id,
+        score=round(float(row.score), 4),
+        brand=row.brand,
+        asset_id=row.asset_id,
+        matcher=row.matcher,
+        reason=row.reason,
+        title=row.title,
+        price=row.price,
+        currency=row.currency,
+        url=row.url,
+        status=row.status or "new",
+        brand_id=row.brand_id,
+        seller_id=row.seller_id,
+        seller_name=row.seller_name,
+        marketplace=row.marketplace,
+        first_seen=iso(row.ingested_at),
+        last_seen=iso(row.last_seen_at or row.updated_at),
+        analyst=row.analyst,
+        decided_at=iso(row.decided_at) if row.decided_at is not None else None,
+        scorer=row.scorer,
+    )
 
 
 def _only_brand(conn: sa.Connection, listing_pk: int) -> int:
