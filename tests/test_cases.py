@@ -146,6 +146,9 @@ def test_case_rules_and_a_members_view(store: Store) -> None:
     store.commit_ingest_batch("feed", [IngestedListing(listing) for listing in listings], [], None)
     pks = [store.find_listing(f"L{n}") for n in (1, 2)]
     store.record_suspect_verdicts([(pks[0], acme.brand_id)], verdict="counterfeit", note=None, analyst="ana")
+    hook = store.add_webhook(
+        owner.member_id, url="https://hooks.example/acme", secret="s", events=["case.status"], min_score=0.0, actor="t"
+    )
     (only,) = cases.list_cases(store, reader=owner)
     assert only.listings == 1 and only.brands == ("Acme",)
     assert cases.list_cases(store, reader=rival) == []
@@ -155,6 +158,8 @@ def test_case_rules_and_a_members_view(store: Store) -> None:
         cases.set_status(store, only.case_id, "reported", note=None, actor=rival)
     # The owner of every brand in a case may move it on; an unknown status or a skipped step is refused.
     assert cases.set_status(store, only.case_id, "reported", note="n", actor=owner).status == "reported"
+    (sent,) = store.deliveries(webhook_id=hook.webhook_id)  # the brand's owner hears of it
+    assert sent.event == "case.status" and sent.payload["status"] == "reported" and sent.payload["previous"] == "open"
     with pytest.raises(UserError, match="unknown case status 'gone'"):
         cases.set_status(store, only.case_id, "gone", note=None, actor=analyst)
     with pytest.raises(UserError, match="may go to removed, rejected, open, not reinstated"):

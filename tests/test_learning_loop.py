@@ -132,8 +132,9 @@ def test_to_label_brings_both_kinds_first_then_the_uncertain_over_brands(db_url:
                 brand_id=request.suspect.brand_id,
             )
         for n in (0, 2, 7, 8):  # the top three and three clean ones were judged: now five of each kind
-            verdict = "legit" if n < 6 else "counterfeit"
-            store.record_verdict(pks[f"S{n:02d}"], verdict=verdict, note=None, analyst="ana")
+            store.record_verdict(
+                pks[f"S{n:02d}"], verdict="legit" if n < 6 else "counterfeit", note=None, analyst="ana"
+            )
         judged = {(request.suspect.listing_pk, request.suspect.brand_id) for request in first}
         later = to_label(store, 5)
         assert not judged & {(request.suspect.listing_pk, request.suspect.brand_id) for request in later}
