@@ -153,13 +153,14 @@ class Cli:
         self.env: dict[str, str] = {}
         """Environment for every call, e.g. COUNTERSCAN_API_KEY after ``add_member``."""
 
-    def __call__(self, *args: str, expect: int = 0, env: dict[str, str] | None = None) -> CliResult:
+    def __call__(self, *args: str, expect: int | tuple[int, ...] = 0, env: dict[str, str] | None = None) -> CliResult:
         prefix = ["--home", str(self.home)] + (["--db", self.db_url] if self.db_url else [])
         result = self.runner.invoke(app, [*prefix, *args], env={**self.env, **(env or {})})
         outcome = CliResult(result.exit_code, result.stdout, result.stderr)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise AssertionError(f"counterscan {' '.join(args)} raised {result.exception!r}\n{outcome}")
-        assert result.exit_code == expect, f"counterscan {' '.join(args)}: exit {result.exit_code}\n{outcome}"
+        expected = expect if isinstance(expect, tuple) else (expect,)
+        assert result.exit_code in expected, f"counterscan {' '.join(args)}: exit {result.exit_code}\n{outcome}"
         return outcome
 
     def add_member(self, name: str, *, role: str = "member", use: bool = True) -> str:

@@ -88,6 +88,9 @@ def test_brands_add_errors_are_one_line(cli: Cli) -> None:
     cli.add_member("m")
     cli("brands", "add", "Acme", "--member", "m")
     assert "already exists" in cli("brands", "add", "acme", "--member", "m", expect=2).stderr
+    other = cli.add_member("other", use=False)  # a live key, of another member: said so, not "unknown member"
+    wrong = cli("brands", "add", "Beta", "--member", "m", "--key", other, expect=5)
+    assert wrong.stderr.strip() == "error: this API key does not belong to member 'm' (use that member's own key)"
     no_key = cli("brands", "add", "Other", "--member", "m", env={"COUNTERSCAN_API_KEY": ""}, expect=5)
     assert "needs its API key" in no_key.stderr
     assert "together" in cli("brands", "add", "Other", "--member", "m", "--msrp", "5", expect=2).stderr
@@ -131,7 +134,7 @@ def test_assets_add_rejects_bad_files_but_keeps_good_ones(
     bad = write(tmp_path / "notes.jpg", b"not an image at all")
     result = brand_ready("assets", "add", "--brand", "Acme", "--kind", "product", str(good), str(bad))
     assert "added asset" in result.stdout
-    assert f"rejected {bad}: not a recognised image" in result.stderr
+    assert f"rejected {bad}: not a recognised image (accepted: JPEG, PNG, GIF, WEBP, BMP, TIFF, SVG)" in result.stderr
     assert len([row for row in rows(brand_ready, t.assets) if row.kind == "product"]) == 1
     only_bad = brand_ready("assets", "add", "--brand", "Acme", str(bad), expect=3)
     assert "rejected" in only_bad.stderr
@@ -227,12 +230,12 @@ def test_scan_review_decide_and_export(brand_ready: Cli, tmp_path: Path, photos:
     cli("assets", "add", "--brand", "Acme", "--kind", "product", str(tmp_path / "asset.jpg"))
     cli("ingest", str(_feed(tmp_path, photos, FEED_ROWS)))
     result = cli("scan")
-    assert "scanned 4 listings, 2 with evidence" in result.stdout
+    assert "4 new or changed listings scanned, 2 with evidence" in result.stdout
     assert "nothing to do" in cli("scan", expect=10).stdout  # nothing new
 
     assert (
-        "scanned 0 listings, 2 with evidence, re-scanned 4; image matchers: phash, dhash, ocr\n"
-        in cli("scan", "--all").stdout
+        "4 listings re-scanned (every listing, --all), 0 new or changed, 2 with evidence; "
+        "image matchers: phash, dhash, ocr\n" in cli("scan", "--all").stdout
     )
 
     scores = {row.listing_pk: row.score for row in rows(cli, t.scores)}
@@ -262,7 +265,7 @@ def test_scan_review_decide_and_export(brand_ready: Cli, tmp_path: Path, photos:
     wrong = cli(
         "review", "decide", "L1", "--verdict", "counterfeit", env={"COUNTERSCAN_ANALYST": "inspector"}, expect=5
     )
-    assert "wrong API key" in wrong.stderr and rows(cli, t.verdicts) == []
+    assert "does not belong to member 'inspector'" in wrong.stderr and rows(cli, t.verdicts) == []
     cli("review", "decide", "L1", "--verdict", "counterfeit", "--note", "copied photo", "--key", analyst_key)
     [verdict] = rows(cli, t.verdicts)
     assert (verdict.verdict, verdict.note, verdict.analyst) == ("counterfeit", "copied photo", "inspector")

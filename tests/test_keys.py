@@ -125,8 +125,9 @@ def test_verdicts_training_and_new_analysts_need_a_key(cli: Cli) -> None:
     # train: refused without a key, with a member's key, and with a name from the environment.
     assert "analyst's API key" in cli("train", expect=5).stderr
     assert "not an analyst" in cli("train", "--key", owner, expect=5).stderr
-    assert "wrong API key" in cli("train", "--key", owner, env={"COUNTERSCAN_ANALYST": "ana"}, expect=5).stderr
-    assert "training needs" in cli("train", "--key", eve, expect=2).stderr
+    not_hers = cli("train", "--key", owner, env={"COUNTERSCAN_ANALYST": "ana"}, expect=5).stderr
+    assert "does not belong to member 'ana'" in not_hers
+    assert "training needs" in cli("train", "--key", eve, expect=6).stderr
 
 
 def test_revoked_key_gets_401_at_once_on_the_api(server: Server) -> None:  # noqa: F811

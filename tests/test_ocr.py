@@ -174,7 +174,7 @@ def test_scan_reads_each_picture_once_and_matches_later_brands_from_stored_text(
     ingested = cli("ingest", str(folder / "feed.csv"))
     assert "images failed 1" in ingested.stdout
     assert "broken.jpg" in cli("quarantine", "list").stdout
-    assert "scanned 5 listings, 3 with evidence" in cli("scan", env=env).stdout
+    assert "5 new or changed listings scanned, 3 with evidence" in cli("scan", env=env).stdout
 
     texts = {row.sha256: row for row in rows(cli, t.image_text)}
     assert len(texts) == 3  # three distinct pictures read, one of them shared by two listings
@@ -196,7 +196,7 @@ def test_scan_reads_each_picture_once_and_matches_later_brands_from_stored_text(
             blob.unlink()
     cli("brands", "add", "Adidas", "--member", "m")
     rescan = cli("scan", env=env).stdout
-    assert "re-scanned 5" in rescan and "unreadable" not in rescan
+    assert "5 listings re-scanned" in rescan and "unreadable" not in rescan
     evidence = [row for row in rows(cli, t.evidence) if row.matcher == "ocr"]
     adidas = [row for row in evidence if row.brand_id == 2]
     assert {row.details["signal"] for row in adidas} == {"lookalike", "counterfeit-term"}

@@ -71,7 +71,10 @@ def test_matcher_changes_rescan_exactly_the_listings_they_affect(world: tuple[Se
         second = run_scan(store, tighter)
         assert (second.scanned, second.rescanned, second.rescanned_for_matchers) == (0, 0, 30)
         assert second.matcher_change.changed == ("phash",)
-        assert "re-scanned 30 for changed image matchers (phash settings changed)" in second.line()
+        assert (
+            "30 listings re-scanned for changed image matchers (phash settings changed), 0 new or changed"
+            in second.line()
+        )
         assert run_scan(store, tighter).status is ScanStatus.NOTHING_TO_DO
 
         # Matchers dropped by the explicit override: only the listings holding their evidence.

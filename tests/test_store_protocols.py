@@ -18,6 +18,7 @@ from counterscan.store import Store, protocols
 from counterscan.store.protocols import (
     ActiveModel,
     BatchCommitter,
+    CaseDesk,
     CatalogueReader,
     CatalogueWriter,
     CheckCatalogue,
@@ -78,6 +79,7 @@ def test_a_store_is_each_protocol(tmp_path: Path) -> None:
         training_store: TrainingStore = store
         scan_ledger: ScanLedger = store
         review_desk: ReviewDesk = store
+        case_desk: CaseDesk = store
         review_site: ReviewSite = store
         signal_backfill: SignalBackfill = store
         check_catalogue: CheckCatalogue = store
@@ -100,6 +102,7 @@ def test_a_store_is_each_protocol(tmp_path: Path) -> None:
             training_store,
             scan_ledger,
             review_desk,
+            case_desk,
             review_site,
             signal_backfill,
             check_catalogue,

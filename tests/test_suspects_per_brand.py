@@ -252,7 +252,7 @@ def test_migration_from_version_1_keys_suspects_by_listing_and_brand(db_url: str
     store = Store.open(db_url, upgrade_scorer=cold_start_scores)
     try:
         with store.engine.connect() as conn:
-            assert current_version(conn) == t.LATEST_VERSION == 3
+            assert current_version(conn) == t.LATEST_VERSION == 4
             scores = {
                 (row.listing_pk, row.brand_id): (row.score, row.best_position, row.scorer)
                 for row in conn.execute(sa.select(t.scores))
@@ -284,7 +284,7 @@ def test_migration_from_version_1_keys_suspects_by_listing_and_brand(db_url: str
     again = Store.open(db_url)  # a second open finds the latest version and changes nothing
     try:
         with again.engine.connect() as conn:
-            assert [row.version for row in conn.execute(sa.select(t.schema_version))] == [1, 2, 3]
+            assert [row.version for row in conn.execute(sa.select(t.schema_version))] == [1, 2, 3, 4]
     finally:
         again.close()
 

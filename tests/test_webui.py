@@ -97,7 +97,7 @@ def test_a_member_cannot_see_or_judge_another_members_brand(site: Site) -> None:
 
 
 def test_bulk_verdict_by_picture_reaches_every_listing_showing_it(site: Site) -> None:
-    a1, a3 = site.listing_pk("a1"), site.listing_pk("a3")
+    a1 = site.listing_pk("a1")
     with site.store() as store:
         picture = store.listing_pictures([a1])[a1][0]
     with signed_in(site, site.analyst_key) as client:
@@ -109,7 +109,7 @@ def test_bulk_verdict_by_picture_reaches_every_listing_showing_it(site: Site) ->
         )
         assert response.status_code == 303 and "done=2" in response.headers["location"]
     audit = site.audit_verdicts()
-    assert sorted(target for _, target, _ in audit) == sorted([f"listing {a1}", f"listing {a3}"])
+    assert sorted(target for _, target, _ in audit) == ["listing market/a1", "listing market/a3"]  # ids, not keys
     assert all(actor == "inspector" and details["via"] == "picture" for actor, _, details in audit)
 
 
@@ -227,3 +227,55 @@ def test_a_feed_listing_url_that_is_not_http_is_shown_as_text_never_as_a_link(si
     with signed_in(site, site.owner_key) as client:
         page = client.get(f"/review/suspects/{a1}/{site.brand_id('Acme')}")
     assert 'href="https://shop.example/a1"' in page.text
+
+
+def test_cases_pages_keep_the_csrf_token_and_each_members_brands(site: Site) -> None:
+    a1, r1, c1 = site.listing_pk("a1"), site.listing_pk("r1"), site.listing_pk("c1")
+    acme, rival = site.brand_id("Acme"), site.brand_id("Rival")
+    with site.store() as store:  # a1 (Acme) and r1 (Rival): one seller, one marketplace, one case
+        store.record_suspect_verdicts([(a1, acme), (r1, rival)], verdict="counterfeit", note=None, analyst="inspector")
+        (case,) = store.cases()
+    with signed_in(site, site.owner_key) as client:
+        listed = client.get("/review/cases")
+        assert listed.status_code == 200 and f"/review/cases/{case.case_id}" in listed.text
+        page = client.get(f"/review/cases/{case.case_id}")
+        assert "Espresso cup gift set" in page.text and "Cat poster" not in page.text  # only its own brand's
+        assert client.get("/review/to-label").status_code == 403
+        refused = client.post(
+            f"/review/cases/{case.case_id}/status", data={"csrf": csrf_of(page), "status": "reported"}
+        )
+        assert refused.status_code == 403 and "other members&#39; brands" in refused.text
+        # A member judges suspects only: a clean listing is no suspect of theirs.
+        clean = client.post(
+            "/review/verdicts", data={"csrf": csrf_of(page), "verdict": "legit", "pick": f"legit|{c1}:{acme}"}
+        )
+        assert clean.status_code == 404
+    with signed_in(site, site.analyst_key) as client:
+        page = client.get(f"/review/cases/{case.case_id}")
+        assert "Cat poster" in page.text and "acme-group" in page.text and "rival" in page.text
+        for token in (None, "forged"):
+            data = {"status": "reported", **({"csrf": token} if token else {})}
+            response = client.post(f"/review/cases/{case.case_id}/status", data=data)
+            assert response.status_code == 403 and "CSRF" in response.text
+        assert site.store().cases()[0].status == "open"
+        done = client.post(
+            f"/review/cases/{case.case_id}/status",
+            data={"csrf": csrf_of(page), "status": "reported", "note": "ticket 9"},
+        )
+        assert done.status_code == 303 and "changed=reported" in done.headers["location"]
+        skipped = client.post(f"/review/cases/{case.case_id}/status", data={"csrf": csrf_of(page), "status": "open"})
+        assert skipped.status_code == 303  # reported -> open: a report withdrawn
+        bad = client.post(f"/review/cases/{case.case_id}/status", data={"csrf": csrf_of(page), "status": "removed"})
+        assert bad.status_code == 400 and "may go to reported, not removed" in bad.text
+        # An analyst labels a clean listing for a brand from the To label page.
+        proposed = client.get("/review/to-label", params={"n": 10})
+        assert f'data-key="{c1}:{acme}"' in proposed.text or f'data-key="{c1}:{rival}"' in proposed.text
+        labelled = client.post(
+            "/review/verdicts",
+            data={"csrf": csrf_of(proposed), "pick": f"legit|{c1}:{acme}", "back": "/review/to-label"},
+        )
+        assert labelled.status_code == 303 and "listings=market%2Fc1+%28Acme%29" in labelled.headers["location"]
+    with site.store() as store:
+        assert [verdict for verdict, _, _ in store.verdicts(c1)] == ["legit"]
+        history = [(event.action, event.actor, event.status) for event in store.case(case.case_id).events]
+    assert history[-2:] == [("status", "inspector", "reported"), ("status", "inspector", "open")]

@@ -183,3 +183,63 @@ def test_api_docs_render_offline(browser: WebDriver, site: Site) -> None:
     assert "/v1/results" in paths
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOTS / "docs.png"))
+
+
+def test_analyst_labels_clean_listings_and_follows_a_case_to_removal(browser: WebDriver, site: Site) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    sign_in(browser, site, site.analyst_key)
+
+    # To label: clean listings the queue never shows are proposed too, for a brand.
+    browser.find_element(By.LINK_TEXT, "To label").click()
+    wait_for(lambda: browser.find_elements(By.ID, "to-label") != [])
+    rows = browser.find_elements(By.CSS_SELECTOR, "#to-label tbody tr")
+    whys = [element.text for element in browser.find_elements(By.CSS_SELECTOR, "#to-label td.why")]
+    assert rows and any(why.startswith("likely legit (no evidence") for why in whys)
+    assert any(why.startswith("likely counterfeit") for why in whys)
+    browser.save_screenshot(str(SCREENSHOTS / "to_label.png"))
+    clean_key = next(
+        str(row.get_attribute("data-key"))
+        for row, why in zip(rows, whys, strict=True)
+        if why.startswith("likely legit (no evidence")
+    )
+    browser.find_element(By.CSS_SELECTOR, f"button[value='legit|{clean_key}']").click()
+    wait_for(lambda: "done=1" in browser.current_url)
+    assert "Recorded legit for 1 suspect: market/c1" in browser.find_element(By.CSS_SELECTOR, ".flash").text
+    assert clean_key not in {
+        str(row.get_attribute("data-key")) for row in browser.find_elements(By.CSS_SELECTOR, "#to-label tbody tr")
+    }
+
+    # A counterfeit verdict opens the seller's case at once.
+    a4 = f"{site.listing_pk('a4')}:{site.brand_id('Acme')}"
+    browser.get(f"{site.url}/review/?status=new")
+    browser.find_element(By.CSS_SELECTOR, f"button[value='counterfeit|{a4}']").click()
+    wait_for(lambda: "done=1" in browser.current_url)
+    assert (
+        "Recorded counterfeit for 1 suspect: market/a4 (Acme)" in browser.find_element(By.CSS_SELECTOR, ".flash").text
+    )
+    browser.find_element(By.LINK_TEXT, "Cases").click()
+    wait_for(lambda: browser.find_elements(By.ID, "cases") != [])
+    cells = [element.text for element in browser.find_elements(By.CSS_SELECTOR, "#cases tbody tr td")]
+    assert "Replica King" in cells and "bazaar" in cells and "open" in cells
+    browser.find_element(By.CSS_SELECTOR, "#cases a.title").click()
+    wait_for(lambda: browser.find_elements(By.ID, "case-status-form") != [])
+    Select(browser.find_element(By.NAME, "status")).select_by_visible_text("reported")
+    browser.find_element(By.NAME, "note").send_keys("bazaar ticket 7781")
+    browser.find_element(By.CSS_SELECTOR, "#case-status-form button[type=submit]").click()
+    wait_for(lambda: "changed=reported" in browser.current_url)
+    Select(browser.find_element(By.NAME, "status")).select_by_visible_text("removed")
+    browser.find_element(By.CSS_SELECTOR, "#case-status-form button[type=submit]").click()
+    wait_for(lambda: "changed=removed" in browser.current_url)
+    assert browser.find_element(By.ID, "case-status").text == "removed"
+    history = browser.find_element(By.ID, "case-history").text
+    assert "bazaar ticket 7781" in history and "inspector" in history and "listing added" in history
+    wait_for(lambda: images_loaded(browser))
+    browser.set_window_size(1440, 900)
+    browser.save_screenshot(str(SCREENSHOTS / "case.png"))
+    browser.get(f"{site.url}/review/cases")
+    browser.save_screenshot(str(SCREENSHOTS / "cases.png"))
+    with site.store() as store:
+        actions = [
+            (entry.action, entry.actor) for entry in store.audit_log(limit=20) if entry.action.startswith("case")
+        ]
+    assert actions[:2] == [("case.status", "inspector"), ("case.status", "inspector")]

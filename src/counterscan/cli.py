@@ -17,9 +17,16 @@ import typer
 from typer.core import TyperGroup
 
 from counterscan.config import CONFIG_FILE_NAME, Settings
-from counterscan.errors import AuthenticationError, CounterscanError, PermissionDeniedError, UserError
+from counterscan.errors import (
+    AuthenticationError,
+    CounterscanError,
+    PermissionDeniedError,
+    TrainingRefusedError,
+    UserError,
+)
 from counterscan.records import (
     ASSET_KINDS,
+    CASE_STATUSES,
     DELIVERY_STATUSES,
     ROLES,
     SUSPECT_STATUSES,
@@ -63,7 +70,19 @@ else:
 
 
 class _ErrorsToExitCodes(TyperGroup):
-    """Every expected failure becomes ``error: ...`` on stderr and the error's exit code."""
+    """Every expected failure becomes ``error: ...`` on stderr and the error's exit code.
+
+    Flags (``--force``, ``--help``) take no value: their help shows no ``<bool>`` type beside them.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_flags(self)
+
+    def get_params(self, ctx: Any) -> Any:
+        params = super().get_params(ctx)
+        _plain_flags(self, params)  # typer adds the completion flags after the group is made
+        return params
 
     def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context has no public name
         try:
@@ -71,6 +90,18 @@ class _ErrorsToExitCodes(TyperGroup):
         except CounterscanError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
+
+
+def _plain_flags(command: Any, params: Sequence[Any] | None = None) -> None:
+    """Give every flag of ``command`` and its sub-commands (``--help`` included) an empty metavar:
+    typer would print ``<bool>`` as if the flag took a value."""
+    from typer._click import Context
+
+    for param in params if params is not None else [*command.params, command.get_help_option(Context(command))]:
+        if param is not None and getattr(param, "is_bool_flag", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _plain_flags(sub)
 
 
 app = typer.Typer(cls=_ErrorsToExitCodes, no_args_is_help=True, add_completion=True, help=__doc__)
@@ -818,19 +849,51 @@ def _suspect_rows(suspects: Sequence[Suspect]) -> list[dict[str, Any]]:
 @review_app.command("list")
 def review_list(
     ctx: typer.Context,
-    limit: Annotated[int | None, typer.Option(help="Show at most this many.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Show at most this many (explored ones included).")] = None,
     min_score: Annotated[float, typer.Option(help="Hide suspects scored below this.")] = 0.0,
     brand: Annotated[str | None, typer.Option(help="Only this brand's suspects.")] = None,
     status: Annotated[SuspectStatusChoice | None, typer.Option(help="Only suspects with this status.")] = None,
     explore: Annotated[int, typer.Option(help="Mix in this many of the listings the ranker is least sure of.")] = 0,
+    to_label: Annotated[
+        int | None,
+        typer.Option(
+            help="Instead of the queue: the N unjudged listings whose verdicts teach the ranker most "
+            "(both kinds while training lacks one, clean listings too; then the least certain). With --brand only."
+        ),
+    ] = None,
     fmt: QueueFormatOption = QueueFormat.TABLE,
 ) -> None:
-    """Suspects, best first, with the strongest reason."""
+    """Suspects, best first, with the strongest reason (or, with --to-label, the listings to judge next)."""
+    if to_label is not None:
+        mixed = [name for name, used in (("--limit", limit is not None), ("--min-score", min_score != 0.0),
+                 ("--status", status is not None), ("--explore", explore != 0)) if used]  # fmt: skip
+        if mixed:
+            raise UserError(f"--to-label combines with --brand and --format only, not {', '.join(mixed)}")
+        _print_to_label(ctx, to_label, brand, fmt)
+        return
     with _store(ctx) as (_, store, _blobs):
         chosen = status.value if status is not None else None
         suspects = review.queue(store, limit=limit, min_score=min_score, brand=brand, status=chosen, explore=explore)
     columns = SUSPECT_COLUMNS if fmt is QueueFormat.TABLE else report.CSV_COLUMNS
     emit(_suspect_rows(suspects), fmt, columns, _queue_widths())
+
+
+def _print_to_label(ctx: typer.Context, count: int, brand: str | None, fmt: QueueFormat) -> None:
+    from counterscan.review.to_label import to_label
+
+    with _store(ctx) as (_, store, _blobs):
+        requests = to_label(store, count, brand=brand)
+    rows = [report.suspect_row(request.suspect) | {"why": request.why} for request in requests]
+    if fmt is QueueFormat.TABLE:
+        widths = _queue_widths() | {"why": 60}
+        emit(rows, fmt, ("rank", "listing_id", "brand", "score", "why", "title", "price"), widths)
+        if rows:
+            typer.echo(
+                "judge each: counterscan review decide LISTING_ID --brand BRAND --verdict counterfeit|legit|unsure",
+                err=True,
+            )
+        return
+    emit(rows, fmt, (*report.CSV_COLUMNS, "why"), _queue_widths())
 
 
 @review_app.command("show")
@@ -851,13 +914,16 @@ def train_command(
     acting_as: AnalystName = None,
     key: ApiKey = None,
 ) -> None:
-    """Fit the ranker on the verdicts so far (an analyst's key needed); the next scans score with it."""
+    """Fit the ranker on the verdicts so far (an analyst's key needed); the next scans score with it.
+
+    Exit code 6 when no model was made: too few verdicts of a class, or no better than the current scoring.
+    """
     with _store(ctx) as (_, store, _blobs):
         analyst = _analyst(ctx, store, acting_as, key)
         result = training.train(store, force=force, actor=analyst.name)
     typer.echo(result.line())
     if not result.accepted:
-        raise typer.Exit(2)
+        raise typer.Exit(TrainingRefusedError.exit_code)
 
 
 models_app = typer.Typer(no_args_is_help=True, help="Trained ranking models: list, activate, roll back.")
@@ -922,6 +988,119 @@ def review_decide(
         names = {found.brand_id: found.name for found in store.brands()}
     for reference, (_listing_pk, brand_id) in zip(listing_ids, written, strict=True):
         typer.echo(f"{reference} ({names.get(brand_id, brand_id)}): {verdict.value}")
+
+
+cases_app = typer.Typer(
+    no_args_is_help=True,
+    help="Takedown cases: confirmed counterfeits per (marketplace, seller), reported and followed to removal.",
+)
+app.add_typer(cases_app, name="cases")
+CaseStatusChoice = StrEnum("CaseStatusChoice", [(status, status) for status in CASE_STATUSES])  # type: ignore[misc]
+CASE_COLUMNS = ("case_id", "marketplace", "seller_id", "seller_name", "status", "listings", "brands", "updated_at")
+
+
+def _case_row(summary: Any) -> dict[str, Any]:
+    return asdict(summary) | {"brands": ", ".join(summary.brands)}
+
+
+@cases_app.command("list")
+def cases_list(
+    ctx: typer.Context,
+    marketplace: Annotated[str | None, typer.Option(help="Only this marketplace's cases.")] = None,
+    status: Annotated[CaseStatusChoice | None, typer.Option(help="Only cases with this status.")] = None,
+    fmt: ListFormatOption = ListFormat.TABLE,
+) -> None:
+    """Cases, latest change first: a listing lands in its seller's case when it is confirmed counterfeit."""
+    from counterscan.review import cases
+
+    with _store(ctx) as (_, store, _blobs):
+        found = cases.list_cases(store, marketplace=marketplace, status=status.value if status else None)
+    if fmt is ListFormat.JSON:
+        emit([asdict(summary) for summary in found], fmt, CASE_COLUMNS)
+        return
+    emit([_case_row(summary) for summary in found], fmt, CASE_COLUMNS, {"seller_name": 30, "brands": 40})
+
+
+@cases_app.command("show")
+def cases_show(
+    ctx: typer.Context,
+    case_id: Annotated[int, typer.Argument(help="The case's number (from `cases list`).")],
+    fmt: ListFormatOption = ListFormat.TABLE,
+) -> None:
+    """One case: its listings (brand, rights holder, verdict) and its history (who changed what, when)."""
+    from counterscan.review import cases
+
+    with _store(ctx) as (_, store, _blobs):
+        case = cases.show_case(store, case_id)
+    if fmt is ListFormat.JSON:
+        typer.echo(json.dumps(asdict(case), indent=2, ensure_ascii=False, default=str))
+        return
+    typer.echo(_table([_case_row(case.summary)], CASE_COLUMNS))
+    typer.echo("\nlistings")
+    listing_columns = ("listing_id", "brand", "rights_holder", "verdict", "analyst", "decided_at", "url", "title")
+    typer.echo(_table([asdict(listing) for listing in case.listings], listing_columns, {"title": 40, "url": 50}))
+    typer.echo("\nhistory")
+    typer.echo(
+        _table([asdict(event) for event in case.events], ("at", "actor", "action", "status", "listing_id", "note"))
+    )
+
+
+@cases_app.command("set-status")
+def cases_set_status(
+    ctx: typer.Context,
+    case_id: Annotated[int, typer.Argument(help="The case's number.")],
+    status: Annotated[CaseStatusChoice, typer.Option(help="The case's new status.")],
+    note: Annotated[str | None, typer.Option(help="Why, or the marketplace's reference.")] = None,
+    acting_as: Annotated[str | None, typer.Option("--as", help="Act as this member (authenticated by --key).")] = None,
+    key: ApiKey = None,
+) -> None:
+    """Move a case on: open -> reported -> removed | rejected; removed -> reinstated.
+
+    A key is needed: an analyst's, or that of the owner of every brand in the case.
+    """
+    from counterscan.review import cases
+
+    with _store(ctx) as (_, store, _blobs):
+        if acting_as is not None:
+            actor = _authenticate(ctx, store, acting_as, key)
+        else:
+            if not key:
+                raise AuthenticationError("this needs an API key (--key or COUNTERSCAN_API_KEY)")
+            actor = members.authenticate_key(
+                store, key, client=members.cli_client(), policy=members.AuthPolicy.of(_settings(ctx))
+            )
+        summary = cases.set_status(store, case_id, status.value, note=note, actor=actor)
+    typer.echo(f"case {summary.case_id} ({summary.marketplace}, seller {summary.seller_id or '?'}): {summary.status}")
+
+
+@cases_app.command("export")
+def cases_export(
+    ctx: typer.Context,
+    marketplace: Annotated[str, typer.Option(help="The marketplace the notice is for.")],
+    out: Annotated[Path, typer.Option(help="Folder to write notices.csv, notices.json and index.html into.")],
+    status: Annotated[
+        list[CaseStatusChoice] | None,
+        typer.Option(help="Only cases with this status; repeatable (default: open and reinstated)."),
+    ] = None,
+) -> None:
+    """Write a notice packet for a marketplace: CSV, JSON and an HTML page of the evidence.
+
+    Per listing: its link, its photo beside the matched brand asset, brand, rights holder and the verdict.
+    """
+    from counterscan.review import cases
+
+    with _store(ctx) as (_, store, blobs):
+        packet = cases.export_notices(
+            store,
+            blobs,
+            marketplace=marketplace,
+            out=out,
+            actor=members.cli_client(),
+            statuses=[chosen.value for chosen in status or []],
+        )
+    typer.echo(f"wrote {packet.listings} listings of {packet.cases} cases to {packet.folder}")
+    for path in packet.files:
+        typer.echo(f"  {path}")
 
 
 @app.command()

@@ -77,6 +77,16 @@ class RateLimitedError(AuthenticationError):
         self.retry_after = retry_after
 
 
+class TrainingRefusedError(CounterscanError):
+    """Training ran but made no model: too few verdicts of a class, or the gate kept the current scoring.
+
+    Not a usage problem: the command was right, the verdicts are not yet enough. The message says
+    what is missing (how many more of which verdict) or what the gate compared.
+    """
+
+    exit_code = 6
+
+
 class LockHeldError(CounterscanError):
     """Another scan holds the lock (its holder and start are in the message)."""
 

@@ -18,6 +18,17 @@ ROLES: tuple[Role, ...] = ("member", "analyst", "marketplace")
 VerdictLabel = Literal["counterfeit", "legit", "unsure"]
 VERDICTS: tuple[VerdictLabel, ...] = ("counterfeit", "legit", "unsure")
 SUSPECT_STATUSES: tuple[str, ...] = ("new", *VERDICTS)
+CaseStatus = Literal["open", "reported", "removed", "rejected", "reinstated"]
+CASE_STATUSES: tuple[CaseStatus, ...] = ("open", "reported", "removed", "rejected", "reinstated")
+CASE_TRANSITIONS: dict[CaseStatus, tuple[CaseStatus, ...]] = {
+    "open": ("reported",),
+    "reported": ("removed", "rejected", "open"),
+    "removed": ("reinstated",),
+    "rejected": ("reported", "open"),
+    "reinstated": ("reported", "removed"),
+}
+"""Where a takedown case may go from each status: reported to the marketplace, which removes the
+listings or rejects the notice; a removed listing may be reinstated and reported again."""
 """A suspect is new until an analyst's verdict on it becomes its status."""
 
 
@@ -248,6 +259,70 @@ class Suspect:
     """Who recorded the latest verdict (``status``) for this brand, and when."""
     scorer: str | None = None
     """``cold-start`` or ``model:N``: what gave the score."""
+
+
+@dataclass(frozen=True)
+class CaseSummary:
+    """A takedown case: one seller's confirmed counterfeits on one marketplace, and where its notice stands."""
+
+    case_id: int
+    marketplace: str
+    seller_id: str
+    """"" when the feed named no seller."""
+    seller_name: str | None
+    status: str
+    listings: int
+    brands: tuple[str, ...]
+    opened_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class CaseListing:
+    """A confirmed counterfeit in a case: the listing, the brand and its rights holder, the verdict, the evidence."""
+
+    listing_pk: int
+    brand_id: int
+    source: str
+    listing_id: str
+    title: str
+    price: float | None
+    currency: str | None
+    url: str | None
+    brand: str
+    rights_holder: str
+    """The member owning the brand."""
+    verdict: str
+    note: str | None
+    analyst: str
+    decided_at: str
+    added_at: str
+    score: float | None
+    reason: str | None
+    picture: str | None
+    """SHA-256 of the listing photo the evidence is about (else its first photo)."""
+    asset_sha256: str | None
+    """SHA-256 of the brand's asset that photo matched, when a picture matcher found it."""
+
+
+@dataclass(frozen=True)
+class CaseEvent:
+    """One line of a case's history: opened, a listing added or withdrawn, a status change."""
+
+    at: str
+    actor: str
+    action: str
+    status: str
+    """The case's status after the event."""
+    listing_id: str | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class Case:
+    summary: CaseSummary
+    listings: tuple[CaseListing, ...]
+    events: tuple[CaseEvent, ...]
 
 
 @dataclass(frozen=True)

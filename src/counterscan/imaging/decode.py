@@ -19,7 +19,7 @@ import io
 import os
 import stat
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -117,7 +117,9 @@ def read_capped(path: Path, max_bytes: int) -> bytes:
     return data
 
 
-def _open_header(data: bytes, limits: DecodeLimits, source: str | None) -> Image.Image:
+def _open_header(
+    data: bytes, limits: DecodeLimits, source: str | None, accepted: Sequence[str] = ALLOWED_FORMATS
+) -> Image.Image:
     if not data:
         raise ImageDecodeError("empty file", source=source)
     if len(data) > limits.max_bytes:
@@ -129,9 +131,7 @@ def _open_header(data: bytes, limits: DecodeLimits, source: str | None) -> Image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"decompression bomb refused ({exc})", source=source) from exc
     except UnidentifiedImageError as exc:
-        raise ImageDecodeError(
-            "not a recognised image (accepted: " + ", ".join(ALLOWED_FORMATS) + ")", source=source
-        ) from exc
+        raise ImageDecodeError("not a recognised image (accepted: " + ", ".join(accepted) + ")", source=source) from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageDecodeError(f"truncated or unreadable image header ({exc})", source=source) from exc
     width, height = image.size
@@ -161,13 +161,15 @@ def decode(
     draft_size: tuple[int, int] | None = None,
     mode: OutputMode = "RGB",
     source: str | None = None,
+    accepted: Sequence[str] = ALLOWED_FORMATS,
 ) -> Image.Image:
     """Decode ``data`` into an upright ``mode`` image with no alpha.
 
     ``draft_size`` lets a JPEG decoder skip detail: the result is at least that big (or the
-    original size if smaller) on both axes, never smaller.
+    original size if smaller) on both axes, never smaller. ``accepted`` names the formats the
+    caller takes, for the refusal of data that is no image (an upload also takes SVG, drawn before).
     """
-    return _decode(data, limits, draft_size=draft_size, mode=mode, source=source)[0]
+    return _decode(data, limits, draft_size=draft_size, mode=mode, source=source, accepted=accepted)[0]
 
 
 def _decode(
@@ -177,8 +179,9 @@ def _decode(
     draft_size: tuple[int, int] | None,
     mode: OutputMode,
     source: str | None,
+    accepted: Sequence[str] = ALLOWED_FORMATS,
 ) -> tuple[Image.Image, str]:
-    image = _open_header(data, limits, source)
+    image = _open_header(data, limits, source, accepted)
     if draft_size is not None and image.format == "JPEG":
         image.draft(mode, draft_size)
     try:

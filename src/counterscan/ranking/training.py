@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from counterscan.errors import UserError
+from counterscan.errors import TrainingRefusedError, UserError
 from counterscan.matchers.context import SellerMatcher, seller_history
 from counterscan.ranking.features import FEATURES, feature_row
 from counterscan.ranking.ranker import Ranker, cold_start_scores
@@ -29,11 +29,13 @@ class TrainReport:
     cold_start_average_precision: float
     previous_average_precision: float | None
     accepted: bool
+    folds: int = 5
 
     def line(self) -> str:
         text = (
-            f"{self.examples} labelled listings ({self.counterfeit} counterfeit): cross-validated average precision "
-            f"{self.average_precision:.3f} (cold-start scorer {self.cold_start_average_precision:.3f}"
+            f"{self.examples} labelled listings ({self.counterfeit} counterfeit, {self.examples - self.counterfeit} "
+            f"legit): cross-validated average precision {self.average_precision:.3f} "
+            f"(cold-start scorer {self.cold_start_average_precision:.3f}"
             + (
                 f", current model {self.previous_average_precision:.3f}"
                 if self.previous_average_precision is not None
@@ -43,11 +45,25 @@ class TrainReport:
         )
         if self.accepted:
             return text + f"; model {self.model_id} is now active"
-        if self.cold_start_average_precision >= self.average_precision:
-            return (
-                text + "; not better than the cold-start scorer, kept the current scoring (use --force to replace it)"
-            )
-        return text + "; not better than the current model, kept it (use --force to replace it)"
+        return text + "; " + self.refusal()
+
+    def refusal(self) -> str:
+        """What the gate compared and what would change its answer."""
+        rivals = [f"the cold-start scorer's {self.cold_start_average_precision:.3f}"]
+        if self.previous_average_precision is not None:
+            rivals.append(f"the current model's {self.previous_average_precision:.3f}")
+        beaten_by = (
+            "the cold-start scorer"
+            if self.cold_start_average_precision >= self.average_precision
+            else "the current model"
+        )
+        return (
+            f"not better than {beaten_by}, kept the current scoring. The gate needs the new model's average "
+            f"precision, predicted on held-out folds ({self.folds} folds over these {self.examples} verdicts), "
+            f"above {' and '.join(rivals)} on the same listings; it got {self.average_precision:.3f}. "
+            "Verdicts where the scorer is unsure teach it most (`counterscan review list --to-label 10`); "
+            "or use --force to replace it anyway"
+        )
 
 
 def training_set(store: TrainingSource) -> tuple[np.ndarray, np.ndarray, list[float]]:
@@ -85,8 +101,12 @@ def _cold_start_for(evidence: Sequence[Evidence], brand_id: int) -> float:
     return next((found.score for found in cold_start_scores(evidence) if found.brand_id == brand_id), 0.0)
 
 
+def folds_for(labels: np.ndarray) -> int:
+    return int(min(5, np.bincount(labels).min()))
+
+
 def cross_validated_ap(features: np.ndarray, labels: np.ndarray) -> float:
-    folds = int(min(5, np.bincount(labels).min()))
+    folds = folds_for(labels)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
     scores = cross_val_predict(Ranker(), features, labels, cv=splitter, method="predict_proba")[:, 1]
     return float(average_precision_score(labels, scores))
@@ -96,10 +116,7 @@ def train(store: TrainingStore, *, force: bool = False, actor: str = "analyst") 
     features, labels, cold = training_set(store)
     counts = np.bincount(labels, minlength=2) if len(labels) else np.zeros(2, int)
     if counts.min() < MIN_PER_CLASS:
-        raise UserError(
-            f"training needs at least {MIN_PER_CLASS} counterfeit and {MIN_PER_CLASS} legit verdicts "
-            f"(have {counts[1]} and {counts[0]}); record more with `counterscan review decide`"
-        )
+        raise TrainingRefusedError(missing_verdicts(int(counts[1]), int(counts[0])))
     ap = cross_validated_ap(features, labels)
     cold_ap = float(average_precision_score(labels, cold))
     current = store.active_model()
@@ -107,11 +124,31 @@ def train(store: TrainingStore, *, force: bool = False, actor: str = "analyst") 
     # A model must beat, on held-out folds, both what ranks today and the scorer that needs no model.
     beaten = ap <= cold_ap or (previous is not None and ap <= previous)
     if beaten and not force:
-        return TrainReport(None, len(labels), int(counts[1]), ap, cold_ap, previous, accepted=False)
+        return TrainReport(
+            None, len(labels), int(counts[1]), ap, cold_ap, previous, accepted=False, folds=folds_for(labels)
+        )
     model = Ranker().fit(features, labels)
     metrics = {"average_precision": ap, "cold_start_average_precision": cold_ap, "examples": len(labels)}
     model_id = store.save_model(pickle.dumps(model), features=FEATURES, metrics=metrics, actor=actor)
-    return TrainReport(model_id, len(labels), int(counts[1]), ap, cold_ap, previous, accepted=True)
+    return TrainReport(
+        model_id, len(labels), int(counts[1]), ap, cold_ap, previous, accepted=True, folds=folds_for(labels)
+    )
+
+
+def missing_verdicts(counterfeit: int, legit: int) -> str:
+    """Why training cannot start yet, and exactly which verdicts would let it."""
+    wanted = [
+        f"{MIN_PER_CLASS - have} more {label}"
+        for label, have in (("counterfeit", counterfeit), ("legit", legit))
+        if have < MIN_PER_CLASS
+    ]
+    more = sum(max(0, MIN_PER_CLASS - have) for have in (counterfeit, legit))
+    return (
+        f"training needs at least {MIN_PER_CLASS} counterfeit and {MIN_PER_CLASS} legit verdicts on a brand's "
+        f"listings; have {counterfeit} counterfeit and {legit} legit: record {' and '.join(wanted)} "
+        f"(`counterscan review list --to-label {max(more, 10)}` proposes listings of both kinds, "
+        "`counterscan review decide` records them)"
+    )
 
 
 @dataclass(frozen=True)

@@ -206,7 +206,9 @@ def authenticate(
     member = _verify(store, key, client or cli_client(), policy or AuthPolicy(), claimed=name)
     if member is not None and member.name != name:
         _fail(store, key, client or cli_client(), claimed=name, reason="another member's key")
-    if member is None or member.name != name:
+        # A live key of someone else: say so (its holder knows it is live), never whose it is.
+        raise AuthenticationError(f"this API key does not belong to member {name!r} (use that member's own key)")
+    if member is None:
         raise AuthenticationError(f"unknown member {name!r} or wrong API key")
     return member
 

@@ -20,7 +20,15 @@ if TYPE_CHECKING:
     from cairosvg.surface import PNGSurface
 
 from counterscan.errors import ImageDecodeError, ImageError, ImageTooLargeError
-from counterscan.imaging.decode import DecodeLimits, ImageInfo, decode, inspect, read_capped, sha256_hex
+from counterscan.imaging.decode import (
+    ALLOWED_FORMATS,
+    DecodeLimits,
+    ImageInfo,
+    decode,
+    inspect,
+    read_capped,
+    sha256_hex,
+)
 from counterscan.imaging.guard import RenderBudget, check_svg
 
 # Logos drawn as SVG are rasterised at this width: enough detail for hashing and keypoints.
@@ -35,6 +43,11 @@ RejectKind = Literal["too-large", "unsupported", "invalid", "unsafe"]
 class UploadFile:
     name: str
     data: bytes
+
+
+UPLOAD_FORMATS: tuple[str, ...] = (*ALLOWED_FORMATS, "SVG")
+"""What an asset upload accepts: every format the decode path opens, and SVG, drawn to PNG first
+(:func:`rasterise_svg`). Refusals list these."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +113,7 @@ def _guarded_png_surface(budget: RenderBudget) -> type[PNGSurface]:
 def clean_image(upload: UploadFile, limits: DecodeLimits) -> CleanImage:
     """Validate by content and re-encode as metadata-free PNG; raises ImageError."""
     data = rasterise_svg(upload.data, source=upload.name, limits=limits) if is_svg(upload.data) else upload.data
-    image = decode(data, limits, source=upload.name)
+    image = decode(data, limits, source=upload.name, accepted=UPLOAD_FORMATS)
     buffer = io.BytesIO()
     image.save(buffer, "PNG", optimize=False)
     png = buffer.getvalue()

@@ -102,6 +102,53 @@ def _figure(path: str | None, caption: str) -> str:
     return f'<figure><img src="{html.escape(path)}" alt="{label}"><figcaption>{label}</figcaption></figure>'
 
 
+def evidence_figures(
+    detail: dict[str, Any], blobs: BlobStore, label: str, thumbs: Path, *, brand: str | None = None
+) -> str:
+    """The listing's photo (matched region and read words drawn) beside the brand asset it matched,
+    as a ``<div class="pair">``; thumbnails written under ``thumbs``. ``detail`` is the store's
+    ``listing_detail``; with ``brand``, that brand's evidence only."""
+    listing_pk = detail["listing_pk"]
+    evidence = [item for item in detail["evidence"] if brand is None or item["brand"] == brand]
+    best = evidence[0] if evidence else None
+    listing_sha = (best or {}).get("image_sha256") or next(
+        (image["sha256"] for image in detail["images"] if image["sha256"]), None
+    )
+    figures = []
+    if listing_sha:
+        shapes = _outlines(evidence, listing_sha, best)
+        path = _thumbnail(blobs, listing_sha, thumbs / f"listing-{listing_pk}.jpg", shapes)
+        figures.append(_figure(path, f"listing {label}"))
+    if best and best.get("asset_sha256"):
+        path = _thumbnail(blobs, best["asset_sha256"], thumbs / f"asset-{best['asset_id']}.jpg")
+        figures.append(_figure(path, f"{best['brand']} asset #{best['asset_id']}"))
+    return f'<div class="pair">{"".join(figures)}</div>'
+
+
+def evidence_rows(detail: dict[str, Any], *, brand: str | None = None) -> str:
+    """Every reason of a listing (one brand's when given) as table rows."""
+    return "".join(
+        f"<tr><td>{html.escape(item['matcher'])}</td><td>{html.escape(item['brand'])}</td>"
+        f"<td>{item['score']:.2f}</td><td>{html.escape(item['reason'])}</td></tr>"
+        for item in detail["evidence"]
+        if brand is None or item["brand"] == brand
+    )
+
+
+def write_page(out: Path, title: str, body: str) -> Path:
+    """``out/index.html``: a page with the report's style, policy and load marker around ``body``."""
+    out.mkdir(parents=True, exist_ok=True)
+    page = out / "index.html"
+    page.write_text(
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">'
+        f"<title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>" + body + f"<script>{LOAD_SCRIPT}</script>" + "</body></html>",
+        encoding="utf-8",
+    )
+    return page
+
+
 def write_html(store: ReviewDesk, blobs: BlobStore, suspects: Sequence[Suspect], out: Path) -> Path:
     """Write ``out/index.html`` and ``out/thumbs/``; returns the page's path."""
     if out.exists() and not out.is_dir():
@@ -112,23 +159,8 @@ def write_html(store: ReviewDesk, blobs: BlobStore, suspects: Sequence[Suspect],
 
     for suspect in suspects:
         detail = store.listing_detail(suspect.listing_pk)
-        best = detail["evidence"][0] if detail["evidence"] else None
-        listing_sha = (best or {}).get("image_sha256") or next(
-            (image["sha256"] for image in detail["images"] if image["sha256"]), None
-        )
-        figures = []
-        if listing_sha:
-            shapes = _outlines(detail["evidence"], listing_sha, best)
-            path = _thumbnail(blobs, listing_sha, thumbs / f"listing-{suspect.listing_pk}.jpg", shapes)
-            figures.append(_figure(path, f"listing {suspect.listing_id}"))
-        if best and best.get("asset_sha256"):
-            path = _thumbnail(blobs, best["asset_sha256"], thumbs / f"asset-{best['asset_id']}.jpg")
-            figures.append(_figure(path, f"{best['brand']} asset #{best['asset_id']}"))
-        rows = "".join(
-            f"<tr><td>{html.escape(item['matcher'])}</td><td>{html.escape(item['brand'])}</td>"
-            f"<td>{item['score']:.2f}</td><td>{html.escape(item['reason'])}</td></tr>"
-            for item in detail["evidence"]
-        )
+        pair = evidence_figures(detail, blobs, suspect.listing_id, thumbs)
+        rows = evidence_rows(detail)
         price = f"{suspect.price:g} {html.escape(suspect.currency or '')}" if suspect.price is not None else "no price"
         profile = brands.get(suspect.brand or "")
         if profile is not None and profile.msrp is not None:
@@ -140,19 +172,11 @@ def write_html(store: ReviewDesk, blobs: BlobStore, suspects: Sequence[Suspect],
             f'<p><span class="score">score {suspect.score:.2f}</span> · brand {html.escape(suspect.brand or "-")} · '
             f"{html.escape(suspect.source)}/{html.escape(suspect.listing_id)} · {price} · "
             f"status {suspect.status} {link}</p>"
-            f'<div class="pair">{"".join(figures)}</div>'
+            f"{pair}"
             f"<table><tr><th>matcher</th><th>brand</th><th>score</th><th>reason</th></tr>{rows}</table></section>"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    page = out / "index.html"
-    page.write_text(
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">'
-        "<title>counterscan evidence report</title>"
-        f"<style>{STYLE}</style></head><body><h1>counterscan evidence report: {len(suspects)} suspects</h1>"
-        + "".join(sections)
-        + f"<script>{LOAD_SCRIPT}</script>"
-        + "</body></html>",
-        encoding="utf-8",
+    return write_page(
+        out,
+        "counterscan evidence report",
+        f"<h1>counterscan evidence report: {len(suspects)} suspects</h1>" + "".join(sections),
     )
-    return page

@@ -27,11 +27,16 @@ def queue(
 ) -> list[Suspect]:
     """Suspects best first; ``explore`` mixes in the listings the ranker is least sure of.
 
+    ``limit`` counts every row shown, explored ones included.
+
     Training only on the top of the queue would teach the ranker what it already believes; the
     uncertain ones (scores nearest 0.5, not yet reviewed) are where a verdict teaches most.
     """
     _check_filters(store, statuses=() if status is None else (status,), limit=limit, brand=brand)
-    top = store.suspects(limit=limit, min_score=min_score, brand=brand, status=status)
+    if limit is not None:
+        explore = min(explore, limit)  # --limit is the total: explored rows take places of top ones
+    top_limit = None if limit is None else limit - max(explore, 0)
+    top = store.suspects(limit=top_limit, min_score=min_score, brand=brand, status=status)
     if explore <= 0:
         return top
     shown = {(suspect.listing_pk, suspect.brand_id) for suspect in top}
@@ -45,7 +50,7 @@ def queue(
         else:
             mixed.append(queue_top.pop(0))
     if limit is not None:
-        mixed = mixed[: limit + explore]
+        mixed = mixed[:limit]
     return [replace(suspect, rank=position) for position, suspect in enumerate(mixed, start=1)]
 
 

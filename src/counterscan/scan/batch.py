@@ -97,16 +97,24 @@ class ScanSummary:
     def line(self) -> str:
         if self.status is ScanStatus.NOTHING_TO_DO:
             return "scan: nothing to do (no new listings, no changed assets, matchers or model)"
-        text = (
-            f"scan {self.scan_id}: scanned {self.scanned} listings, {self.suspects} with evidence"
-            + (f", re-scanned {self.rescanned}" if self.rescanned else "")
-            + (" for changed brands" if self.rescanned and not self.full_rescan else "")
-            + (
-                f", re-scanned {self.rescanned_for_matchers} for changed image matchers ({self.matcher_change.words()})"
-                if self.rescanned_for_matchers or self.matcher_change
-                else ""
+        rescans = []
+        if self.rescanned:
+            why = "every listing, --all" if self.full_rescan else "their brands' assets changed"
+            rescans.append(f"{self.rescanned} listings re-scanned ({why})")
+        if self.rescanned_for_matchers or self.matcher_change:
+            rescans.append(
+                f"{self.rescanned_for_matchers} listings re-scanned for changed image matchers "
+                f"({self.matcher_change.words()})"
             )
-            + (f", re-scored {self.rescored} with the {self.scorer} scorer" if self.rescored else "")
+        # Say what was re-scanned first, so "0 new" reads as news, not as "nothing happened".
+        work = (
+            f"{', '.join(rescans)}, {self.scanned} new or changed"
+            if rescans
+            else f"{self.scanned} new or changed listings scanned"
+        )
+        text = (
+            f"scan {self.scan_id}: {work}, {self.suspects} with evidence"
+            + (f", {self.rescored} re-scored with the {self.scorer} scorer" if self.rescored else "")
             + (f", {self.images_unreadable} images unreadable" if self.images_unreadable else "")
             + f"; image matchers: {', '.join(self.matchers) or 'none'}"
         )

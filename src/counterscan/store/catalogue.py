@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -24,7 +25,7 @@ from counterscan.records import (
 )
 from counterscan.signals import SignalTable, SignalTableBuilder
 from counterscan.store import schema as t
-from counterscan.store.base import StoreBase, bulk_insert, driver_chunks, iso, name_key, new_id, now
+from counterscan.store.base import StoreBase, bulk_insert, driver_chunks, iso, name_key, new_id, now, rows_in
 
 BRAND_LIST_FIELDS = ("aliases", "lookalikes", "authorised_sellers", "categories")
 
@@ -483,19 +484,41 @@ class CatalogueStore(StoreBase):
     # -- audit -----------------------------------------------------------------------------
 
     def audit_log(self, *, limit: int = 100) -> list[AuditEntry]:
+        """The newest entries first. Verdicts audited before listings were named by their ids read
+        ``listing 41`` (the internal key): those are shown by the listing's SOURCE/LISTING_ID too."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(t.audit).order_by(t.audit.c.audit_id.desc()).limit(limit)).all()
+            keys = {int(found.group(1)) for row in rows if (found := _old_verdict_target(row))}
+            names = {
+                int(item.listing_pk): f"listing {item.source}/{item.listing_id}"
+                for item in rows_in(
+                    conn,
+                    sa.select(t.listings.c.listing_pk, t.listings.c.source, t.listings.c.listing_id),
+                    t.listings.c.listing_pk,
+                    keys,
+                )
+            }
         return [
             AuditEntry(
                 audit_id=row.audit_id,
                 actor=row.actor,
                 action=row.action,
-                target=row.target,
+                target=names.get(int(found.group(1)), row.target)
+                if (found := _old_verdict_target(row))
+                else row.target,
                 details=row.details,
                 at=iso(row.at),
             )
             for row in rows
         ]
+
+
+_LISTING_KEY = re.compile(r"listing (\d+)")
+
+
+def _old_verdict_target(row: Any) -> re.Match[str] | None:
+    """``listing 41`` naming a listing by its internal key: only verdicts were audited so."""
+    return _LISTING_KEY.fullmatch(row.target) if row.action == "verdict" else None
 
 
 def _jsonable(values: Mapping[str, object]) -> dict[str, Any]:

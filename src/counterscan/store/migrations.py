@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from counterscan.errors import ExternalError
 from counterscan.records import Evidence
+from counterscan.store import cases
 from counterscan.store import schema as t
 from counterscan.store.schema import LATEST_VERSION, TS, lock_guard, member_keys, metadata, schema_version
 
@@ -137,8 +138,16 @@ def _score_other_brands(connection: sa.Connection, cold_start_scores: EvidenceSc
         connection.execute(sa.insert(t.scores), added)
 
 
+def _takedown_cases(connection: sa.Connection, _scorer: EvidenceScorer | None) -> None:
+    """3 -> 4: takedown cases. Every (listing, brand) whose latest verdict is counterfeit is filed into
+    its (marketplace, seller) case, as a verdict recorded from now on is."""
+    for table in (t.cases, t.case_listings, t.case_events):
+        table.create(connection, checkfirst=True)
+    cases.backfill(connection)
+
+
 # STEPS[n] upgrades a database at version n to n + 1. Version 1 is the first release's schema.
-STEPS: dict[int, Step] = {1: _member_keys, 2: _scores_per_brand}
+STEPS: dict[int, Step] = {1: _member_keys, 2: _scores_per_brand, 3: _takedown_cases}
 
 
 def current_version(connection: sa.Connection) -> int | None:

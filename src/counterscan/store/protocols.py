@@ -22,6 +22,9 @@ if TYPE_CHECKING:
         AssetKind,
         BankAsset,
         Brand,
+        Case,
+        CaseStatus,
+        CaseSummary,
         Confirmed,
         Evidence,
         ImageOutcome,
@@ -331,6 +334,12 @@ class ReviewDesk(CatalogueReader, EvidenceReader, Protocol):
 
     def listing_detail(self, listing_pk: int) -> dict[str, Any]: ...
 
+    def verdict_tally(self) -> dict[tuple[int, str], int]: ...
+
+    def unjudged_clean(self, *, limit: int) -> list[Suspect]: ...
+
+    def unjudged_nearest(self, score: float, *, limit: int, brand: str | None = None) -> list[Suspect]: ...
+
     def record_suspect_verdicts(
         self,
         targets: Sequence[tuple[int, int | None]],
@@ -342,7 +351,26 @@ class ReviewDesk(CatalogueReader, EvidenceReader, Protocol):
     ) -> list[tuple[int, int]]: ...
 
 
-class ReviewSite(ReviewDesk, MemberDirectory, Protocol):
+class CaseDesk(ReviewDesk, Protocol):
+    """Takedown cases: read, moved through their statuses, exported as notice packets."""
+
+    def cases(
+        self,
+        *,
+        marketplace: str | None = None,
+        status: str | None = None,
+        brand_ids: Sequence[int] | None = None,
+        case_ids: Sequence[int] | None = None,
+    ) -> list[CaseSummary]: ...
+
+    def case(self, case_id: int, *, brand_ids: Sequence[int] | None = None) -> Case: ...
+
+    def set_case_status(self, case_id: int, status: CaseStatus, *, note: str | None, actor: str) -> CaseSummary: ...
+
+    def audit_case_export(self, case_ids: Sequence[int], *, actor: str, marketplace: str, out: str) -> None: ...
+
+
+class ReviewSite(CaseDesk, MemberDirectory, Protocol):
     """The review web UI: the desk, keyset-paged, with sellers and shared pictures; signs members in."""
 
     def queue_page(self, spec: QueueFilter, *, after: str | None = None, limit: int = 50) -> QueuePage: ...
@@ -354,6 +382,8 @@ class ReviewSite(ReviewDesk, MemberDirectory, Protocol):
     def suspect_row(self, key: SuspectKey) -> QueueRow | None: ...
 
     def existing_suspects(self, keys: Collection[SuspectKey]) -> set[SuspectKey]: ...
+
+    def suspect_names(self, keys: Collection[SuspectKey]) -> dict[SuspectKey, str]: ...
 
     def marketplaces(self) -> list[str]: ...
 

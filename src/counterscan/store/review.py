@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from counterscan.errors import NotFoundError, UserError
 from counterscan.records import Confirmed, Listing, Suspect, VerdictLabel
+from counterscan.store import cases, webhooks
 from counterscan.store import schema as t
-from counterscan.store import webhooks
 from counterscan.store.base import StoreBase, iso, new_id, now, rows_in
 from counterscan.store.listings import listing_from_row
 from counterscan.store.queue import QueueFilter, queue_query, ranked
@@ -56,34 +56,21 @@ class ReviewStore(StoreBase):
         query = ranked(queue_query(spec), spec).offset(offset or None).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return [
-            Suspect(
-                rank=rank,
-                listing_pk=row.listing_pk,
-                source=row.source,
-                listing_id=row.listing_id,
-                score=round(float(row.score), 4),
-                brand=row.brand,
-                asset_id=row.asset_id,
-                matcher=row.matcher,
-                reason=row.reason,
-                title=row.title,
-                price=row.price,
-                currency=row.currency,
-                url=row.url,
-                status=row.status or "new",
-                brand_id=row.brand_id,
-                seller_id=row.seller_id,
-                seller_name=row.seller_name,
-                marketplace=row.marketplace,
-                first_seen=iso(row.ingested_at),
-                last_seen=iso(row.last_seen_at or row.updated_at),
-                analyst=row.analyst,
-                decided_at=iso(row.decided_at) if row.decided_at is not None else None,
-                scorer=row.scorer,
-            )
-            for rank, row in enumerate(rows, start=offset + 1)
-        ]
+        return [_suspect(row, rank) for rank, row in enumerate(rows, start=offset + 1)]
+
+    def unjudged_nearest(self, score: float, *, limit: int, brand: str | None = None) -> list[Suspect]:
+        """Suspects without a verdict, those scored nearest ``score`` first (ties by listing and brand):
+        the likeliest counterfeits (1), the likeliest legit ones (0) or the least certain (0.5),
+        read a bounded slice at a time however long the queue."""
+        spec = QueueFilter(brand_name=brand, statuses=("new",))
+        query = (
+            queue_query(spec)
+            .order_by(sa.func.abs(t.scores.c.score - score), t.listings.c.listing_pk, t.scores.c.brand_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [_suspect(row, rank) for rank, row in enumerate(rows, start=1)]
 
     def labelled(self) -> list[tuple[int, int, Listing, int]]:
         """(listing key, brand id, listing, 1 counterfeit / 0 legit) by the latest verdict per (listing, brand)."""
@@ -105,6 +92,59 @@ class ReviewStore(StoreBase):
                 )
                 for row in conn.execute(query)
             ]
+
+    def verdict_tally(self) -> dict[tuple[int, str], int]:
+        """How many (listing, brand) suspects have each latest verdict, per (brand id, verdict)."""
+        latest = _latest_verdicts()
+        query = (
+            sa.select(latest.c.brand_id, t.verdicts.c.verdict, sa.func.count().label("judged"))
+            .join(t.verdicts, t.verdicts.c.verdict_id == latest.c.verdict_id)
+            .where(latest.c.brand_id.is_not(None))
+            .group_by(latest.c.brand_id, t.verdicts.c.verdict)
+        )
+        with self.engine.connect() as conn:
+            return {(int(row.brand_id), str(row.verdict)): int(row.judged) for row in conn.execute(query)}
+
+    def unjudged_clean(self, *, limit: int) -> list[Suspect]:
+        """Scanned listings with no evidence (no brand scored above 0) and no verdict, newest first.
+
+        The queue never shows them, yet a first model needs legit examples: these are the likely-legit
+        listings whose verdicts let training start. Brand and score are None and 0.
+        """
+        scored = sa.exists().where(t.scores.c.listing_pk == t.listings.c.listing_pk, t.scores.c.score > 0)
+        judged = sa.exists().where(t.verdicts.c.listing_pk == t.listings.c.listing_pk)
+        query = (
+            sa.select(t.listings)
+            .where(t.listings.c.scanned_at.is_not(None), ~scored, ~judged)
+            .order_by(t.listings.c.ingested_at.desc(), t.listings.c.listing_pk.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            Suspect(
+                rank=0,
+                listing_pk=row.listing_pk,
+                source=row.source,
+                listing_id=row.listing_id,
+                score=0.0,
+                brand=None,
+                asset_id=None,
+                matcher=None,
+                reason=None,
+                title=row.title or "",
+                price=row.price,
+                currency=row.currency,
+                url=row.url,
+                status="new",
+                seller_id=row.seller_id,
+                seller_name=row.seller_name,
+                marketplace=row.marketplace,
+                first_seen=iso(row.ingested_at),
+                last_seen=iso(row.last_seen_at or row.updated_at),
+            )
+            for row in rows
+        ]
 
     def save_model(self, data: bytes, *, features: Sequence[str], metrics: Mapping[str, object], actor: str) -> int:
         with self.engine.begin() as conn:
@@ -342,21 +382,23 @@ class ReviewStore(StoreBase):
         with self.engine.begin() as conn:
             for listing_pk, brand_id in targets:
                 chosen = brand_id if brand_id is not None else _only_brand(conn, listing_pk)
-                conn.execute(
-                    sa.insert(t.verdicts).values(
-                        listing_pk=listing_pk,
-                        brand_id=chosen,
-                        verdict=verdict,
-                        note=note,
-                        analyst=analyst,
-                        decided_at=moment,
+                verdict_id = new_id(
+                    conn.execute(
+                        sa.insert(t.verdicts).values(
+                            listing_pk=listing_pk,
+                            brand_id=chosen,
+                            verdict=verdict,
+                            note=note,
+                            analyst=analyst,
+                            decided_at=moment,
+                        )
                     )
                 )
                 self._audit(
                     conn,
                     analyst,
                     "verdict",
-                    f"listing {listing_pk}",
+                    f"listing {_listing_name(conn, listing_pk)}",
                     {"verdict": verdict, "note": note, "brand_id": chosen} | ({"via": via} if via else {}),
                 )
                 # The owner of the brand the verdict is about hears of it, not other brands' owners.
@@ -367,6 +409,24 @@ class ReviewStore(StoreBase):
                     brand_ids=[chosen],
                     details={"verdict": verdict, "analyst": analyst},
                 )
+                # A confirmed counterfeit lands in its takedown case now, or never half-way.
+                case_id = cases.file_verdict(
+                    conn,
+                    listing_pk=listing_pk,
+                    brand_id=chosen,
+                    verdict=verdict,
+                    verdict_id=verdict_id,
+                    analyst=analyst,
+                    moment=moment,
+                )
+                if case_id is not None:
+                    self._audit(
+                        conn,
+                        analyst,
+                        "case.listing",
+                        f"case {case_id}",
+                        {"listing": _listing_name(conn, listing_pk), "brand_id": chosen, "verdict": verdict},
+                    )
                 written.append((listing_pk, chosen))
         return written
 
@@ -393,6 +453,41 @@ class ReviewStore(StoreBase):
             }
             for row in rows
         ]
+
+
+def _listing_name(conn: sa.Connection, listing_pk: int) -> str:
+    row = conn.execute(
+        sa.select(t.listings.c.source, t.listings.c.listing_id).where(t.listings.c.listing_pk == listing_pk)
+    ).one()
+    return f"{row.source}/{row.listing_id}"
+
+
+def _suspect(row: Any, rank: int) -> Suspect:
+    return Suspect(
+        rank=rank,
+        listing_pk=row.listing_pk,
+        source=row.source,
+        listing_id=row.listing_id,
+        score=round(float(row.score), 4),
+        brand=row.brand,
+        asset_id=row.asset_id,
+        matcher=row.matcher,
+        reason=row.reason,
+        title=row.title,
+        price=row.price,
+        currency=row.currency,
+        url=row.url,
+        status=row.status or "new",
+        brand_id=row.brand_id,
+        seller_id=row.seller_id,
+        seller_name=row.seller_name,
+        marketplace=row.marketplace,
+        first_seen=iso(row.ingested_at),
+        last_seen=iso(row.last_seen_at or row.updated_at),
+        analyst=row.analyst,
+        decided_at=iso(row.decided_at) if row.decided_at is not None else None,
+        scorer=row.scorer,
+    )
 
 
 def _only_brand(conn: sa.Connection, listing_pk: int) -> int:

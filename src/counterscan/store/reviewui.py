@@ -191,6 +191,30 @@ class ReviewUIStore(StoreBase):
             }
         return found & wanted
 
+    def suspect_names(self, keys: Collection[SuspectKey]) -> dict[SuspectKey, str]:
+        """``SOURCE/LISTING_ID (BRAND)`` of each key whose listing and brand exist, suspect or not:
+        an analyst may judge a clean listing for a brand (the listings `--to-label` proposes)."""
+        wanted = set(keys)
+        query = sa.select(t.listings.c.listing_pk, t.listings.c.source, t.listings.c.listing_id)
+        with self.engine.connect() as conn:
+            listings = {
+                int(row.listing_pk): f"{row.source}/{row.listing_id}"
+                for row in rows_in(conn, query, t.listings.c.listing_pk, {pk for pk, _ in wanted})
+            }
+            brands = {
+                int(row.brand_id): str(row.name)
+                for row in conn.execute(
+                    sa.select(t.brands.c.brand_id, t.brands.c.name).where(
+                        t.brands.c.brand_id.in_(sorted({brand for _, brand in wanted}))
+                    )
+                )
+            }
+        return {
+            (pk, brand): f"{listings[pk]} ({brands[brand]})"
+            for pk, brand in wanted
+            if pk in listings and brand in brands
+        }
+
     def listing_keys(self, source: str, listing_ids: Sequence[str]) -> dict[str, int]:
         """The stored keys of a source's listings, by listing id."""
         query = sa.select(t.listings.c.listing_id, t.listings.c.listing_pk).where(t.listings.c.source == source)

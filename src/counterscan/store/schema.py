@@ -399,7 +399,53 @@ webhook_attempts = sa.Table(
     sa.Column("duration_ms", sa.Float, nullable=False),
 )
 
-LATEST_VERSION = 3
+# -- takedown cases: confirmed counterfeits grouped per (marketplace, seller), followed to removal --
+
+cases = sa.Table(
+    "cases",
+    metadata,
+    sa.Column("case_id", sa.Integer, primary_key=True, autoincrement=True),
+    # The listing's marketplace, or its source when the feed names none.
+    sa.Column("marketplace", sa.String(200), nullable=False),
+    # "" when the feed names no seller: such listings share one case per marketplace.
+    sa.Column("seller_id", sa.String(200), nullable=False),
+    sa.Column("seller_name", sa.String(500), nullable=True),
+    # open -> reported -> removed | rejected; removed -> reinstated; see records.CASE_TRANSITIONS.
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("opened_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.UniqueConstraint("marketplace", "seller_id", name="uq_cases_marketplace_seller"),
+)
+
+case_listings = sa.Table(
+    "case_listings",
+    metadata,
+    # A (listing, brand) whose latest verdict is counterfeit is in exactly one case; another verdict takes it out.
+    sa.Column("listing_pk", sa.Integer, sa.ForeignKey("listings.listing_pk"), primary_key=True),
+    sa.Column("brand_id", sa.Integer, sa.ForeignKey("brands.brand_id"), primary_key=True),
+    sa.Column("case_id", sa.Integer, sa.ForeignKey("cases.case_id"), nullable=False, index=True),
+    # The verdict that confirmed it: its analyst, note and time go into notices.
+    sa.Column("verdict_id", sa.Integer, sa.ForeignKey("verdicts.verdict_id"), nullable=False),
+    sa.Column("added_at", TS, nullable=False),
+)
+
+case_events = sa.Table(
+    "case_events",
+    metadata,
+    sa.Column("event_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("case_id", sa.Integer, sa.ForeignKey("cases.case_id"), nullable=False, index=True),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    # opened, status, listing-added, listing-withdrawn
+    sa.Column("action", sa.String(40), nullable=False),
+    # The case's status after the event.
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("listing_pk", sa.Integer, sa.ForeignKey("listings.listing_pk"), nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
+)
+
+LATEST_VERSION = 4
 
 """Version 1 was the first release; 2 moved API keys to ``member_keys``; 3 keys scores and verdicts by
-(listing, brand). The steps are in ``migrations.py``."""
+(listing, brand); 4 adds takedown cases, filled from the counterfeit verdicts so far. The steps are in
+``migrations.py``."""

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from counterscan.errors import ExternalError, UserError
+from counterscan.store.cases import CaseStore
 from counterscan.store.catalogue import CatalogueStore
 from counterscan.store.keys import KeyStore
 from counterscan.store.listings import ListingStore
@@ -20,7 +21,17 @@ from counterscan.store.service import ServiceStore
 from counterscan.store.webhooks import WebhookStore
 
 
-class Store(CatalogueStore, KeyStore, ListingStore, ScanStore, ReviewStore, WebhookStore, ReviewUIStore, ServiceStore):
+class Store(
+    CatalogueStore,
+    KeyStore,
+    ListingStore,
+    ScanStore,
+    ReviewStore,
+    CaseStore,
+    WebhookStore,
+    ReviewUIStore,
+    ServiceStore,
+):
     """All persistent state. Open with :meth:`open`; close when done."""
 
     def __init__(self, engine: sa.Engine) -> None:

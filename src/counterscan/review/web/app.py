@@ -33,9 +33,19 @@ from counterscan.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
-from counterscan.records import SUSPECT_STATUSES, VERDICTS, Brand, Member, VerdictLabel
+from counterscan.records import (
+    CASE_STATUSES,
+    CASE_TRANSITIONS,
+    SUSPECT_STATUSES,
+    VERDICTS,
+    Brand,
+    Member,
+    VerdictLabel,
+)
 from counterscan.registry.members import AuthPolicy, authenticate_key, authenticate_key_hash, hash_api_key
+from counterscan.review import cases
 from counterscan.review.links import web_link
+from counterscan.review.to_label import to_label
 from counterscan.review.web import session as sessions
 from counterscan.review.web.words import matcher_label, plain_reason
 from counterscan.store import BlobStore
@@ -45,6 +55,9 @@ from counterscan.store.reviewui import QueueRow
 
 STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 50
+FLASH_NAMES = 5
+"""A verdict's confirmation names up to this many listings."""
+TO_LABEL_DEFAULT, TO_LABEL_MAX = 20, 200
 MARKETPLACES_TTL_S = 60.0
 THUMB_PX = 160
 CSP = (
@@ -195,7 +208,15 @@ class ReviewUI:
         return Reader(member=member, session=found, brands=tuple(brands))
 
     def base(self, reader: Reader, request: Request, **values: Any) -> dict[str, Any]:
-        return {"reader": reader, "csrf": reader.session.csrf, "path": request.url.path, **values}
+        return {
+            "reader": reader,
+            "csrf": reader.session.csrf,
+            "path": request.url.path,
+            "done_listings": request.query_params.get("listings"),
+            "done": request.query_params.get("done"),
+            "done_verdict": request.query_params.get("verdict"),
+            **values,
+        }
 
     async def form(self, request: Request, reader: Reader) -> Any:
         form = await request.form(max_fields=20_000)
@@ -283,8 +304,6 @@ class ReviewUI:
                 here=here,
                 marketplaces=self.marketplaces(),
                 sorts=QUEUE_SORTS,
-                done=request.query_params.get("done"),
-                done_verdict=request.query_params.get("verdict"),
                 focus=request.query_params.get("focus", "0"),
             ),
         )
@@ -336,8 +355,6 @@ class ReviewUI:
                 next_url=link(after),
                 queue_url="/review/?" + query,
                 here=f"/review/suspects/{listing_pk}/{brand_id}?{query}",
-                done=request.query_params.get("done"),
-                done_verdict=request.query_params.get("verdict"),
             ),
         )
 
@@ -425,8 +442,6 @@ class ReviewUI:
                 counts={status: sum(1 for item in suspects if item["status"] == status) for status in SUSPECT_STATUSES},
                 shared=shared,
                 here=f"/review/sellers/{seller_id}",
-                done=request.query_params.get("done"),
-                done_verdict=request.query_params.get("verdict"),
             ),
         )
 
@@ -454,7 +469,10 @@ class ReviewUI:
                 raise PermissionDeniedError(
                     f"member {reader.member.name!r} may not judge suspects of brand(s) {', '.join(map(str, refused))}"
                 )
-            missing = set(keys) - await run_in_threadpool(self.store.existing_suspects, keys)
+            if reader.member.is_analyst:  # an analyst may judge a clean listing for a brand (to label)
+                missing = set(keys) - set(await run_in_threadpool(self.store.suspect_names, keys))
+            else:
+                missing = set(keys) - await run_in_threadpool(self.store.existing_suspects, keys)
             if missing:
                 shown = ", ".join(f"{pk}:{brand}" for pk, brand in sorted(missing))
                 raise NotFoundError(f"no such suspect(s): {shown}")
@@ -480,12 +498,84 @@ class ReviewUI:
         count = await run_in_threadpool(
             lambda: len(self.store.record_suspect_verdicts(keys, verdict=chosen, note=note, analyst=analyst, via=scope))
         )
+        names = sorted((await run_in_threadpool(self.store.suspect_names, keys[: FLASH_NAMES + 1])).values())
+        shown = ", ".join(names[:FLASH_NAMES]) + (f" and {count - FLASH_NAMES} more" if count > FLASH_NAMES else "")
         back = _safe_back(str(form.get("back") or ""))
         separator = "&" if "?" in back else "?"
-        extra = {"done": str(count), "verdict": chosen}
+        extra = {"done": str(count), "verdict": chosen, "listings": shown}
         if form.get("focus"):
             extra["focus"] = str(form.get("focus"))
         return RedirectResponse(back + separator + urlencode(extra), status_code=303)
+
+    # -- to label: the verdicts that teach the ranker most ---------------------------------------
+
+    def to_label(self, request: Request) -> HTMLResponse:
+        reader = self.reader(request)
+        if not reader.member.is_analyst:
+            raise PermissionDeniedError("only analysts train the ranker: the listings to label are theirs to judge")
+        count = int(_parse_float("n", request.query_params.get("n")) or TO_LABEL_DEFAULT)
+        count = max(1, min(count, TO_LABEL_MAX))
+        brand_id = request.query_params.get("brand") or ""
+        brand = next((found for found in reader.brands if str(found.brand_id) == brand_id), None)
+        requests = to_label(self.store, count, brand=brand.name if brand else None)
+        pictures = self.store.listing_pictures([request.suspect.listing_pk for request in requests])
+        shown = {"n": str(count), **({"brand": str(brand.brand_id)} if brand else {})}
+        return self.render(
+            "to_label.html",
+            self.base(
+                reader,
+                request,
+                requests=requests,
+                pictures={pk: shas[0] for pk, shas in pictures.items() if shas},
+                count=count,
+                chosen_brand=brand,
+                here="/review/to-label?" + urlencode(shown),
+            ),
+        )
+
+    # -- takedown cases ------------------------------------------------------------------------
+
+    def cases_page(self, request: Request) -> HTMLResponse:
+        reader = self.reader(request)
+        status = request.query_params.get("status") or None
+        marketplace = request.query_params.get("marketplace") or None
+        found = cases.list_cases(self.store, marketplace=marketplace, status=status, reader=reader.member)
+        return self.render(
+            "cases.html",
+            self.base(
+                reader,
+                request,
+                cases=found,
+                case_statuses=CASE_STATUSES,
+                filters={"status": status or "", "marketplace": marketplace or ""},
+                marketplaces=sorted({case.marketplace for case in cases.list_cases(self.store, reader=reader.member)}),
+            ),
+        )
+
+    def case_page(self, request: Request, case_id: int) -> HTMLResponse:
+        reader = self.reader(request)
+        case = cases.show_case(self.store, case_id, reader=reader.member)
+        status = case.summary.status
+        return self.render(
+            "case.html",
+            self.base(
+                reader,
+                request,
+                case=case,
+                next_statuses=CASE_TRANSITIONS.get(cases.parse_status(status), ()),
+                changed=request.query_params.get("changed"),
+            ),
+        )
+
+    async def case_status(self, request: Request, case_id: int) -> Response:
+        reader = await run_in_threadpool(self.reader, request)
+        form = await self.form(request, reader)
+        status = str(form.get("status") or "")
+        note = str(form.get("note") or "")
+        summary = await run_in_threadpool(
+            lambda: cases.set_status(self.store, case_id, status, note=note, actor=reader.member)
+        )
+        return RedirectResponse(f"/review/cases/{case_id}?" + urlencode({"changed": summary.status}), status_code=303)
 
     # -- sign-in -------------------------------------------------------------------------------
 
@@ -600,6 +690,22 @@ class ReviewUI:
         @router.get("/sellers/{seller_id:path}")
         def seller(request: Request, seller_id: str) -> HTMLResponse:
             return self.seller(request, seller_id)
+
+        @router.get("/to-label")
+        def to_label_page(request: Request) -> HTMLResponse:
+            return self.to_label(request)
+
+        @router.get("/cases")
+        def cases_page(request: Request) -> HTMLResponse:
+            return self.cases_page(request)
+
+        @router.get("/cases/{case_id}")
+        def case_page(request: Request, case_id: int) -> HTMLResponse:
+            return self.case_page(request, case_id)
+
+        @router.post("/cases/{case_id}/status")
+        async def case_status(request: Request, case_id: int) -> Response:
+            return await self.case_status(request, case_id)
 
         @router.post("/verdicts")
         async def verdicts(request: Request) -> Response:
