@@ -34,7 +34,14 @@ READ_SIDE = 800
 """The decoded size text is read from: the keypoint matcher's, so the two share one decode."""
 
 # A signal read in a photo, scaled by how sure the reading is (mean confidence of its lines).
-PHOTO_SCORES = {"brand-mention": 0.45, "disguised-brand": 0.5, "lookalike": 0.5, "counterfeit-term": 0.65}
+PHOTO_SCORES = {
+    "brand-mention": 0.45,
+    "disguised-brand": 0.5,
+    "lookalike": 0.5,
+    "counterfeit-term": 0.65,
+    "ambiguous-mention": 0.1,
+    "accessory-mention": 0.05,
+}
 SURE_READING = 0.9
 """Recognition confidence at which a one-letter misspelling is taken as written, not misread."""
 PHOTO_REASONS = {
@@ -42,6 +49,8 @@ PHOTO_REASONS = {
     "disguised-brand": "photo reads a disguised brand name",
     "lookalike": "photo reads a look-alike spelling",
     "counterfeit-term": "photo reads counterfeit vocabulary",
+    "ambiguous-mention": "photo reads an everyday word that is also a brand name",
+    "accessory-mention": "photo reads the brand as what an accessory fits",
 }
 
 
