@@ -3,7 +3,7 @@
 Three things decide it, before any score:
 
 - **How ambiguous a word is**: a single word at least as common as ``COMMON_ZIPF`` on wordfreq's
-  Zipf scale in English or in a language of the reference phrases below ("apple", "galaxy",
+  Zipf scale in English or across the languages of the reference phrases below ("apple", "galaxy",
   "beats", "shell", but also "samsung": brand names are frequent words of the web) names the
   brand only with corroboration; a rare word ("airpods") or a phrase of several words
   ("Suede Classic") is distinctive.
@@ -21,11 +21,13 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from statistics import median
 
 from counterscan.textnorm import WORD, deleet, skeleton
 
-COMMON_ZIPF = 3.0
-"""A word seen more than once in a million words (Zipf 3) has an ordinary sense to be ruled out."""
+COMMON_ZIPF = 3.4
+"""A word seen about 2.5 times in a million words (Zipf 3.4) or more often has an ordinary sense to be
+ruled out ("puma", "jaguar", "dove"); "rolex" (3.35) and "heineken" (3.0) are names."""
 REFERENCE_REACH = 6
 """Tokens after a reference phrase that it covers (within its clause)."""
 ACCESSORY_REACH = 6
@@ -65,10 +67,13 @@ CLAUSE_BREAK = re.compile(r"[,;:|()\[\]{}/\n\u2013\u2014]|\s-\s")
 
 @cache
 def commonness(word: str) -> float:
-    """The word's highest Zipf frequency among the languages above (wordfreq loads on first use)."""
+    """How common a word is as a word: its Zipf frequency in English, or its median over the
+    languages above when higher (a word of many languages, "puma"). A brand's home market alone
+    does not make its name a word ("heineken" is frequent in Dutch only)."""
     from wordfreq import zipf_frequency
 
-    return max(float(zipf_frequency(word, language)) for language in LANGUAGES)
+    frequencies = [float(zipf_frequency(word, language)) for language in LANGUAGES]
+    return max(float(zipf_frequency(word, "en")), median(frequencies))
 
 
 def is_common(phrase: Sequence[str]) -> bool:
