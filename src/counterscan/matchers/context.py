@@ -17,7 +17,7 @@ FAR_UNDER_MSRP = 0.5
 """A price at or under this share of MSRP is evidence."""
 QUIET_SIGNALS = frozenset({"ambiguous-mention", "accessory-mention"})
 """Words that do not make a listing about the brand: an everyday word alone, an accessory's reference."""
-_NAMING_SIGNALS = frozenset({"brand-mention", "disguised-brand", "lookalike"})
+PICTURE_MATCHERS = frozenset(name for name, facts in MATCHER_FACTS.items() if facts.settles_picture)
 
 
 def _upgraded(item: Evidence, confirmed_by: str) -> Evidence:
@@ -38,7 +38,9 @@ def corroborate(evidence: Sequence[Evidence]) -> list[Evidence]:
     says so: the brand's picture (a copied photo, its logo), one of its products in the title, or
     the word both in the title and in a photo. A reference an accessory makes ("for iPhone")
     becomes the brand's name only beside the brand's picture."""
-    pictured = {item.brand_id for item in evidence if (facts := MATCHER_FACTS.get(item.matcher)) and facts.settles_picture}
+    pictured = {
+        item.brand_id for item in evidence if (facts := MATCHER_FACTS.get(item.matcher)) and facts.settles_picture
+    }
     products = {item.brand_id for item in evidence if item.matcher == "title"}
     words_in = {
         (item.matcher, item.brand_id)

@@ -2,16 +2,25 @@
 
 Signals, per brand, each with its own confidence for the cold-start scorer:
 
-- ``brand-mention``: the brand's name, an alias or a trademark word, as whole words.
+- ``brand-mention``: the brand's name, an alias or a trademark word, as whole words, used as the
+  brand's own (not only as what an accessory fits).
 - ``disguised-brand``: the same only after folding homoglyphs, leetspeak and accents
-  (``N1ke``, ``Nіke`` with a Cyrillic і): sellers hide names from keyword filters.
-- ``lookalike``: a misspelling the brand owner registered, or one edit away from a name of six
+  (``N1ke``, ``Nіke`` with a Cyrillic і): sellers hide names from keyword filters. Folding comes
+  before every match, whatever other words of the brand the text has.
+- ``lookalike``: a misspelling the brand owner registered, or one edit away from a name of five
   letters or more (``Adidaas``).
 - ``counterfeit-term``: vocabulary of fakes ("replica", "1:1", "mirror quality", in several
   languages) in a listing that also names the brand.
+- ``ambiguous-mention`` and ``accessory-mention`` (quiet, ``AMBIGUOUS_SCORE`` and
+  ``ACCESSORY_SCORE``): an everyday word among the brand's names with nothing to confirm it
+  ("galaxy" in a star projector), or the brand named only as what an accessory fits ("case
+  compatible with Galaxy S23"). Shown to analysts; they bring in no price evidence.
 
-Brand names that are everyday words ("Apple", "Coach", "Guess") count only with corroboration:
-a trademark word, an alias, a category word or counterfeit vocabulary beside them.
+Which words are everyday words and which phrases are references is :mod:`counterscan.matchers.senses`.
+An everyday word is the brand's name beside another of its names, one of its categories, strong
+counterfeit vocabulary ("replica", not "fake": fake plants are honest), a disguise or a look-alike
+of it; the brand's picture, one of its products in the title, or the word read in a photo too
+confirm it later (:func:`counterscan.matchers.context.corroborate`).
 """
 
 from __future__ import annotations
@@ -224,9 +233,7 @@ class TextMatcher:
                         brand=brand,
                         distinctive=tuple(dict.fromkeys(" ".join(name) for name, _ in direct if not is_common(name))),
                         common=tuple(
-                            dict.fromkeys(
-                                (" ".join(name), start) for name, start in direct if is_common(name)
-                            )
+                            dict.fromkeys((" ".join(name), start) for name, start in direct if is_common(name))
                         ),
                         referenced=tuple(dict.fromkeys(referenced)),
                         disguised=tuple(dict.fromkeys(disguised)),
