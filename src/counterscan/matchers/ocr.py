@@ -18,7 +18,6 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +137,6 @@ def _cover(token: str, known: Callable[[str], bool]) -> list[str] | None:
     return best[len(token)]
 
 
-@cache
 def _ordinary(word: str) -> bool:
     from wordfreq import zipf_frequency
 

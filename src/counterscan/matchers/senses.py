@@ -20,7 +20,6 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from statistics import median
 
 from counterscan.textnorm import WORD, deleet, skeleton
@@ -65,11 +64,10 @@ LANGUAGES = ("en", *sorted(REFERENCE_PHRASES.keys() - {"en"}))
 CLAUSE_BREAK = re.compile(r"[,;:|()\[\]{}/\n\u2013\u2014]|\s-\s")
 
 
-@cache
 def commonness(word: str) -> float:
     """How common a word is as a word: its Zipf frequency in English, or its median over the
     languages above when higher (a word of many languages, "puma"). A brand's home market alone
-    does not make its name a word ("heineken" is frequent in Dutch only)."""
+    does not make its name a word ("heineken" is frequent in Dutch only). wordfreq caches lookups."""
     from wordfreq import zipf_frequency
 
     frequencies = [float(zipf_frequency(word, language)) for language in LANGUAGES]

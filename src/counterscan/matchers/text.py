@@ -93,6 +93,8 @@ class _BrandTerms:
     lookalikes: tuple[tuple[str, ...], ...]
     categories: tuple[tuple[str, ...], ...]
     """The goods the brand sells ("headphones"), singular and plural: they confirm an everyday word."""
+    common: frozenset[tuple[str, ...]]
+    """The names that are everyday words (``senses.is_common``), decided once per brand."""
 
 
 def _terms(brand: Brand) -> _BrandTerms:
@@ -101,12 +103,14 @@ def _terms(brand: Brand) -> _BrandTerms:
     # "sneakers" registered, "sneaker" written (and the other way round).
     categories |= {(*kind[:-1], kind[-1][:-1]) for kind in categories if kind and kind[-1].endswith("s")}
     categories |= {(*kind[:-1], kind[-1] + "s") for kind in categories if kind and not kind[-1].endswith("s")}
+    names = tuple(dict.fromkeys(tuple(plain_tokens(word)) for word in words if plain_tokens(word)))
     return _BrandTerms(
         brand=brand,
-        names=tuple(dict.fromkeys(tuple(plain_tokens(word)) for word in words if plain_tokens(word))),
+        names=names,
         skeletons=tuple(dict.fromkeys(tuple(skeleton_tokens(word)) for word in words if skeleton_tokens(word))),
         lookalikes=tuple(tuple(skeleton_tokens(word)) for word in brand.lookalikes if skeleton_tokens(word)),
         categories=tuple(sorted(kind for kind in categories if kind and kind[-1])),
+        common=frozenset(name for name in names if is_common(name)),
     )
 
 
@@ -231,9 +235,11 @@ class TextMatcher:
                 found.append(
                     BrandUsage(
                         brand=brand,
-                        distinctive=tuple(dict.fromkeys(" ".join(name) for name, _ in direct if not is_common(name))),
+                        distinctive=tuple(
+                            dict.fromkeys(" ".join(name) for name, _ in direct if name not in terms.common)
+                        ),
                         common=tuple(
-                            dict.fromkeys((" ".join(name), start) for name, start in direct if is_common(name))
+                            dict.fromkeys((" ".join(name), start) for name, start in direct if name in terms.common)
                         ),
                         referenced=tuple(dict.fromkeys(referenced)),
                         disguised=tuple(dict.fromkeys(disguised)),

@@ -71,6 +71,7 @@ class ProductTitleMatcher:
         self.threshold = threshold
         self.words = words or TextMatcher()
         self._fitted: tuple[tuple[str, ...], TitleSimilarity] | None = None
+        self._usage: tuple[str, tuple[Brand, ...], dict[int, BrandUsage]] | None = None
 
     def similarity(self, brands: Sequence[Brand]) -> TitleSimilarity:
         names = tuple(product.name for brand in brands for product in brand.products)
@@ -79,7 +80,12 @@ class ProductTitleMatcher:
         return self._fitted[1]
 
     def usage(self, listing: Listing, brands: Sequence[Brand]) -> dict[int, BrandUsage]:
-        return self.words.usage(f"{listing.title}\n{listing.description}", brands)
+        """How the listing uses the brands' words; the last listing's is kept: the price logic asks
+        again for each brand the listing is about."""
+        text, key = f"{listing.title}\n{listing.description}", tuple(brands)
+        if self._usage is None or self._usage[:2] != (text, key):
+            self._usage = (text, key, self.words.usage(text, brands))
+        return self._usage[2]
 
     def best_product(self, listing: Listing, brand: Brand, brands: Sequence[Brand]) -> tuple[Product, float] | None:
         if not brand.products:
