@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from counterscan.matchers.context import QUIET_SIGNALS
 from counterscan.matchers.text import TextMatcher
 from counterscan.records import Brand, Listing
 from counterscan.textnorm import skeleton_tokens
@@ -62,7 +63,8 @@ def test_fires_on_real_examples(title: str, expected: set[tuple[str, str]]) -> N
     ],
 )
 def test_does_not_fire_on_negatives(title: str) -> None:
-    assert signals(title) == set()
+    # An everyday word alone is shown as a quiet mention, never as the brand's name.
+    assert {found for found in signals(title) if found[1] not in QUIET_SIGNALS} == set()
 
 
 def test_one_edit_from_a_long_name_is_a_lookalike() -> None:

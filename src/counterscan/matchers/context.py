@@ -1,16 +1,71 @@
-"""Evidence that only means something beside other evidence: price far under MSRP, seller history."""
+"""Evidence that only means something beside other evidence: price far under MSRP, seller history,
+and an everyday brand word that a picture, a product or the photo's words confirm."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from counterscan.matchers.facts import MATCHER_FACTS
+from counterscan.matchers.ocr import PHOTO_SCORES
+from counterscan.matchers.text import BRAND_MENTION_SCORE
 from counterscan.matchers.title import ProductTitleMatcher
 from counterscan.records import Brand, Confirmed, Evidence, Listing
 
 FAR_UNDER_MSRP = 0.5
 """A price at or under this share of MSRP is evidence."""
+QUIET_SIGNALS = frozenset({"ambiguous-mention", "accessory-mention"})
+"""Words that do not make a listing about the brand: an everyday word alone, an accessory's reference."""
+PICTURE_MATCHERS = frozenset(name for name, facts in MATCHER_FACTS.items() if facts.settles_picture)
+
+
+def _upgraded(item: Evidence, confirmed_by: str) -> Evidence:
+    """The everyday word as the brand's name; a photo's score keeps its reading confidence."""
+    score = BRAND_MENTION_SCORE
+    if item.matcher == "ocr":
+        score = round(item.score / PHOTO_SCORES[str(item.details.get("signal"))] * PHOTO_SCORES["brand-mention"], 4)
+    return replace(
+        item,
+        score=score,
+        reason=f"{item.reason}; confirmed by {confirmed_by}",
+        details={**item.details, "signal": "brand-mention", "confirmed_by": confirmed_by},
+    )
+
+
+def corroborate(evidence: Sequence[Evidence]) -> list[Evidence]:
+    """An everyday brand word counts as the brand's name where other evidence of the same listing
+    says so: the brand's picture (a copied photo, its logo), one of its products in the title, or
+    the word both in the title and in a photo. A reference an accessory makes ("for iPhone")
+    becomes the brand's name only beside the brand's picture."""
+    pictured = {
+        item.brand_id for item in evidence if (facts := MATCHER_FACTS.get(item.matcher)) and facts.settles_picture
+    }
+    products = {item.brand_id for item in evidence if item.matcher == "title"}
+    words_in = {
+        (item.matcher, item.brand_id)
+        for item in evidence
+        if item.matcher in ("text", "ocr") and item.details.get("signal") != "accessory-mention"
+    }
+    kept = []
+    for item in evidence:
+        signal = item.details.get("signal")
+        other = "ocr" if item.matcher == "text" else "text"
+        if signal == "ambiguous-mention" and item.brand_id in pictured:
+            item = _upgraded(item, "the brand's picture")
+        elif signal == "ambiguous-mention" and item.brand_id in products:
+            item = _upgraded(item, "a product of the brand")
+        elif signal == "ambiguous-mention" and (other, item.brand_id) in words_in:
+            item = _upgraded(item, "the same word in the title and a photo")
+        elif signal == "accessory-mention" and item.brand_id in pictured:
+            item = _upgraded(item, "the brand's picture")
+        kept.append(item)
+    return kept
+
+
+def about(evidence: Sequence[Evidence]) -> set[int]:
+    """The brands a listing is about: those with evidence beyond quiet words."""
+    return {item.brand_id for item in evidence if item.details.get("signal") not in QUIET_SIGNALS}
 
 
 def convert(amount: float, source: str, target: str, rates: Mapping[str, float]) -> float | None:

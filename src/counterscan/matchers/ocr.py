@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +34,14 @@ READ_SIDE = 800
 """The decoded size text is read from: the keypoint matcher's, so the two share one decode."""
 
 # A signal read in a photo, scaled by how sure the reading is (mean confidence of its lines).
-PHOTO_SCORES = {"brand-mention": 0.45, "disguised-brand": 0.5, "lookalike": 0.5, "counterfeit-term": 0.65}
+PHOTO_SCORES = {
+    "brand-mention": 0.45,
+    "disguised-brand": 0.5,
+    "lookalike": 0.5,
+    "counterfeit-term": 0.65,
+    "ambiguous-mention": 0.1,
+    "accessory-mention": 0.05,
+}
 SURE_READING = 0.9
 """Recognition confidence at which a one-letter misspelling is taken as written, not misread."""
 PHOTO_REASONS = {
@@ -42,6 +49,8 @@ PHOTO_REASONS = {
     "disguised-brand": "photo reads a disguised brand name",
     "lookalike": "photo reads a look-alike spelling",
     "counterfeit-term": "photo reads counterfeit vocabulary",
+    "ambiguous-mention": "photo reads an everyday word that is also a brand name",
+    "accessory-mention": "photo reads the brand as what an accessory fits",
 }
 
 
@@ -104,13 +113,16 @@ class BrandWords:
 
 MIN_PIECE = 2
 WORD_RUN = re.compile(r"\w+")
+GLUED_MIN_LENGTH = 6
+"""Shorter runs are read as written: too few letters to hold two words and a brand's name."""
+ORDINARY_PIECE = 3
+ORDINARY_ZIPF = 3.0
+"""Beside a looked-for word, a piece of a run may be an ordinary word at least this common
+(wordfreq's Zipf scale) and this long: "APPLEORIGINAL" -> apple, original."""
 
 
-def split_run_together(token: str, vocabulary: frozenset[str]) -> list[str] | None:
-    """``token`` as two or more words of ``vocabulary`` written together, fewest pieces first
-    ("aaareplica" -> aaa, replica; "cocacola" -> coca, cola), or None when it is not wholly made of
-    them: the reader often drops the space between printed words, and only a whole cover counts
-    ("oxford" is not ox + ford unless both are words looked for)."""
+def _cover(token: str, known: Callable[[str], bool]) -> list[str] | None:
+    """``token`` as the fewest pieces that are each ``known``, or None when it is not wholly made of them."""
     best: list[list[str] | None] = [None] * (len(token) + 1)
     best[0] = []
     for start in range(len(token)):
@@ -118,11 +130,31 @@ def split_run_together(token: str, vocabulary: frozenset[str]) -> list[str] | No
         if done is None:
             continue
         for end in range(start + MIN_PIECE, len(token) + 1):
-            if token[start:end] in vocabulary:
-                known = best[end]
-                if known is None or len(done) + 1 < len(known):
+            if known(token[start:end]):
+                found = best[end]
+                if found is None or len(done) + 1 < len(found):
                     best[end] = [*done, token[start:end]]
-    found = best[len(token)]
+    return best[len(token)]
+
+
+def _ordinary(word: str) -> bool:
+    from wordfreq import zipf_frequency
+
+    return len(word) >= ORDINARY_PIECE and zipf_frequency(word, "en") >= ORDINARY_ZIPF
+
+
+def split_run_together(token: str, vocabulary: frozenset[str]) -> list[str] | None:
+    """``token`` as two or more words written together, fewest pieces first, or None when it is
+    not wholly made of them: the reader often drops the space between printed words. Either every
+    piece is a word the text logic looks for ("aaareplica" -> aaa, replica; "cocacola" -> coca,
+    cola), or the run is no word itself and holds such a word beside ordinary words
+    ("appleoriginal" -> apple, original). "oxford" stays whole: it is a word, and "ox" is not
+    looked for."""
+    found = _cover(token, vocabulary.__contains__)
+    if found is None and len(token) >= GLUED_MIN_LENGTH and not _ordinary(token):
+        found = _cover(token, lambda piece: piece in vocabulary or _ordinary(piece))
+        if found is not None and not any(piece in vocabulary for piece in found):
+            found = None
     return found if found is not None and len(found) >= 2 else None
 
 

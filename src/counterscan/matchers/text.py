@@ -2,16 +2,25 @@
 
 Signals, per brand, each with its own confidence for the cold-start scorer:
 
-- ``brand-mention``: the brand's name, an alias or a trademark word, as whole words.
+- ``brand-mention``: the brand's name, an alias or a trademark word, as whole words, used as the
+  brand's own (not only as what an accessory fits).
 - ``disguised-brand``: the same only after folding homoglyphs, leetspeak and accents
-  (``N1ke``, ``Nіke`` with a Cyrillic і): sellers hide names from keyword filters.
-- ``lookalike``: a misspelling the brand owner registered, or one edit away from a name of six
+  (``N1ke``, ``Nіke`` with a Cyrillic і): sellers hide names from keyword filters. Folding comes
+  before every match, whatever other words of the brand the text has.
+- ``lookalike``: a misspelling the brand owner registered, or one edit away from a name of five
   letters or more (``Adidaas``).
 - ``counterfeit-term``: vocabulary of fakes ("replica", "1:1", "mirror quality", in several
   languages) in a listing that also names the brand.
+- ``ambiguous-mention`` and ``accessory-mention`` (quiet, ``AMBIGUOUS_SCORE`` and
+  ``ACCESSORY_SCORE``): an everyday word among the brand's names with nothing to confirm it
+  ("galaxy" in a star projector), or the brand named only as what an accessory fits ("case
+  compatible with Galaxy S23"). Shown to analysts; they bring in no price evidence.
 
-Brand names that are everyday words ("Apple", "Coach", "Guess") count only with corroboration:
-a trademark word, an alias, a category word or counterfeit vocabulary beside them.
+Which words are everyday words and which phrases are references is :mod:`counterscan.matchers.senses`.
+An everyday word is the brand's name beside another of its names, one of its categories, strong
+counterfeit vocabulary ("replica", not "fake": fake plants are honest), a disguise or a look-alike
+of it; the brand's picture, one of its products in the title, or the word read in a photo too
+confirm it later (:func:`counterscan.matchers.context.corroborate`).
 """
 
 from __future__ import annotations
@@ -22,18 +31,21 @@ from dataclasses import dataclass
 
 from rapidfuzz.distance import Levenshtein
 
+from counterscan.matchers.senses import Words, is_common
 from counterscan.records import Brand, Evidence, Listing
 from counterscan.textnorm import plain, plain_tokens, skeleton_tokens
 
 BRAND_MENTION_SCORE = 0.2
+AMBIGUOUS_SCORE = 0.05
+"""An everyday brand word with nothing else naming the brand: shown, not suspected."""
+ACCESSORY_SCORE = 0.05
+"""A brand named only as what an accessory fits: shown, not suspected."""
 DISGUISED_SCORE = 0.45
 LOOKALIKE_SCORE = 0.45
 COUNTERFEIT_TERM_SCORE = 0.6
 FUZZY_MIN_LENGTH = 5
 # A word one edit from a brand name is a look-alike only if it is rare itself ("Rolexx", not "guest").
 FUZZY_MAX_ZIPF = 3.0
-# Words at least this common in English (Zipf scale) are everyday words, not just brand names.
-EVERYDAY_WORD_ZIPF = 4.3
 
 # Phrases of fakes, by language. Matched on the plain text as whole words; regexes allowed.
 COUNTERFEIT_TERMS: dict[str, tuple[str, ...]] = {
@@ -53,6 +65,11 @@ COUNTERFEIT_TERMS: dict[str, tuple[str, ...]] = {
     "ru": ("реплика", "копия", "подделка", "люкс копия"),
     "zh": ("高仿", "复刻", "仿品", "a货", "原单"),
 }  # fmt: skip
+WEAK_COUNTERFEIT_TERMS = frozenset(
+    {"fake", "inspired by", "dupe", "kopie", "copie", "imitation", "copia", "falso", "falsa", "cópia"}
+)
+"""Words with honest uses too (fake plants, an apple-shaped dupe): they count beside a brand's name
+but do not by themselves make an everyday word the brand's."""
 
 
 def _term_pattern(term: str) -> re.Pattern[str]:
@@ -74,36 +91,60 @@ class _BrandTerms:
     """Names, aliases and trademark words as token sequences (plain view)."""
     skeletons: tuple[tuple[str, ...], ...]
     lookalikes: tuple[tuple[str, ...], ...]
-    context: frozenset[str]
-    """Words that confirm an everyday-word name: other trademark words, aliases, categories."""
-    everyday: frozenset[str]
-    """Single-word names that are everyday English words."""
+    categories: tuple[tuple[str, ...], ...]
+    """The goods the brand sells ("headphones"), singular and plural: they confirm an everyday word."""
+    common: frozenset[tuple[str, ...]]
+    """The names that are everyday words (``senses.is_common``), decided once per brand."""
 
 
 def _terms(brand: Brand) -> _BrandTerms:
     words = [brand.name, *brand.aliases, *brand.keywords]
-    names = tuple(tuple(plain_tokens(word)) for word in words if plain_tokens(word))
-    # Only the brand's own names can be everyday words; registered trademark words are distinctive.
-    everyday = frozenset(
-        tokens[0]
-        for tokens in (plain_tokens(word) for word in (brand.name, *brand.aliases))
-        if len(tokens) == 1 and _zipf(tokens[0]) >= EVERYDAY_WORD_ZIPF
-    )
-
-    context = frozenset(
-        token
-        for word in [*brand.keywords, *brand.aliases, *brand.categories]
-        for token in plain_tokens(word)
-        if token not in everyday
-    )
+    categories = {tuple(plain_tokens(word)) for word in brand.categories}
+    # "sneakers" registered, "sneaker" written (and the other way round).
+    categories |= {(*kind[:-1], kind[-1][:-1]) for kind in categories if kind and kind[-1].endswith("s")}
+    categories |= {(*kind[:-1], kind[-1] + "s") for kind in categories if kind and not kind[-1].endswith("s")}
+    names = tuple(dict.fromkeys(tuple(plain_tokens(word)) for word in words if plain_tokens(word)))
     return _BrandTerms(
         brand=brand,
         names=names,
-        skeletons=tuple(tuple(skeleton_tokens(word)) for word in words if skeleton_tokens(word)),
+        skeletons=tuple(dict.fromkeys(tuple(skeleton_tokens(word)) for word in words if skeleton_tokens(word))),
         lookalikes=tuple(tuple(skeleton_tokens(word)) for word in brand.lookalikes if skeleton_tokens(word)),
-        context=context,
-        everyday=everyday,
+        categories=tuple(sorted(kind for kind in categories if kind and kind[-1])),
+        common=frozenset(name for name in names if is_common(name)),
     )
+
+
+@dataclass(frozen=True)
+class BrandUsage:
+    """How one text uses one brand's words, before any score."""
+
+    brand: Brand
+    distinctive: tuple[str, ...]
+    """Distinctive names (rare words, phrases) used as the brand's own."""
+    common: tuple[tuple[str, int], ...]
+    """Everyday words among its names used in their place, with where they start."""
+    referenced: tuple[str, ...]
+    """Names in an honest reference ("case compatible with Galaxy S23", "iPhone 15 case")."""
+    disguised: tuple[str, ...]
+    lookalikes: tuple[str, ...]
+    category: bool
+    """A word of the brand's categories is present."""
+
+    @property
+    def named(self) -> bool:
+        """The text is about the brand's own goods by its words alone: a distinctive name, a
+        disguise, a look-alike, or an everyday name beside a category word or another name."""
+        return bool(
+            self.distinctive
+            or self.disguised
+            or self.lookalikes
+            or (self.common and (self.category or len({word for word, _start in self.common}) >= 2))
+        )
+
+    @property
+    def mentioned(self) -> bool:
+        """A name of the brand is used in its place (not only in a reference), whatever its sense."""
+        return bool(self.distinctive or self.common or self.disguised or self.lookalikes)
 
 
 @dataclass(frozen=True)
@@ -162,64 +203,121 @@ class TextMatcher:
             for hit in self.hits(f"{listing.title}\n{listing.description}", brands)
         ]
 
+    def usage(self, text: str, brands: Sequence[Brand]) -> dict[int, BrandUsage]:
+        """How ``text`` uses each brand's words (only brands with a word found): the sense analysis
+        the title and price logic share with :meth:`hits`."""
+        words = Words.of(text)
+        return {usage.brand.brand_id: usage for usage in self._usages(words, brands)}
+
+    def _usages(self, words: Words, brands: Sequence[Brand]) -> list[BrandUsage]:
+        found = []
+        for brand in self._candidates(brands, set(words.plain), set(words.shapes)):
+            terms = self._brand_terms(brand)
+            direct: list[tuple[tuple[str, ...], int]] = []
+            referenced: list[str] = []
+            for name in terms.names:
+                for start in words.find(name):
+                    if any(words.referenced[start : start + len(name)]):
+                        referenced.append(" ".join(name))
+                    else:
+                        direct.append((name, start))
+            # Folded before every match: a disguised word counts whatever else the text names.
+            names = set(terms.names)
+            disguised = [
+                " ".join(shape)
+                for shape in terms.skeletons
+                for start in words.find(shape, shapes=True)
+                if words.plain[start : start + len(shape)] != shape
+                and tuple(words.plain[start : start + len(shape)]) not in names
+            ]
+            lookalikes = self._lookalikes(terms, words.shapes)
+            if direct or referenced or disguised or lookalikes:
+                found.append(
+                    BrandUsage(
+                        brand=brand,
+                        distinctive=tuple(
+                            dict.fromkeys(" ".join(name) for name, _ in direct if name not in terms.common)
+                        ),
+                        common=tuple(
+                            dict.fromkeys((" ".join(name), start) for name, start in direct if name in terms.common)
+                        ),
+                        referenced=tuple(dict.fromkeys(referenced)),
+                        disguised=tuple(dict.fromkeys(disguised)),
+                        lookalikes=tuple(lookalikes),
+                        category=any(words.contains(category) for category in terms.categories),
+                    )
+                )
+        return found
+
     def hits(self, text: str, brands: Sequence[Brand]) -> list[TextHit]:
         """What ``text`` says about each brand: the one logic for titles and words read in photos."""
-        words = plain_tokens(text)
-        shapes = skeleton_tokens(text)
-        word_set = set(words)
+        words = Words.of(text)
         fakes = self.counterfeit_terms(text)
+        strong = [term for term in fakes if term not in WEAK_COUNTERFEIT_TERMS]
         found: list[TextHit] = []
-        for brand in self._candidates(brands, word_set, set(shapes)):
-            terms = self._brand_terms(brand)
-            mentioned = [" ".join(name) for name in terms.names if _phrase_in(name, words)]
-            confirmed = bool(fakes) or bool(terms.context & word_set)
-            mentioned = [word for word in mentioned if word not in terms.everyday or confirmed]
+        for usage in self._usages(words, brands):
+            brand = usage.brand
+            evidence_of_fake = bool(usage.disguised or usage.lookalikes)
+            corroborated = bool(strong) or usage.named
+            named = [*usage.distinctive, *(word for word, _start in usage.common)] if corroborated else []
+            # Counterfeit vocabulary overrides a reference: "replica case for iPhone" names iPhone.
+            if strong and not named:
+                named = list(usage.referenced)
             signals: list[TextHit] = []
-            if mentioned:
+            if named:
+                signals.append(
+                    TextHit(brand, "brand-mention", BRAND_MENTION_SCORE, "mentions " + _quoted(named), {"words": named})
+                )
+            elif usage.common:
+                common = [word for word, _start in usage.common]
                 signals.append(
                     TextHit(
                         brand,
-                        "brand-mention",
-                        BRAND_MENTION_SCORE,
-                        "mentions " + _quoted(mentioned),
-                        {"words": mentioned},
+                        "ambiguous-mention",
+                        AMBIGUOUS_SCORE,
+                        f"mentions {_quoted(common)}, an everyday word, with nothing else naming {brand.name}",
+                        {"words": common},
                     )
                 )
-            else:
-                disguised = [
-                    " ".join(name)
-                    for name in terms.skeletons
-                    if _phrase_in(name, shapes) and (" ".join(name) not in terms.everyday or confirmed)
-                ]
-                if disguised:
-                    signals.append(
-                        TextHit(
-                            brand,
-                            "disguised-brand",
-                            DISGUISED_SCORE,
-                            "disguised brand name " + _quoted(disguised),
-                            {"words": disguised},
-                        )
+            elif usage.referenced and not evidence_of_fake:
+                signals.append(
+                    TextHit(
+                        brand,
+                        "accessory-mention",
+                        ACCESSORY_SCORE,
+                        f"names {_quoted(usage.referenced)} as what it fits (accessory)",
+                        {"words": list(usage.referenced)},
                     )
-            lookalikes = self._lookalikes(terms, shapes)
-            if lookalikes:
+                )
+            if usage.disguised:
+                signals.append(
+                    TextHit(
+                        brand,
+                        "disguised-brand",
+                        DISGUISED_SCORE,
+                        "disguised brand name " + _quoted(usage.disguised),
+                        {"words": list(usage.disguised)},
+                    )
+                )
+            if usage.lookalikes:
                 signals.append(
                     TextHit(
                         brand,
                         "lookalike",
                         LOOKALIKE_SCORE,
-                        "look-alike spelling " + _quoted(lookalikes),
-                        {"words": lookalikes},
+                        "look-alike spelling " + _quoted(usage.lookalikes),
+                        {"words": list(usage.lookalikes)},
                     )
                 )
-            if signals and fakes:
+            counts = strong if not (named or evidence_of_fake) else fakes
+            if (named or evidence_of_fake) and counts:
                 signals.append(
                     TextHit(
                         brand,
                         "counterfeit-term",
                         COUNTERFEIT_TERM_SCORE,
-                        f"{brand.name} listing uses counterfeit vocabulary: {_quoted(fakes)}",
-                        {"terms": fakes},
+                        f"{brand.name} listing uses counterfeit vocabulary: {_quoted(counts)}",
+                        {"terms": counts},
                     )
                 )
             found.extend(signals)

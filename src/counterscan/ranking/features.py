@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from counterscan.matchers.context import QUIET_SIGNALS as _QUIET_SIGNALS
 from counterscan.matchers.facts import of_family
 from counterscan.matchers.ocr import PHOTO_SCORES
 from counterscan.records import Evidence, Listing
@@ -121,6 +122,8 @@ def feature_row(
             values["price_ratio"] = min(values["price_ratio"], float(item.distance))
         elif item.matcher == "ocr" and signal == "counterfeit-term":
             values["photo_counterfeit_terms"] = 1.0
+        elif item.matcher == "ocr" and signal in _QUIET_SIGNALS:
+            continue
         elif item.matcher == "ocr":
             values["photo_words"] = max(values["photo_words"], item.score / PHOTO_SCORES.get(signal, 1.0))
         elif item.matcher == "seller":

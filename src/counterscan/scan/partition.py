@@ -24,7 +24,7 @@ from counterscan.matchers import (
     image_matchers,
     listing_matchers,
 )
-from counterscan.matchers.context import PriceMatcher, SellerHistory, SellerMatcher
+from counterscan.matchers.context import PriceMatcher, SellerHistory, SellerMatcher, about, corroborate
 from counterscan.matchers.ocr import OcrMatcher, ReadText
 from counterscan.matchers.title import ProductTitleMatcher
 from counterscan.ranking.features import FEATURES, feature_row
@@ -181,8 +181,10 @@ def listing_evidence(
         found_here.extend(listing_matcher.match(listing, context.brands))
         if observe is not None:
             observe(getattr(listing_matcher, "name", type(listing_matcher).__name__), time.perf_counter() - started)
-    # Price and seller history say nothing alone; they weigh in for brands already in evidence.
-    involved = {found.brand_id for found in found_here}
+    found_here = corroborate(found_here)
+    # Price and seller history say nothing alone; they weigh in for brands the listing is about
+    # (not for an everyday word alone, nor a brand an accessory names as what it fits).
+    involved = about(found_here)
     suspects_of = [brand for brand in context.brands if brand.brand_id in involved]
     if signals is not None:
         found_here.extend(_photo_vocabulary(prepared, signals, image_sha256s, found_here, suspects_of))
