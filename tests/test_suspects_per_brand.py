@@ -360,7 +360,7 @@ def test_train_refuses_a_model_that_does_not_beat_the_cold_start_scorer(tmp_path
             store.record_verdict(store.find_listing(f"L{n:02d}"), verdict=verdict, note=None, analyst="ana")
         refused = train(store)
         assert not refused.accepted and refused.cold_start_average_precision == pytest.approx(1.0)
-        assert "not better than the cold-start scorer" in refused.line() and store.active_model() is None
+        assert "no model can beat it on these verdicts" in refused.line() and store.active_model() is None
         forced = train(store, force=True)
         assert forced.accepted and forced.model_id == 1
         assert [(info.model_id, info.active) for info in models(store)] == [(1, True)]

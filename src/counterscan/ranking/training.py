@@ -18,6 +18,8 @@ from counterscan.records import Evidence, Listing
 from counterscan.store.protocols import ActiveModel, ModelRegistry, TrainingSource, TrainingStore
 
 MIN_PER_CLASS = 5
+PERFECT = 1.0 - 1e-9
+"""An average precision this high cannot be beaten: every counterfeit already ranks above every legit listing."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,13 @@ class TrainReport:
             if self.cold_start_average_precision >= self.average_precision
             else "the current model"
         )
+        if self.cold_start_average_precision >= PERFECT:
+            return (
+                "kept the current scoring: the cold-start scorer already ranks every labelled counterfeit above "
+                f"every labelled legit listing (average precision {self.cold_start_average_precision:.3f}), so no "
+                "model can beat it on these verdicts. Verdicts where it errs or is unsure "
+                "(`counterscan review list --to-label 10`) give a model something to learn; or use --force"
+            )
         return (
             f"not better than {beaten_by}, kept the current scoring. The gate needs the new model's average "
             f"precision, predicted on held-out folds ({self.folds} folds over these {self.examples} verdicts), "
