@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sparse
 from sklearn.feature_extraction import FeatureHasher
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -106,13 +105,17 @@ class PairFeatures:
             *_attributes(left, right, title_b),
         ]
 
-    def matrix(self, left: Sequence[Offer], right: Sequence[Offer]) -> sparse.csr_matrix:
+    def matrix(self, left: Sequence[Offer], right: Sequence[Offer]) -> object:
+        """The dense features (standardised on the first call, the train split) and the shared and
+        different words, hashed into one sparse matrix."""
         dense = self.dense(left, right)
         if self.scale is None:
             self.scale = (dense.mean(axis=0), dense.std(axis=0) + 1e-9)
         mean, spread = self.scale
-        shared = self.hasher.transform(_shared_words(left, right))
-        return sparse.hstack([sparse.csr_matrix((dense - mean) / spread), shared]).tocsr()
+        rows = _shared_words(left, right)
+        for row, values in zip(rows, (dense - mean) / spread, strict=True):
+            row.update({f"feature:{column}": float(value) for column, value in enumerate(values)})
+        return self.hasher.transform(rows)
 
 
 def _price(offer: Offer) -> float | None:
