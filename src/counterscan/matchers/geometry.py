@@ -106,7 +106,7 @@ def verify_homography(
         raise ValueError(f"{len(src)} asset points but {len(dst)} photo points")
     if len(src) < max(4, plausible.min_inliers):
         return None
-    homography, mask = cv2.findHomography(src, dst, cv2.RANSAC, threshold, maxIters=2000, confidence=0.995)
+    homography, mask = cv2.findHomography(src, dst, cv2.RANSAC, threshold, maxIters=1000, confidence=0.995)
     if homography is None or mask is None or not np.isfinite(homography).all():
         return None
     agree = mask.ravel().astype(bool)
