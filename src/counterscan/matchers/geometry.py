@@ -91,14 +91,17 @@ def verify_homography(
     *,
     threshold: float = 6.0,
     plausible: Plausible = PLAUSIBLE,
+    iterations: int = 1000,
 ) -> Verified | None:
     """The asset found in the listing photo, or None.
 
     ``src_pts`` (n, 2) are points in the asset's pixels (``asset_size``), ``dst_pts`` (n, 2) the
     photo points they were matched with (``listing_size``); ``threshold`` is RANSAC's reprojection
-    error in photo pixels. None when there are too few matches, RANSAC finds no homography, fewer
-    than ``plausible.min_inliers`` distinct points agree with it, or the asset's outline carried
-    into the photo is not a plausible picture of it (:func:`plausible_quad`).
+    error in photo pixels; ``iterations`` caps RANSAC's samples (it stops earlier when most matches
+    agree, so the cap is what a photo *without* the asset costs). None when there are too few
+    matches, RANSAC finds no homography, fewer than ``plausible.min_inliers`` distinct points agree
+    with it, or the asset's outline carried into the photo is not a plausible picture of it
+    (:func:`plausible_quad`).
     """
     src = np.ascontiguousarray(src_pts, np.float32).reshape(-1, 2)
     dst = np.ascontiguousarray(dst_pts, np.float32).reshape(-1, 2)
@@ -106,7 +109,7 @@ def verify_homography(
         raise ValueError(f"{len(src)} asset points but {len(dst)} photo points")
     if len(src) < max(4, plausible.min_inliers):
         return None
-    homography, mask = cv2.findHomography(src, dst, cv2.RANSAC, threshold, maxIters=1000, confidence=0.995)
+    homography, mask = cv2.findHomography(src, dst, cv2.RANSAC, threshold, maxIters=iterations, confidence=0.995)
     if homography is None or mask is None or not np.isfinite(homography).all():
         return None
     agree = mask.ravel().astype(bool)
