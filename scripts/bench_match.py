@@ -12,7 +12,11 @@
 3. Logo matching cost per listing photo against 100 and 1,000 registered logos, for each logo
    matcher a default scan runs and for all of them together (median ms on one core), and the
    signal each stores per image (KB). ``--only-logos`` runs this part alone.
-4. Reading words in a photo (the "ocr" matcher) per photo, at <= 500 px and at 800 px, CPU time on
+4. Re-used product photos (the "copies" matcher) per listing photo against ``--products`` registered
+   product photos: CPU time on one thread (median and 90th percentile) of the XFeat forward pass
+   and of the index search with geometric verification, the signal stored per photo, and the time
+   to build the asset index. ``--only-copies`` runs this part alone.
+5. Reading words in a photo (the "ocr" matcher) per photo, at <= 500 px and at 800 px, CPU time on
    one thread (median and 90th percentile), beside rapidocr's own default settings as the baseline.
 """
 
@@ -197,6 +201,46 @@ def logos(datas: list[bytes], photos: list[Path], counts: tuple[int, ...]) -> No
               f"(max {sizes.max() / 1024:.1f} KB)")  # fmt: skip
 
 
+def copies(datas: list[bytes], photos: list[Path], counts: tuple[int, ...], queries: int = 60) -> None:
+    """The copies matcher per listing photo (the photo shares nothing with the products), one thread."""
+    from counterscan.imaging.learned import LocalFeatureNetwork
+    from counterscan.matchers.copies import CopyMatcher
+    from counterscan.scan.executors import limit_native_threads
+
+    limit_native_threads(1)
+    faiss.omp_set_num_threads(1)
+    cv2.setNumThreads(1)
+    matcher = CopyMatcher(LocalFeatureNetwork(threads=1))
+    matcher.network.load()
+    started = time.process_time()
+    assets = [matcher.encode_asset(as_picture(path.read_bytes())) for path in photos[: max(counts)]]
+    per_asset = (time.process_time() - started) / len(assets)
+    print(f"copies: describing a product photo (3 views) {per_asset * 1000:.0f} ms CPU")
+    for count in counts:
+        signals = [AssetSignal(i, i, f"b{i}", signal, variant) for i, views in enumerate(assets[:count])
+                   for variant, signal in views]  # fmt: skip
+        started = time.process_time()
+        index = matcher.build_index(signals)
+        built = time.process_time() - started
+        forward, search, sizes = [], [], []
+        for data in datas[:queries]:
+            picture = as_picture(data)
+            picture.reduced(640)  # the decode is shared with every matcher: not counted here
+            started = time.process_time()
+            signal = matcher.encode(picture)
+            forward.append(time.process_time() - started)
+            started = time.process_time()
+            index.query([("q", signal)])
+            search.append(time.process_time() - started)
+            sizes.append(len(signal))
+        total = np.array(forward) + np.array(search)
+        print(f"copies against {count:>4} product photos ({index.index.ntotal:,} points, index built in {built:.0f} s "
+              f"CPU): per photo median {np.median(total) * 1000:.0f} ms, 90th percentile "
+              f"{np.percentile(total, 90) * 1000:.0f} ms (XFeat {np.median(forward) * 1000:.0f} ms, search and "
+              f"verification {np.median(search) * 1000:.0f} ms); "
+              f"signal median {np.median(sizes) / 1024:.1f} KB")  # fmt: skip
+
+
 def reading(datas: list[bytes], count: int = 40) -> None:
     """CPU time per photo of reading its words, ours against rapidocr's defaults on the same photos."""
     from rapidocr_onnxruntime import RapidOCR
@@ -239,6 +283,10 @@ def projection(datas: list[bytes], photos: list[Path], logo_count: int, count: i
     names = default_matchers({"product", "logo"})
     matchers = {name: IMAGE_MATCHERS[name](settings) for name in names}
     signals: dict[str, list[AssetSignal]] = {}
+    if "copies" in matchers:
+        products = [as_picture(path.read_bytes()) for path in photos[-50:]]
+        signals["copies"] = [AssetSignal(i, i, f"p{i}", signal, variant) for i, picture in enumerate(products)
+                             for variant, signal in matchers["copies"].encode_asset(picture)]  # fmt: skip
     if "keypoints" in matchers:
         crops = []
         for path in photos[:logo_count]:
@@ -289,11 +337,17 @@ def main() -> None:
     parser.add_argument("--projection-only", action="store_true", help="only the nightly-scan projection")
     parser.add_argument("--logos", type=int, default=1000, help="logos registered in the projection")
     parser.add_argument("--only-logos", action="store_true", help="only the logo matchers' cost")
+    parser.add_argument("--products", default="50,200", help="product photos registered for the copies matcher")
+    parser.add_argument("--only-copies", action="store_true", help="only the copies matcher's cost")
     args = parser.parse_args()
     photos = sorted(args.photos.glob("*.jpg"))
     datas = [path.read_bytes() for path in photos[: args.images]]
     if args.only_logos:
         logos(datas, photos[::-1], (100, 1000))
+        return
+    product_counts = tuple(int(n) for n in args.products.split(","))
+    if args.only_copies:
+        copies(datas[-60:], photos, product_counts)
         return
     if args.projection_only:
         projection(datas, photos[::-1], args.logos)
@@ -310,6 +364,7 @@ def main() -> None:
         hashing(large)
     search(args.hashes, 200, 8)
     logos(datas, photos[::-1], (100, 1000))
+    copies(datas[-60:], photos, product_counts)
     reading(datas)
     projection(datas, photos[::-1], args.logos)
 

@@ -91,6 +91,15 @@ def crop(image: Image.Image, left: float, top: float, right: float, bottom: floa
     return image.crop((round(w * left), round(h * top), round(w * (1 - right)), round(h * (1 - bottom))))
 
 
+def collage(tiles: list[Image.Image], cell: int = 280, gap: int = 6) -> Image.Image:
+    """A 2x2 sheet of ``tiles``, each cut to a square cell (a seller's "lot" photo)."""
+    sheet = Image.new("RGB", (2 * cell + 3 * gap, 2 * cell + 3 * gap), "white")
+    for number, tile in enumerate(tiles[:4]):
+        square = ImageOps.fit(tile, (cell, cell), Image.Resampling.LANCZOS)
+        sheet.paste(square, (gap + (number % 2) * (cell + gap), gap + (number // 2) * (cell + gap)))
+    return sheet
+
+
 def half(image: Image.Image) -> Image.Image:
     return image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS)
 
@@ -184,6 +193,19 @@ def main() -> None:
             "stickerz",
             jpeg(half(nike_logo_flat), images / "m-1006.jpg", 75),
             "reuse",
+        ),
+        # a cropped official photo inside a collage: no hash sees it, the copies matcher does
+        (
+            "m-1101",
+            "Lot of 4 items, mixed sizes",
+            15.0,
+            "lots-r-us",
+            jpeg(
+                collage([photo("moon"), crop(adidas[1], 0.25, 0.2, 0.1, 0.15), photo("gravel"), photo("brick")]),
+                images / "m-1101.jpg",
+                75,
+            ),
+            "collage",
         ),
         # what only words and prices give away (text and price evidence; weaker than a copied photo)
         (
@@ -310,7 +332,8 @@ def main() -> None:
         "trademarks of their owners). Photos: scikit-image sample images (CC0 / public domain). "
         "`listings/listings.csv` has a `demo_truth` column: `reuse` (a planted re-use of an official "
         "asset), `text` (only its words give it away), `printed` (the brand's name printed on its "
-        "photo) or `clean`. Three rows are bad on purpose "
+        "photo), `logo` (the brand's logo on something in an ordinary photo), `collage` (a "
+        "cropped official photo in a collage) or `clean`. Three rows are bad on purpose "
         "(a non-numeric price, a missing id, a corrupt photo) and end in the quarantine.\n",
         encoding="utf-8",
     )

@@ -1244,6 +1244,7 @@ def demo(ctx: typer.Context) -> None:
         ("text", "text- and price-only suspects"),
         ("printed", "listings with the brand name printed on the photo"),
         ("logo", "listings whose photo shows a registered logo"),
+        ("collage", "listings whose photo is a collage holding a cropped official photo"),
     ):
         if result.above_clean(kind):
             typer.echo(f"check: all {result.count(kind)} {label} rank above all {clean} clean listings")

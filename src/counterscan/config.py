@@ -46,11 +46,13 @@ class Settings:
     dhash_max_distance: int = 6
     pdq_max_distance: int = 32
     # Image matchers a scan runs. Empty (the default): chosen by what the brands registered, the
-    # hashes ("phash", "dhash") where they have product photos or logos, the logo matchers
+    # hashes ("phash", "dhash") and "copies" (product photos re-used turned, cropped, in a collage
+    # or a screenshot) where they have product photos, the hashes and the logo matchers
     # ("keypoints", ...) where they have logos, readers of brand names in photos where there are
     # brands. Or an explicit comma-separated list of "phash", "dhash", "pdq" (whole-image copies),
-    # "keypoints" (logos inside photos), "embedding", ...; "none" for none. Per image: pHash and
-    # dHash ~1.5 ms each (one shared decode), PDQ ~7 ms, keypoints ~50 ms, embeddings ~16 ms.
+    # "copies", "keypoints" (logos inside photos), "embedding", ...; "none" for none. Per image:
+    # pHash and dHash ~1.5 ms each (one shared decode), PDQ ~7 ms, copies ~100 ms, keypoints
+    # ~50 ms, embeddings ~16 ms.
     # A change re-scans the listings the changed matchers look at on the next scan.
     image_matchers: str = ""
     # Cosine similarity at or over which embeddings match (docs/matching.md), and an optional

@@ -28,7 +28,7 @@ class DemoResult:
     ranking: tuple[Suspect, ...]
     """Every scanned listing of the demo feed, best first (clean ones included)."""
     truth: dict[str, str]
-    """demo_truth per listing id: reuse, text or clean."""
+    """demo_truth per listing id: reuse, text, printed, logo, collage or clean."""
 
     def above_clean(self, kind: str) -> bool:
         """Whether every listing planted as ``kind`` (reuse, text) outranks every clean listing."""

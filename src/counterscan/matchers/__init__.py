@@ -61,6 +61,13 @@ def _hashes(name: str, max_distance: Callable[[Settings], int]) -> Callable[[Set
     return make
 
 
+def _copies(settings: Settings) -> ImageMatcher[AssetIndex]:
+    from counterscan.imaging.learned import LocalFeatureNetwork
+    from counterscan.matchers.copies import CopyMatcher
+
+    return CopyMatcher(LocalFeatureNetwork(threads=settings.scan_worker_threads), index_dir=settings.home / "index")
+
+
 def _keypoints(settings: Settings) -> ImageMatcher[AssetIndex]:
     from counterscan.matchers.keypoints import KeypointMatcher, KeypointOptions
 
@@ -96,6 +103,7 @@ IMAGE_MATCHERS: dict[str, Callable[[Settings], ImageMatcher[AssetIndex]]] = {
     "dhash": _hashes("dhash", lambda settings: settings.dhash_max_distance),
     "pdq": _hashes("pdq", lambda settings: settings.pdq_max_distance),
     "embedding": _embedding,
+    "copies": _copies,
     "keypoints": _keypoints,
     "ocr": _ocr,
     "shapes": _shapes,
@@ -124,6 +132,8 @@ MATCHER_RULES: dict[str, MatcherRule] = {
     "dhash": MatcherRule(_HASH_KINDS, settings=("dhash_max_distance",)),
     "pdq": MatcherRule(None, settings=("pdq_max_distance",)),
     "embedding": MatcherRule(None, settings=("embedding_min_similarity", "embedding_model")),
+    # Product photos copied into listing photos, whole or in part (XFeat points, checked geometrically).
+    "copies": MatcherRule(("product",)),
     "keypoints": MatcherRule(("logo",), settings=("keypoint_min_inliers", "keypoint_min_inlier_ratio")),
     # Reads brand names and counterfeit words printed in photos: needs no asset, only brands.
     "ocr": MatcherRule((), settings=("ocr_det_side", "ocr_max_lines", "ocr_min_confidence")),

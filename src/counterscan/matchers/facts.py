@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Family = Literal["hash", "logo", "embedding", "photo-text", "text", "context"]
-"""hash: a whole-image copy; logo: a brand's logo inside a photo; embedding: a photo that looks
+Family = Literal["hash", "copy", "logo", "embedding", "photo-text", "text", "context"]
+"""hash: a whole-image copy; copy: an asset photo copied whole or in part into a photo (turned,
+cropped, in a collage), checked geometrically; logo: a brand's logo inside a photo; embedding: a photo that looks
 like an asset; photo-text: words read in a photo; text: a listing's words; context: price and
 seller history, which only weigh beside other evidence."""
 
@@ -30,7 +31,7 @@ class MatcherFacts:
     def settles_picture(self) -> bool:
         """Its evidence is the brand's picture in the listing's photo (a copy, a logo, a likeness):
         what a takedown notice leads with, before words or a price."""
-        return self.family in ("hash", "logo", "embedding")
+        return self.family in ("hash", "copy", "logo", "embedding")
 
 
 MATCHER_FACTS: dict[str, MatcherFacts] = {
@@ -40,6 +41,7 @@ MATCHER_FACTS: dict[str, MatcherFacts] = {
         MatcherFacts("dhash", "hash", hash_bits=64),
         MatcherFacts("pdq", "hash", hash_bits=256),
         MatcherFacts("embedding", "embedding", costly=True),
+        MatcherFacts("copies", "copy", costly=True),
         MatcherFacts("keypoints", "logo", costly=True),
         MatcherFacts("ocr", "photo-text", costly=True),
         MatcherFacts("shapes", "logo", costly=True),

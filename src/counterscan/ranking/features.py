@@ -3,7 +3,7 @@
 | feature | meaning |
 |---|---|
 | image_copy | best whole-image hash confidence: pHash, dHash or PDQ (0 when no copy found) |
-| copied_images | number of listing images that are near-copies of an asset |
+| copied_images | number of listing images that are near-copies of an asset (a hash or a verified copy) |
 | logo | best confidence of a logo found inside a listing photo (keypoints) |
 | embedding | best embedding confidence |
 | brand_mention | the brand is named (honestly) |
@@ -19,6 +19,7 @@
 | photo_words | best confidence of the brand name (honest, disguised, look-alike) read in a photo (OCR) |
 | photo_counterfeit_terms | counterfeit vocabulary read in a photo that also names the brand (OCR) |
 | logo_and_words | logo seen (keypoints, shapes) and name read (OCR) in one photo: noisy-OR of both; else 0 |
+| photo_copy | best confidence of a product photo copied whole or in part into a listing photo (copies) |
 """
 
 from __future__ import annotations
@@ -51,8 +52,11 @@ FEATURES = (
     "photo_words",
     "photo_counterfeit_terms",
     "logo_and_words",
+    "photo_copy",
 )
 HASH_MATCHERS = of_family("hash")
+COPY_MATCHERS = of_family("copy")
+"""Matchers that find an asset photo copied into part of a listing photo, checked geometrically."""
 LOGO_MATCHERS = of_family("logo")
 """Matchers that see a brand's logo inside a photo."""
 _SIGNAL_FEATURES = {
@@ -108,6 +112,10 @@ def feature_row(
         signal = str(item.details.get("signal", ""))
         if item.matcher in HASH_MATCHERS:
             values["image_copy"] = max(values["image_copy"], item.score)
+            if item.image_sha256:
+                copied_images.add(item.image_sha256)
+        elif item.matcher in COPY_MATCHERS:
+            values["photo_copy"] = max(values["photo_copy"], item.score)
             if item.image_sha256:
                 copied_images.add(item.image_sha256)
         elif item.matcher == "keypoints":
