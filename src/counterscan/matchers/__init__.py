@@ -74,6 +74,16 @@ def _keypoints(settings: Settings) -> ImageMatcher[AssetIndex]:
     )
 
 
+def _marks(settings: Settings) -> ImageMatcher[AssetIndex]:
+    from counterscan.imaging.learned import LocalFeatureNetwork
+    from counterscan.matchers.marks import MarkMatcher, MarkOptions
+
+    return MarkMatcher(
+        LocalFeatureNetwork(threads=settings.scan_worker_threads),
+        MarkOptions(min_similarity=settings.mark_min_similarity, min_inliers=settings.mark_min_inliers),
+    )
+
+
 def _ocr(settings: Settings) -> ImageMatcher[AssetIndex]:
     from counterscan.matchers.ocr import OcrMatcher
     from counterscan.matchers.ocr_engine import ReaderOptions, TextReader
@@ -102,6 +112,7 @@ IMAGE_MATCHERS: dict[str, Callable[[Settings], ImageMatcher[AssetIndex]]] = {
     "pdq": _hashes("pdq", lambda settings: settings.pdq_max_distance),
     "embedding": _embedding,
     "keypoints": _keypoints,
+    "marks": _marks,
     "ocr": _ocr,
     "shapes": _shapes,
 }
@@ -129,7 +140,10 @@ MATCHER_RULES: dict[str, MatcherRule] = {
     "dhash": MatcherRule(_HASH_KINDS, settings=("dhash_max_distance",)),
     "pdq": MatcherRule(None, settings=("pdq_max_distance",)),
     "embedding": MatcherRule(None, settings=("embedding_min_similarity", "embedding_model")),
-    "keypoints": MatcherRule(("logo",), settings=("keypoint_min_inliers", "keypoint_min_inlier_ratio")),
+    # Version 2: inliers counted as distinct points, degenerate homographies refused.
+    "keypoints": MatcherRule(("logo",), settings=("keypoint_min_inliers", "keypoint_min_inlier_ratio"), version="2"),
+    # Brand marks (flat ones included) by learned local features, beside the keypoints.
+    "marks": MatcherRule(("logo",), settings=("mark_min_similarity", "mark_min_inliers")),
     # Reads brand names and counterfeit words printed in photos: needs no asset, only brands.
     "ocr": MatcherRule((), settings=("ocr_det_side", "ocr_max_lines", "ocr_min_confidence")),
     # Flat logos by their silhouette, beside the keypoints.
