@@ -239,15 +239,17 @@ def projection(datas: list[bytes], photos: list[Path], logo_count: int, count: i
     names = default_matchers({"product", "logo"})
     matchers = {name: IMAGE_MATCHERS[name](settings) for name in names}
     signals: dict[str, list[AssetSignal]] = {}
-    if "keypoints" in matchers:
-        crops = []
-        for path in photos[:logo_count]:
-            image = Image.open(path).convert("RGB")
-            w, h = image.size
-            buffer = io.BytesIO()
-            image.crop((w // 4, h // 4, 3 * w // 4, 3 * h // 4)).save(buffer, "PNG")
-            crops.append(matchers["keypoints"].encode_asset(as_picture(buffer.getvalue()))[0][1])
-        signals["keypoints"] = [AssetSignal(i, i, f"b{i}", s) for i, s in enumerate(crops)]
+    crops = []
+    for path in photos[:logo_count]:
+        image = Image.open(path).convert("RGB")
+        w, h = image.size
+        buffer = io.BytesIO()
+        image.crop((w // 4, h // 4, 3 * w // 4, 3 * h // 4)).save(buffer, "PNG")
+        crops.append(buffer.getvalue())
+    for name, matcher in matchers.items():
+        if "logo" in matcher.asset_kinds:  # the logo matchers (keypoints, marks, shapes) against the crops
+            encoded = [matcher.encode_asset(as_picture(crop))[0][1] for crop in crops]
+            signals[name] = [AssetSignal(i, i, f"b{i}", s) for i, s in enumerate(encoded)]
     indexes = {name: matcher.build_index(signals.get(name, [])) for name, matcher in matchers.items()}
     spent = {name: [] for name in ["decode", *names]}  # type: dict[str, list[float]]
     for data in datas[:count]:

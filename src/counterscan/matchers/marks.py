@@ -38,11 +38,15 @@ MIN_SIDE = 40
 PAD_SHARE = 0.1
 NEIGHBOURS = 8
 CANDIDATES = 8
+"""Mark views (asset and variant) checked geometrically per photo, the best-voted first ..."""
+PER_BRAND = 3
+"""... and at most this many of one brand."""
 RANSAC_PIXELS = 5.0
 """RANSAC's reprojection tolerance in the pixels the network saw the photo at."""
 MIN_AREA = 24.0 * 24.0
 """A mark's box in the photo covers at least this many pixels (smaller: too few points to tell)."""
 MARK_DISTINCT = 0.02
+"""On the mark's side, points closer than this share of its longest side are one point."""
 MAX_AREA_RATIO = 1.5
 """A logo's box may run a little past the photo's edges, not be much larger than the photo."""
 _FORMAT = 1
@@ -199,9 +203,15 @@ class MarkMatcher:
         rows, matched, owners = rows[first], matched[first], owners[first]
         votes = np.bincount(owners, minlength=len(index))
         best: dict[int, Evidence] = {}
-        for number in np.argsort(-votes)[:CANDIDATES]:
-            if votes[number] < self.options.min_inliers:
+        tried: dict[int, int] = {}
+        for number in np.argsort(-votes, kind="stable"):
+            if votes[number] < self.options.min_inliers or sum(tried.values()) >= CANDIDATES:
                 break
+            # A few views per brand, so that a brand with many assets cannot crowd out the others.
+            brand_id = index.assets[number][0].brand_id
+            if tried.get(brand_id, 0) >= PER_BRAND:
+                continue
+            tried[brand_id] = tried.get(brand_id, 0) + 1
             chosen = owners == number
             signal, mark = index.assets[number]
             inliers, region = self._verify(index.points[matched[chosen]], photo.points[rows[chosen]], mark, photo)
