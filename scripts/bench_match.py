@@ -287,15 +287,17 @@ def projection(datas: list[bytes], photos: list[Path], logo_count: int, count: i
         products = [as_picture(path.read_bytes()) for path in photos[-50:]]
         signals["copies"] = [AssetSignal(i, i, f"p{i}", signal, variant) for i, picture in enumerate(products)
                              for variant, signal in matchers["copies"].encode_asset(picture)]  # fmt: skip
-    if "keypoints" in matchers:
-        crops = []
-        for path in photos[:logo_count]:
-            image = Image.open(path).convert("RGB")
-            w, h = image.size
-            buffer = io.BytesIO()
-            image.crop((w // 4, h // 4, 3 * w // 4, 3 * h // 4)).save(buffer, "PNG")
-            crops.append(matchers["keypoints"].encode_asset(as_picture(buffer.getvalue()))[0][1])
-        signals["keypoints"] = [AssetSignal(i, i, f"b{i}", s) for i, s in enumerate(crops)]
+    crops = []
+    for path in photos[:logo_count]:
+        image = Image.open(path).convert("RGB")
+        w, h = image.size
+        buffer = io.BytesIO()
+        image.crop((w // 4, h // 4, 3 * w // 4, 3 * h // 4)).save(buffer, "PNG")
+        crops.append(buffer.getvalue())
+    for name, matcher in matchers.items():
+        if "logo" in matcher.asset_kinds:  # the logo matchers (keypoints, marks, shapes) against the crops
+            encoded = [matcher.encode_asset(as_picture(crop))[0][1] for crop in crops]
+            signals[name] = [AssetSignal(i, i, f"b{i}", s) for i, s in enumerate(encoded)]
     indexes = {name: matcher.build_index(signals.get(name, [])) for name, matcher in matchers.items()}
     spent = {name: [] for name in ["decode", *names]}  # type: dict[str, list[float]]
     for data in datas[:count]:

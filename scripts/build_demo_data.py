@@ -86,6 +86,21 @@ def worn(image: Image.Image, mark: Image.Image, angle: float) -> Image.Image:
     return base.convert("RGB")
 
 
+def product_shot(mark: Image.Image, width: int) -> Image.Image:
+    """A product photographed on a plain grey backdrop (a tote bag with a one-colour mark printed on
+    it, head-on): the flat mark has no texture or corners for SIFT, only its outline."""
+    rng = np.random.default_rng(7)
+    backdrop = np.linspace(150, 118, 480)[:, None, None] + rng.normal(0, 3, (480, 640, 1))
+    base = Image.fromarray(np.clip(np.broadcast_to(backdrop, (480, 640, 3)), 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(base)
+    draw.rounded_rectangle((150, 90, 490, 440), radius=28, fill=(214, 208, 196))
+    draw.arc((240, 10, 400, 170), 200, 340, fill=(60, 55, 50), width=9)
+    mark = mark.resize((width, round(mark.height * width / mark.width)), Image.Resampling.LANCZOS)
+    canvas = base.convert("RGBA")
+    canvas.alpha_composite(mark, (320 - mark.width // 2, 265 - mark.height // 2))
+    return canvas.convert("RGB")
+
+
 def crop(image: Image.Image, left: float, top: float, right: float, bottom: float) -> Image.Image:
     w, h = image.size
     return image.crop((round(w * left), round(h * top), round(w * (1 - right)), round(h * (1 - bottom))))
@@ -244,6 +259,15 @@ def main() -> None:
             jpeg(worn(photo("clock"), logo(args.shared, "puma", 400), 9.0), images / "m-2201.jpg", 82),
             "logo",
         ),
+        # a flat one-colour mark on a product shot on a plain backdrop, nothing else to go on
+        (
+            "m-2202",
+            "Tote bag, new with tags",
+            15.0,
+            "bagz",
+            jpeg(product_shot(logo(args.shared, "nike", 400), 200), images / "m-2202.jpg", 85),
+            "logo",
+        ),
         # an honest second-hand listing that names the brand at a fair price
         (
             "m-3002",
@@ -332,7 +356,7 @@ def main() -> None:
         "trademarks of their owners). Photos: scikit-image sample images (CC0 / public domain). "
         "`listings/listings.csv` has a `demo_truth` column: `reuse` (a planted re-use of an official "
         "asset), `text` (only its words give it away), `printed` (the brand's name printed on its "
-        "photo), `logo` (the brand's logo on something in an ordinary photo), `collage` (a "
+        "photo), `logo` (the brand's logo on something in an ordinary photo or a product shot), `collage` (a "
         "cropped official photo in a collage) or `clean`. Three rows are bad on purpose "
         "(a non-numeric price, a missing id, a corrupt photo) and end in the quarantine.\n",
         encoding="utf-8",

@@ -8,10 +8,13 @@ logo is added where simple-icons or gilbarbara-logos (beside ``--data``) has one
 of the training set is a positive for its brand, and real photos with no logo (scikit-image's and
 scikit-learn's samples) are negatives. The logo matchers a default scan runs (``--matchers`` to
 choose others) each look at every photo; a photo counts as detected when the best evidence of all
-of them names its brand; a detection naming another brand, or any detection on a negative, is a
-false positive. Metrics are printed for all positives and for the even- and odd-numbered halves
-(settings were chosen on the even half only), for each matcher alone and together, with each
-brand's recall and each matcher's cost per photo. ``--cache`` keeps each matcher's evidence per
+of them names its brand (together: the brand the cold-start scorer ranks first, from all their
+evidence, as a scan scores a listing); a detection naming another brand, or any detection on a
+negative, is a false positive. Metrics are printed for all positives and for the even- and odd-numbered halves
+(settings were chosen on the even half only), for each matcher alone and together: precision and
+recall of every detection, AP, the best recall at precision 0.98 or more, and how many of the 50
+highest-scoring detections name the right brand; then each brand's recall and each matcher's
+cost per photo. ``--cache`` keeps each matcher's evidence per
 photo in a folder so that a change to one matcher re-runs only that one.
 
     python scripts/eval_logos.py --ocr [--limit N]
@@ -43,6 +46,7 @@ from counterscan.matchers import IMAGE_MATCHERS, AssetIndex, ImageMatcher, defau
 from counterscan.matchers.ocr import READ_SIDE, OcrMatcher, read_picture
 from counterscan.matchers.ocr_engine import ReaderOptions, TextReader
 from counterscan.ranking.metrics import average_precision
+from counterscan.ranking.ranker import cold_start_scores
 from counterscan.records import AssetSignal, Brand, Evidence
 from counterscan.registry.uploads import rasterise_svg
 
@@ -96,8 +100,17 @@ def report(label: str, truth: list[str | None], predicted: list[str | None], sco
     # AP over positives: ranked by score, a hit counts only when it names the right brand.
     ap = average_precision(scores, [int(c) for c in correct]) * recall
     on_negatives = sum(1 for p, t in zip(predicted, truth, strict=True) if t is None and p is not None)
+    order = sorted((i for i, p in enumerate(predicted) if p is not None), key=lambda i: -scores[i])
+    hits = np.cumsum([correct[i] for i in order]) if order else np.zeros(0)
+    precise = [hits[k] for k in range(len(order)) if hits[k] / (k + 1) >= PRECISE]
+    top = sum(correct[i] for i in order[:TOP])
     print(f"  {label:32} precision {precision:.3f}  recall {recall:.3f}  AP {ap:.3f}  "
-          f"detections on no-logo photos {on_negatives}")  # fmt: skip
+          f"recall@P{PRECISE} {max(precise, default=0) / max(1, positives):.3f}  "
+          f"top {TOP} right {top}/{min(TOP, len(order))}  detections on no-logo photos {on_negatives}")  # fmt: skip
+
+
+PRECISE = 0.98
+TOP = 50
 
 
 def best(found: Found) -> tuple[list[str | None], list[float]]:
@@ -105,9 +118,20 @@ def best(found: Found) -> tuple[list[str | None], list[float]]:
     return [f[0].brand if f else None for f in found], [f[0].score if f else 0.0 for f in found]
 
 
-def together(*found: Found) -> Found:
-    merged = ([e for matcher in per_photo for e in matcher] for per_photo in zip(*found, strict=True))
-    return [sorted(evidence, key=lambda e: -e.score) for evidence in merged]
+def together(*found: Found) -> tuple[list[str | None], list[float]]:
+    """Each photo's verdict from every matcher's evidence, scored as a scan scores a listing."""
+    predicted: list[str | None] = []
+    scores: list[float] = []
+    for per_photo in zip(*found, strict=True):
+        evidence = [e for matcher in per_photo for e in matcher]
+        ranked = cold_start_scores(evidence)
+        if not ranked or ranked[0].best is None:
+            predicted.append(None)
+            scores.append(0.0)
+            continue
+        predicted.append(evidence[ranked[0].best].brand)
+        scores.append(ranked[0].score)
+    return predicted, scores
 
 
 def load_assets(data: Path, per_brand: int, seed: int, use_official: bool) -> tuple[
@@ -201,11 +225,10 @@ def main() -> None:
     count = len(photos)
     print(f"positives: {count} photos, negatives: {len(pictures) - count} no-logo photos")
     truth: list[str | None] = [brand_of[name] for name in photos] + [None] * (len(pictures) - count)
-    verdicts = {name: found for name, (found, _t) in results.items()}
+    verdicts = {name: best(found) for name, (found, _t) in results.items()}
     if len(results) > 1:
         verdicts[" + ".join(results)] = together(*(found for found, _t in results.values()))
-    for label, found in verdicts.items():
-        predicted, scores = best(found)
+    for label, (predicted, scores) in verdicts.items():
         print(f"{label}:")
         for part, rows in (("all", slice(None)), ("even half (settings chosen here)", slice(0, None, 2)),
                            ("odd half (not looked at)", slice(1, None, 2))):  # fmt: skip
@@ -216,8 +239,7 @@ def main() -> None:
     print(f"  {'brand':10} {'photos':>6}  " + "  ".join(f"{label[:22]:>22}" for label in verdicts))
     for brand in brands:
         cells = []
-        for found in verdicts.values():
-            predicted, _scores = best(found)
+        for predicted, _scores in verdicts.values():
             halves = []
             for start in (0, 1):
                 members = [i for i in range(start, count, 2) if truth[i] == brand]

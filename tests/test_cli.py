@@ -333,7 +333,7 @@ def test_demo_ranks_planted_reuses_above_clean_listings(sqlite_cli: Cli) -> None
     assert "check: all 6 planted re-uses rank above all 13 clean listings" in result.stdout
     assert "check: all 4 text- and price-only suspects rank above all 13 clean listings" in result.stdout
     assert "check: all 1 listings with the brand name printed on the photo rank above all 13 clean" in result.stdout
-    assert "check: all 1 listings whose photo shows a registered logo rank above all 13 clean" in result.stdout
+    assert "check: all 2 listings whose photo shows a registered logo rank above all 13 clean" in result.stdout
     assert "check: all 1 listings whose photo is a collage holding a cropped official photo rank above" in result.stdout
     assert "price 'cheap!' is not a number" in result.stdout
 

@@ -68,7 +68,7 @@ def test_finds_a_logo_printed_in_a_photo_with_its_region(
     centre = region.mean(axis=0)
     # The outline lands on the printed logo (within a few pixels of where it was put).
     assert 40 < centre[0] < 40 + width + 30 and 30 < centre[1] < 30 + width + 30
-    assert found[0].details["inliers"] >= 12 and "geometrically consistent" in found[0].reason
+    assert found[0].details["inliers"] >= 12 and "distinct points agree" in found[0].reason
 
 
 @pytest.mark.slow

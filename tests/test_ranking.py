@@ -14,10 +14,11 @@ from PIL import Image
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from counterscan.config import Settings
+from counterscan.matchers.outline import inlier_confidence
 from counterscan.ranking.features import FEATURES, feature_row
 from counterscan.ranking.labelled import LabelledSet, build
 from counterscan.ranking.metrics import average_precision, per_brand, precision_at_k
-from counterscan.ranking.ranker import Ranker
+from counterscan.ranking.ranker import Ranker, cold_start_score, cold_start_scores
 from counterscan.records import Evidence, Listing
 from tests.conftest import Cli
 
@@ -47,6 +48,35 @@ def test_features_table() -> None:
     assert 0 < row["listing_age_days"] <= 365
     empty = dict(zip(FEATURES, feature_row(Listing(source="s", listing_id="2"), []), strict=True))
     assert empty == {name: 1.0 if name == "price_ratio" else 0.0 for name in FEATURES}
+
+
+def _found(matcher: str, brand_id: int, inliers: int, photo: str) -> Evidence:
+    return Evidence(
+        matcher,
+        brand_id,
+        f"B{brand_id}",
+        inlier_confidence(inliers),
+        "r",
+        image_sha256=photo,
+        details={"inliers": inliers},
+    )
+
+
+def test_local_feature_points_add_up_in_one_photo_only() -> None:
+    """RootSIFT and XFeat see different points of a mark: found in the same photo, their agreeing
+    points add up to more than either; in two photos they do not (nor does one matcher twice)."""
+    sift, xfeat = _found("keypoints", 1, 12, "a"), _found("marks", 1, 14, "a")
+    alone = max(cold_start_score([sift]).score, cold_start_score([xfeat]).score)
+    both = cold_start_score([sift, xfeat]).score
+    assert both > alone
+    assert both == cold_start_score([_found("marks", 1, 26, "a")]).score
+    assert cold_start_score([sift, _found("marks", 1, 14, "b")]).score < both
+    assert cold_start_score([xfeat, _found("marks", 1, 12, "a")]).score == cold_start_score([xfeat]).score
+    listing = Listing(source="s", listing_id="1")
+    assert dict(zip(FEATURES, feature_row(listing, [sift, xfeat]), strict=True))["logo"] == both
+    # A weaker rival brand in the same photo neither gains from the other's points nor wins.
+    ranked = cold_start_scores([sift, xfeat, _found("marks", 2, 16, "a")])
+    assert [score.brand_id for score in ranked] == [1, 2] and ranked[1].score < ranked[0].score
 
 
 def test_metrics() -> None:

@@ -62,6 +62,11 @@ class Settings:
     # Logos inside photos (the "keypoints" image matcher): RANSAC inliers and inlier share needed.
     keypoint_min_inliers: int = 8
     keypoint_min_inlier_ratio: float = 0.05
+    # Brand marks inside photos by learned local features (the "marks" image matcher, XFeat): the
+    # cosine similarity two descriptors need to match, and the distinct photo points that must agree
+    # with one plausible homography for a mark to count as found.
+    mark_min_similarity: float = 0.82
+    mark_min_inliers: int = 8
     # Words read in listing photos (the "ocr" image matcher, PP-OCRv4 through rapidocr-onnxruntime):
     # the detector's input size (longest side, px), how many text boxes are recognised at most (the
     # tallest first), and the recognition confidence a line needs. Cost per photo grows with the

@@ -76,6 +76,16 @@ def _keypoints(settings: Settings) -> ImageMatcher[AssetIndex]:
     )
 
 
+def _marks(settings: Settings) -> ImageMatcher[AssetIndex]:
+    from counterscan.imaging.learned import LocalFeatureNetwork
+    from counterscan.matchers.marks import MarkMatcher, MarkOptions
+
+    return MarkMatcher(
+        LocalFeatureNetwork(threads=settings.scan_worker_threads),
+        MarkOptions(min_similarity=settings.mark_min_similarity, min_inliers=settings.mark_min_inliers),
+    )
+
+
 def _ocr(settings: Settings) -> ImageMatcher[AssetIndex]:
     from counterscan.matchers.ocr import OcrMatcher
     from counterscan.matchers.ocr_engine import ReaderOptions, TextReader
@@ -105,6 +115,7 @@ IMAGE_MATCHERS: dict[str, Callable[[Settings], ImageMatcher[AssetIndex]]] = {
     "embedding": _embedding,
     "copies": _copies,
     "keypoints": _keypoints,
+    "marks": _marks,
     "ocr": _ocr,
     "shapes": _shapes,
 }
@@ -134,7 +145,10 @@ MATCHER_RULES: dict[str, MatcherRule] = {
     "embedding": MatcherRule(None, settings=("embedding_min_similarity", "embedding_model")),
     # Product photos copied into listing photos, whole or in part (XFeat points, checked geometrically).
     "copies": MatcherRule(("product",)),
-    "keypoints": MatcherRule(("logo",), settings=("keypoint_min_inliers", "keypoint_min_inlier_ratio")),
+    # Version 2: inliers counted as distinct points, degenerate homographies refused.
+    "keypoints": MatcherRule(("logo",), settings=("keypoint_min_inliers", "keypoint_min_inlier_ratio"), version="2"),
+    # Brand marks (flat ones included) by learned local features, beside the keypoints.
+    "marks": MatcherRule(("logo",), settings=("mark_min_similarity", "mark_min_inliers")),
     # Reads brand names and counterfeit words printed in photos: needs no asset, only brands.
     "ocr": MatcherRule((), settings=("ocr_det_side", "ocr_max_lines", "ocr_min_confidence")),
     # Flat logos by their silhouette, beside the keypoints.

@@ -23,6 +23,10 @@ class MatcherFacts:
     family: Family
     hash_bits: int | None = None
     """The width of one hash (hash matchers only): a partner may send it as hex."""
+    counts_points: bool = False
+    """Its evidence is a logo found by local features, ``details["inliers"]`` the distinct points
+    agreeing with one plausible homography: such counts from several matchers, in one photo and
+    for one brand, add up (they see different points of the mark)."""
     costly: bool = False
     """Costs far more per image than a hash: on a time budget it runs in the order cheap evidence
     suggests and what it did not reach is carried to the next scan."""
@@ -42,7 +46,8 @@ MATCHER_FACTS: dict[str, MatcherFacts] = {
         MatcherFacts("pdq", "hash", hash_bits=256),
         MatcherFacts("embedding", "embedding", costly=True),
         MatcherFacts("copies", "copy", costly=True),
-        MatcherFacts("keypoints", "logo", costly=True),
+        MatcherFacts("keypoints", "logo", counts_points=True, costly=True),
+        MatcherFacts("marks", "logo", counts_points=True, costly=True),
         MatcherFacts("ocr", "photo-text", costly=True),
         MatcherFacts("shapes", "logo", costly=True),
         MatcherFacts("text", "text"),
@@ -57,6 +62,11 @@ MATCHER_FACTS: dict[str, MatcherFacts] = {
 def of_family(family: Family) -> frozenset[str]:
     """The names of the matchers of one family."""
     return frozenset(name for name, facts in MATCHER_FACTS.items() if facts.family == family)
+
+
+def counting_points() -> frozenset[str]:
+    """The matchers whose logo evidence counts agreeing points (``MatcherFacts.counts_points``)."""
+    return frozenset(name for name, facts in MATCHER_FACTS.items() if facts.counts_points)
 
 
 def hash_bits(name: str) -> int:

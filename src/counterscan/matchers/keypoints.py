@@ -21,8 +21,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from counterscan.imaging.decode import Picture
+from counterscan.matchers.geometry import Plausible, distinct_points, verify_homography
 from counterscan.matchers.index import load_derived, save_derived, signals_digest
-from counterscan.matchers.outline import Region, logo_corners, logo_evidence
+from counterscan.matchers.outline import MIN_INSIDE, Region, inlier_confidence, inside_share, logo_evidence
 from counterscan.records import AssetKind, AssetSignal, Brand, Evidence
 
 ASSET_SCALES = (160, 320, 640)
@@ -38,6 +39,12 @@ MIN_VOTES = 8
 NEIGHBOURS = 16
 
 CANDIDATES = 5
+RANSAC_PIXELS = 6.0
+"""RANSAC's reprojection tolerance in the pixels SIFT saw the photo at."""
+MIN_AREA = 100.0
+LOGO_DISTINCT = 0.02
+MAX_AREA_RATIO = 1.5
+"""A logo's box may run a little past the photo's edges, not be much larger than the photo."""
 _FORMAT = 2
 
 
@@ -235,26 +242,41 @@ class KeypointMatcher:
             if votes[number] < MIN_VOTES:
                 break
             chosen = owners == number
-            verdict = self._verify(index, number, photo.points[query_rows[chosen]], index.points[matched[chosen]])
+            verdict = self._verify(
+                index, number, photo, photo.points[query_rows[chosen]], index.points[matched[chosen]]
+            )
 
             if verdict is not None:
                 found.append(self._evidence(index.assets[number][0], sha256, int(votes[number]), *verdict))
         return sorted(found, key=lambda item: -item.score)
 
     def _verify(
-        self, index: LogoIndex, number: int, photo_points: np.ndarray, logo_points: np.ndarray
+        self, index: LogoIndex, number: int, photo: Features, photo_points: np.ndarray, logo_points: np.ndarray
     ) -> tuple[int, Region] | None:
-        homography, mask = cv2.findHomography(logo_points, photo_points, cv2.RANSAC, 6.0)
-        if homography is None or mask is None:
-            return None
-        inliers = int(mask.sum())
-        if inliers < self.options.min_inliers or inliers / len(mask) < self.options.min_inlier_ratio:
-            return None
+        """Distinct points agreeing with a plausible homography from the logo into the photo (the
+        shared geometric check: a degenerate homography that squashes the logo onto a few points is
+        refused), and the logo's outline in the photo."""
         features = index.assets[number][1]
-        quad = cv2.perspectiveTransform(logo_corners(features.width, features.height, np.float32)[None], homography)[0]
-        if not _plausible(quad, features.width, features.height):
+        plausible = Plausible(min_inliers=self.options.min_inliers, min_area=MIN_AREA, max_area_ratio=MAX_AREA_RATIO)
+        found = verify_homography(
+            logo_points,
+            photo_points,
+            (features.width, features.height),
+            (photo.width, photo.height),
+            threshold=RANSAC_PIXELS * max(1.0, max(photo.width, photo.height) / LISTING_SIDE),
+            plausible=plausible,
+        )
+        if found is None or inside_share(found.quad, photo.width, photo.height) < MIN_INSIDE:
             return None
-        return inliers, quad.round(1).tolist()
+        # The logo is described at several sizes and tilts: one of its points comes back several
+        # times a pixel or so apart, and counts once.
+        inliers = min(
+            found.inliers,
+            distinct_points(logo_points[found.inlier_mask], (features.width, features.height), LOGO_DISTINCT),
+        )
+        if inliers < self.options.min_inliers or inliers / len(logo_points) < self.options.min_inlier_ratio:
+            return None
+        return inliers, found.region()
 
     def _evidence(self, asset: AssetSignal, sha256: str, votes: int, inliers: int, quad: Region) -> Evidence:
         return logo_evidence(
@@ -262,23 +284,8 @@ class KeypointMatcher:
             asset,
             sha256,
             distance=float(-inliers),
-            score=round(0.55 + 0.4 * min(1.0, inliers / 40), 4),
-            how=f": {inliers} geometrically consistent matches",
+            score=inlier_confidence(inliers),
+            how=f" by its SIFT keypoints: {inliers} distinct points agree with one view of the logo",
             details={"inliers": inliers, "votes": votes},
             region=quad,
         )
-
-
-def _plausible(quad: np.ndarray, width: int, height: int) -> bool:
-    """A convex outline, not folded or collapsed, whose sides keep roughly the logo's proportions."""
-    if not cv2.isContourConvex(quad.astype(np.float32)):
-        return False
-    area = cv2.contourArea(quad.astype(np.float32))
-    if area < 100:
-        return False
-    sides = np.linalg.norm(quad - np.roll(quad, -1, axis=0), axis=1)
-    if sides.min() < 5:
-        return False
-    aspect = (sides[0] + sides[2]) / max(1e-6, sides[1] + sides[3])
-    expected = width / max(1, height)
-    return bool(0.33 < aspect / expected < 3.0)

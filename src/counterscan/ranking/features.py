@@ -4,7 +4,7 @@
 |---|---|
 | image_copy | best whole-image hash confidence: pHash, dHash or PDQ (0 when no copy found) |
 | copied_images | number of listing images that are near-copies of an asset (a hash or a verified copy) |
-| logo | best confidence of a logo found inside a listing photo (keypoints) |
+| logo | best confidence of a logo found inside a photo by local features (keypoints + marks points per photo) |
 | embedding | best embedding confidence |
 | brand_mention | the brand is named (honestly) |
 | disguised | the brand name is disguised (homoglyphs, leetspeak) |
@@ -30,8 +30,9 @@ from datetime import UTC, datetime
 import numpy as np
 
 from counterscan.matchers.context import QUIET_SIGNALS as _QUIET_SIGNALS
-from counterscan.matchers.facts import of_family
+from counterscan.matchers.facts import counting_points, of_family
 from counterscan.matchers.ocr import PHOTO_SCORES
+from counterscan.matchers.outline import inlier_confidence
 from counterscan.records import Evidence, Listing
 
 FEATURES = (
@@ -59,6 +60,8 @@ COPY_MATCHERS = of_family("copy")
 """Matchers that find an asset photo copied into part of a listing photo, checked geometrically."""
 LOGO_MATCHERS = of_family("logo")
 """Matchers that see a brand's logo inside a photo."""
+POINT_MATCHERS = counting_points()
+"""Logo matchers whose evidence counts agreeing points (RootSIFT keypoints, XFeat marks)."""
 _SIGNAL_FEATURES = {
     "brand-mention": "brand_mention",
     "disguised-brand": "disguised",
@@ -77,6 +80,24 @@ def _age_days(listing: Listing, now: datetime) -> float:
     if observed.tzinfo is None:
         observed = observed.replace(tzinfo=UTC)
     return float(min(365.0, max(0.0, (now - observed).total_seconds() / 86400)))
+
+
+def points_per_photo(evidence: Sequence[Evidence]) -> dict[tuple[int, str], float]:
+    """Per (brand, photo) where local features found the brand's logo: the confidence of the
+    agreeing points of every such matcher added up (each matcher's best in that photo). RootSIFT
+    sees lettering and texture, XFeat flat marks: the sum separates logos from chance better than
+    either count alone, so a mark both see is surer than one either sees."""
+    best: dict[tuple[int, str, str], int] = {}
+    for item in evidence:
+        if item.matcher in POINT_MATCHERS and item.image_sha256 is not None:
+            inliers = item.details.get("inliers")
+            if isinstance(inliers, int | float):
+                key = (item.brand_id, item.image_sha256, item.matcher)
+                best[key] = max(best.get(key, 0), int(inliers))
+    summed: dict[tuple[int, str], int] = {}
+    for (brand_id, photo, _matcher), inliers in best.items():
+        summed[brand_id, photo] = summed.get((brand_id, photo), 0) + inliers
+    return {key: inlier_confidence(total) for key, total in summed.items()}
 
 
 def same_photo(evidence: Sequence[Evidence]) -> dict[tuple[int, str], float]:
@@ -118,7 +139,7 @@ def feature_row(
             values["photo_copy"] = max(values["photo_copy"], item.score)
             if item.image_sha256:
                 copied_images.add(item.image_sha256)
-        elif item.matcher == "keypoints":
+        elif item.matcher in POINT_MATCHERS:
             values["logo"] = max(values["logo"], item.score)
         elif item.matcher == "embedding":
             values["embedding"] = max(values["embedding"], item.score)
@@ -136,6 +157,13 @@ def feature_row(
             values["photo_words"] = max(values["photo_words"], item.score / PHOTO_SCORES.get(signal, 1.0))
         elif item.matcher == "seller":
             values["seller_confirmed"] = min(10.0, float(item.details.get("confirmed", 0)))
+    values["logo"] = max(
+        values["logo"],
+        max(
+            (sure for (owner, _photo), sure in points_per_photo(evidence).items() if brand_id in (None, owner)),
+            default=0.0,
+        ),
+    )
     values["logo_and_words"] = max(
         (both for (owner, _photo), both in same_photo(evidence).items() if brand_id is None or owner == brand_id),
         default=0.0,

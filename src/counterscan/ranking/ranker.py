@@ -16,7 +16,7 @@ from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from counterscan.matchers.facts import MATCHER_FACTS
-from counterscan.ranking.features import same_photo
+from counterscan.ranking.features import POINT_MATCHERS, points_per_photo, same_photo
 from counterscan.records import Evidence
 
 SAME_PHOTO_BONUS = 0.5
@@ -39,7 +39,13 @@ def headline_key(evidence: Evidence) -> tuple[bool, float]:
     return evidence.matcher in PICTURE_EVIDENCE, evidence.score
 
 
+LOCAL_FEATURES = "local-features"
+"""One signal for the logo matchers whose agreeing points add up (their sum is its confidence)."""
+
+
 def _signal(evidence: Evidence) -> str:
+    if evidence.matcher in POINT_MATCHERS:
+        return LOCAL_FEATURES
     return f"{evidence.matcher}:{evidence.details.get('signal', '')}"
 
 
@@ -47,10 +53,15 @@ def cold_start_scores(evidence: Sequence[Evidence]) -> list[Score]:
     """Per brand with evidence, the noisy-OR of each matcher's best confidence; best first.
 
     Taking only the best finding per matcher and signal keeps a listing with ten copies of
-    the same photo from outranking one with a single copy and a matching brand name. A logo seen
+    the same photo from outranking one with a single copy and a matching brand name. The logo
+    matchers that count agreeing points (RootSIFT keypoints, XFeat marks) are one finding whose
+    confidence comes from their counts added up in one photo (``points_per_photo``). A logo seen
     and the brand's name read in the *same* photo corroborate each other beyond two independent
     findings: the brand's miss probability is halved once more (``SAME_PHOTO_BONUS``).
     """
+    points: dict[int, float] = {}
+    for (brand_id, _photo), sure in points_per_photo(evidence).items():
+        points[brand_id] = max(points.get(brand_id, 0.0), sure)
     best_per_brand: dict[int, dict[str, int]] = {}
     for position, item in enumerate(evidence):
         signals = best_per_brand.setdefault(item.brand_id, {})
@@ -61,8 +72,11 @@ def cold_start_scores(evidence: Sequence[Evidence]) -> list[Score]:
     found = []
     for brand_id, signals in best_per_brand.items():
         miss = 1.0
-        for position in signals.values():
-            miss *= 1.0 - min(max(evidence[position].score, 0.0), 1.0)
+        for key, position in signals.items():
+            sure = evidence[position].score
+            if key == LOCAL_FEATURES:
+                sure = max(sure, points.get(brand_id, 0.0))
+            miss *= 1.0 - min(max(sure, 0.0), 1.0)
         if brand_id in corroborated:
             miss *= 1.0 - SAME_PHOTO_BONUS
         strongest = max(signals.values(), key=lambda position: (*headline_key(evidence[position]), -position))
