@@ -150,7 +150,8 @@ MATCHER_RULES: dict[str, MatcherRule] = {
     # Brand marks (flat ones included) by learned local features, beside the keypoints.
     "marks": MatcherRule(("logo",), settings=("mark_min_similarity", "mark_min_inliers")),
     # Reads brand names and counterfeit words printed in photos: needs no asset, only brands.
-    "ocr": MatcherRule((), settings=("ocr_det_side", "ocr_max_lines", "ocr_min_confidence")),
+    # Version 2: glued words split beside ordinary words; everyday words and accessory references quiet.
+    "ocr": MatcherRule((), settings=("ocr_det_side", "ocr_max_lines", "ocr_min_confidence"), version="2"),
     # Flat logos by their silhouette, beside the keypoints.
     "shapes": MatcherRule(("logo",), settings=("shape_min_overlap",)),
 }
