@@ -149,6 +149,11 @@ class Checker:
             "ready": not stale,
             "index_age_seconds": round(time.time() - warm.loaded_at, 3),
             "signals": warm.sizes,
+            # Per matcher, whether this process loaded its saved index or had to build it.
+            "indexes": {
+                matcher.name: "built" if matcher.name in warm.prepared.built else "loaded"
+                for matcher, _index in warm.prepared.image
+            },
         }
         if stale:
             state["reason"] = "assets changed; indexes reloading"
