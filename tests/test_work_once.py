@@ -69,7 +69,9 @@ def _free_port() -> int:
 def test_workers_and_server_load_unchanged_indexes_and_a_shared_photo_is_encoded_once(
     tmp_path: Path, db_url: str
 ) -> None:
-    settings = replace(Settings.load(home=tmp_path / "home", db_url=db_url, environ={}), image_matchers=",".join(MATCHERS))
+    settings = replace(
+        Settings.load(home=tmp_path / "home", db_url=db_url, environ={}), image_matchers=",".join(MATCHERS)
+    )
     build_world(settings, tmp_path, listings=12)
     store = Store.open(settings.database_url)
     try:

@@ -47,6 +47,7 @@ from counterscan.store.protocols import ScanLedger, SignalBackfill
 PER_WORKER_BATCH = 128
 MIN_PARTITION = 32
 
+CPU_HISTOGRAM_CAP = 10_000
 STALE_LOCK = timedelta(minutes=30)
 ALL = "all"
 
@@ -101,6 +102,9 @@ class ScanSummary:
     """One name per index a worker built rather than loaded (none when the catalogue is unchanged)."""
     stages_skipped: Mapping[str, int] = field(default_factory=dict)
     """Per costly matcher, the images it was spared: every brand scanned was settled before it."""
+    image_cpu_ms: Mapping[int, int] = field(default_factory=dict)
+    """How many images took each whole number of CPU milliseconds in the workers (decode, encode
+    and search; CPU_HISTOGRAM_CAP and over counted at the cap): the benchmark's per-photo cost."""
 
     def line(self) -> str:
         if self.status is ScanStatus.NOTHING_TO_DO:
@@ -243,6 +247,7 @@ class _Scan:
         self.encoded: dict[str, int] = {}
         self.indexes_built: list[str] = []
         self.skipped: dict[str, int] = {}
+        self.cpu_ms: dict[int, int] = {}
         self.out_of_time = False
         self.model = ModelScorer.active(store)
         self.brands: Sequence[Brand] = ()
@@ -307,6 +312,9 @@ class _Scan:
             self.indexes_built.extend(result.indexes_built)
             for name, count in result.skipped.items():
                 self.skipped[name] = self.skipped.get(name, 0) + count
+            for spent in result.cpu_ms:
+                bucket = min(int(spent), CPU_HISTOGRAM_CAP)
+                self.cpu_ms[bucket] = self.cpu_ms.get(bucket, 0) + 1
             for name, count in result.encoded.items():
                 self.encoded[name] = self.encoded.get(name, 0) + count
             for name, fresh in result.new_signals.items():
@@ -491,6 +499,7 @@ def _run(store: ScanLedger, settings: Settings, scan: _Scan, *, rescan_all: bool
         scorer=scorer,
         images_encoded=dict(scan.encoded),
         stages_skipped=dict(scan.skipped),
+        image_cpu_ms=dict(sorted(scan.cpu_ms.items())),
         indexes_built=tuple(scan.indexes_built),
     )
 

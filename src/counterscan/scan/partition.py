@@ -63,6 +63,8 @@ class PartitionResult:
     """Per costly matcher, the images it was spared because every brand was settled before it."""
     encoded: dict[str, int] = field(default_factory=dict)
     """Per image matcher, the images it encoded (those whose signal was not cached)."""
+    cpu_ms: tuple[float, ...] = ()
+    """Per distinct image, the worker's CPU milliseconds to decode, encode and search it."""
 
 
 @dataclass
@@ -146,6 +148,7 @@ def match_partition(
         indexes_built=prepared.built if fresh else (),
         skipped=cascade.skipped,
         encoded={name: len(found) for name, found in cascade.new_signals.items()},
+        cpu_ms=tuple(cascade.cpu_ms),
     )
 
 
@@ -190,6 +193,8 @@ class Cascade:
         self.failed: set[str] = set()
         self.skipped: dict[str, int] = {}
         """Per costly matcher, the images it was spared because their brands were all settled."""
+        self.cpu_ms: list[float] = []
+        """Per image run, the CPU milliseconds of this process it took (decode, encode, search)."""
 
     def run(self, sha256s: Sequence[str], open_picture: Callable[[str], Picture] | None) -> dict[str, list[Evidence]]:
         """Per image, the evidence of every stage, in registry order of the matchers (so evidence
@@ -198,8 +203,10 @@ class Cascade:
         order = {matcher.name: number for number, (matcher, _index) in enumerate(self.prepared.image)}
         per_image: dict[str, list[Evidence]] = {}
         for sha256 in sha256s:
+            started = time.process_time()
             found = self._image(sha256, open_picture)
             per_image[sha256] = sorted(found, key=lambda item: order.get(item.matcher, len(order)))
+            self.cpu_ms.append(1000 * (time.process_time() - started))
         return per_image
 
     def _image(self, sha256: str, open_picture: Callable[[str], Picture] | None) -> list[Evidence]:
