@@ -102,6 +102,11 @@ class Settings:
     check_refresh_seconds: float = 10.0
     # Most images one check may carry (files or URLs); each costs a decode and every image matcher.
     check_max_images: int = 10
+    # A check answers at once from the cheap matchers (hashes, words) when costly image matchers
+    # run (keypoints, OCR, shapes: 100-300 ms a photo); they finish in the background and the
+    # complete answer comes at GET /v1/check/{id} and as a "check.completed" webhook. false: they
+    # run before the answer.
+    check_costly_in_background: bool = True
     # Who may read /metrics: "" everyone, "off" nobody, else comma-separated client addresses or
     # networks (e.g. "127.0.0.1,10.0.0.0/8"). Behind a proxy the client is the proxy.
     metrics_allow: str = ""

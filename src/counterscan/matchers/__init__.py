@@ -250,6 +250,7 @@ __all__ = [
     "default_logo_matchers",
     "default_matchers",
     "image_matchers",
+    "is_costly",
     "is_stored",
     "listing_matchers",
     "matcher_fingerprints",

@@ -23,6 +23,7 @@ from counterscan.matchers import (
     ListingMatcher,
     decode_limits,
     image_matchers,
+    is_costly,
     listing_matchers,
     matcher_fingerprints,
 )
@@ -399,30 +400,40 @@ def assess_listing(
     *,
     model: ModelScorer | None,
     observe: Observe | None = None,
+    costly: bool = True,
 ) -> Assessment:
     """One listing and its images' signals ((sha256, signal per matcher), in listing order) ->
-    evidence and scores, through the same matching and scoring functions as a batch scan."""
+    evidence and scores, through the same matching and scoring functions as a batch scan
+    (``costly``: False for the cheap stages alone)."""
     sha256s = [sha256 for sha256, _found in signals]
     by_matcher: dict[str, dict[str, bytes]] = {}
     for sha256, found in signals:
         for name, signal in found.items():
             by_matcher.setdefault(name, {})[sha256] = signal
-    per_image = image_evidence(prepared, context, by_matcher, sorted(set(sha256s)), observe=observe)
+    per_image = Cascade(prepared, context, by_matcher, observe=observe, costly=costly).run(sorted(set(sha256s)), None)
     evidence = listing_evidence(prepared, context, listing, sha256s, per_image, observe=observe, signals=by_matcher)
     (assessed,) = assess_many([(listing, evidence)], context.brands, model, per_brand=True)
     return assessed
 
 
 def encode_images(
-    prepared: Prepared, context: MatchContext, images: Sequence[tuple[str, bytes]], *, observe: Observe | None = None
+    prepared: Prepared,
+    context: MatchContext,
+    images: Sequence[tuple[str, bytes]],
+    *,
+    observe: Observe | None = None,
+    costly: bool = True,
 ) -> list[tuple[str, dict[str, bytes]]]:
-    """Every image matcher's signal of each image, decoded once as a scan does (raises ImageError)."""
+    """Every image matcher's signal of each image (``costly`` False: the cheap ones'), decoded once
+    as a scan does (raises ImageError)."""
     limits = decode_limits(context.settings)
     encoded: list[tuple[str, dict[str, bytes]]] = []
     for sha256, data in images:
         picture = Picture.open(data, limits, source=sha256)
         signals: dict[str, bytes] = {}
         for matcher, _index in prepared.image:
+            if not costly and is_costly(matcher.name):
+                continue
             started = time.perf_counter()
             signals[matcher.name] = matcher.encode(picture)
             if observe is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -34,6 +35,8 @@ class Service:
     checker: Checker
     """Each server process keeps its own warm indexes, loaded in the background (see /readyz)."""
     access_log: logging.Logger
+    background: ThreadPoolExecutor
+    """Where checks' costly matchers finish after the answer (one thread: they use the cores)."""
 
     @classmethod
     def open(cls, settings: Settings) -> Service:
@@ -49,6 +52,7 @@ class Service:
             metrics=metrics,
             checker=Checker(store, settings, metrics),
             access_log=access_logger(),
+            background=ThreadPoolExecutor(max_workers=1, thread_name_prefix="counterscan-check"),
         )
 
 
