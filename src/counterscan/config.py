@@ -49,8 +49,10 @@ class Settings:
     # hashes ("phash", "dhash") where they have product photos or logos, the logo matchers
     # ("keypoints", ...) where they have logos, readers of brand names in photos where there are
     # brands. Or an explicit comma-separated list of "phash", "dhash", "pdq" (whole-image copies),
-    # "keypoints" (logos inside photos), "embedding", ...; "none" for none. Per image: pHash and
-    # dHash ~1.5 ms each (one shared decode), PDQ ~7 ms, keypoints ~50 ms, embeddings ~16 ms.
+    # "keypoints" (logos inside photos), "embedding", ...; "none" for none. Per image (CPU, one
+    # core, median): pHash and dHash ~1.5 ms each (one shared decode), PDQ ~7 ms, embeddings ~16
+    # ms, and the logo matchers on by default with logos: keypoints ~88 ms (p90 ~205), OCR 60-130
+    # ms, shapes ~37 ms (a default scan with logos: COST_PHOTO ms a photo, docs/scaling.md).
     # A change re-scans the listings the changed matchers look at on the next scan.
     image_matchers: str = ""
     # Cosine similarity at or over which embeddings match (docs/matching.md), and an optional

@@ -158,13 +158,20 @@ def _answer(service: Service, member: Member, item: CheckInput) -> CheckAnswerOu
     costly = service.checker.costly_matchers() if item.images else []
     # A stored check joins the review queue at once, scored on all its evidence.
     later = bool(costly) and service.settings.check_costly_in_background and not item.store
+    # A slot for the background, or the costly matchers run now: the queue never outgrows the cores.
+    later = later and service.background_slots.acquire(blocking=False)
     answer = _assess(service, member, item, costly=not later, store_it=item.store)
     answer = answer.model_copy(update={"check_id": check_id, "status": "pending" if later else "complete"})
     if later:
         answer = answer.model_copy(update={"pending": costly})
-    service.store.start_check(check_id, member.member_id, _stored(answer), status=answer.status)
-    if later:
-        service.background.submit(_complete, service, member, item, check_id)
+    try:
+        service.store.start_check(check_id, member.member_id, _stored(answer), status=answer.status)
+        if later:
+            service.background.submit(_complete, service, member, item, check_id)
+    except BaseException:
+        if later:
+            service.background_slots.release()
+        raise
     return answer
 
 
@@ -191,6 +198,8 @@ def _complete(service: Service, member: Member, item: CheckInput, check_id: str)
         service.access_log.exception("check %s failed in the background", check_id)
         service.store.complete_check(check_id, {"check_id": check_id, "detail": str(exc)}, status="failed")
         return
+    finally:
+        service.background_slots.release()
     service.store.complete_check(check_id, _stored(answer.model_copy(update={"check_id": check_id})))
 
 
