@@ -226,6 +226,28 @@ def percentiles(samples: list[float]) -> str:
     return f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms (n={len(samples)})"
 
 
+def answer_and_completion(url: str, key: str, photo: bytes, title: str, count: int) -> tuple[list[float], list[float]]:
+    """Seconds to the synchronous answer, and to the complete one (the answer itself when complete,
+    else the first ``GET /v1/check/{id}`` that says complete), checks one after another."""
+    answered, completed = [], []
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+        for number in range(count + 5):
+            started = time.perf_counter()
+            response = client.post(
+                "/v1/check", data={"title": title}, files=[("images", ("p.jpg", photo, "image/jpeg"))]
+            )
+            first = time.perf_counter() - started
+            assert response.status_code == 200, response.text
+            answer = response.json()
+            while answer["status"] == "pending":
+                time.sleep(0.005)
+                answer = client.get(f"/v1/check/{answer['check_id']}").json()
+            if number >= 5:  # after a warm-up
+                answered.append(first)
+                completed.append(time.perf_counter() - started)
+    return answered, completed
+
+
 def latency(url: str, key: str, photo: bytes, title: str, count: int) -> list[float]:
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
         for _ in range(10):
@@ -262,9 +284,12 @@ def throughput(url: str, key: str, photo: bytes, title: str, clients: int, secon
     return sum(done) / (time.monotonic() - started)
 
 
-def in_process(home: Path, photo: bytes, title: str, count: int, matchers: str) -> tuple[list[float], list[float]]:
+def in_process(
+    home: Path, photo: bytes, title: str, count: int, matchers: str, *, costly: bool = True
+) -> tuple[list[float], list[float]]:
     """Wall and CPU seconds of each check by the server's Checker in this process (CPU time is what a
-    check costs a core; on a loaded machine the wall time also counts waiting for one)."""
+    check costs a core; on a loaded machine the wall time also counts waiting for one). ``matchers``
+    "" runs what the server runs; ``costly`` False: the cheap matchers only (the synchronous answer)."""
     settings = replace(Settings.load(home=home, environ={}), image_matchers=matchers)
     store = Store.open(settings.database_url)
     try:
@@ -274,11 +299,11 @@ def in_process(home: Path, photo: bytes, title: str, count: int, matchers: str) 
         listing = Listing(source="bench", listing_id="x", title=title)
         image = (hashlib.sha256(photo).hexdigest(), photo)
         for _ in range(3):
-            checker.check(listing, [image])
+            checker.check(listing, [image], costly=costly)
         wall, cpu = [], []
         for _ in range(count):
             started, started_cpu = time.perf_counter(), time.thread_time()
-            checker.check(listing, [image])
+            checker.check(listing, [image], costly=costly)
             wall.append(time.perf_counter() - started)
             cpu.append(time.thread_time() - started_cpu)
         return wall, cpu
@@ -433,11 +458,21 @@ def main() -> None:
             load_test(home, keys, photo, title, rate, args.load_minutes)
             return
         with server(home, 1) as (url, _pid):
-            samples = latency(url, keys["market"], photo, title, args.requests)
+            answered, completed = answer_and_completion(url, keys["market"], photo, title, args.requests)
             one = throughput(url, keys["market"], photo, title, args.clients, args.seconds)
+        matchers = "the default matchers (" + ("with" if logos else "without") + f" {len(logos)} logos)"
         print(
-            f"check latency, 1 worker, one 800 px photo + title, phash+dhash+text+title, {args.brands} brands, "
-            f"{args.signals} signals per hash: {percentiles(samples)}"
+            f"check over HTTP, 1 worker, one 800 px photo + title, {matchers}, {args.brands} brands, "
+            f"{args.signals} signals per hash:\n  synchronous answer: {percentiles(answered)}\n"
+            f"  complete result:    {percentiles(completed)}"
+        )
+        sync_wall, _sync_cpu = in_process(home, photo, title, args.requests, "", costly=False)
+        full_wall, _full_cpu = in_process(home, photo, title, min(args.requests, 60), "")
+        print(f"  in-process, same matchers: synchronous {percentiles(sync_wall)}; complete {percentiles(full_wall)}")
+        print(
+            "  HTTP / in-process, median: synchronous "
+            f"x{statistics.median(answered) / statistics.median(sync_wall):.2f}, complete "
+            f"x{statistics.median(completed) / statistics.median(full_wall):.2f}"
         )
         with server(home, 2) as (url, _pid):
             two = throughput(url, keys["market"], photo, title, args.clients, args.seconds)

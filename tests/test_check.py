@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,9 +26,11 @@ from counterscan.registry.assets import add_asset_files, upload_limits
 from counterscan.registry.brands import add_brand
 from counterscan.registry.members import add_member
 from counterscan.scan.batch import run_scan
+from counterscan.service.webhooks import Deliverer
 from counterscan.store import BlobStore, Store
 from tests.conftest import jpeg_bytes
 from tests.feedserver import Reply, feed_server
+from tests.webhook_receiver import receiver
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,18 @@ def checking(tmp_path: Path, db_url: str, photos: dict[str, Image.Image]) -> Ite
         thread.join(timeout=15)
 
 
+def completed(client: httpx.Client, answer: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
+    """The complete answer of a check: this one, or once its costly matchers finish in the background."""
+    deadline = time.monotonic() + timeout
+    while answer["status"] == "pending":
+        assert time.monotonic() < deadline, "the check did not complete"
+        time.sleep(0.05)
+        reply = client.get(f"/v1/check/{answer['check_id']}")
+        assert reply.status_code == 200, reply.text
+        answer = reply.json()
+    return answer
+
+
 def _photo(photos: dict[str, Image.Image], name: str) -> bytes:
     # Re-encoded smaller and at another quality: a seller's copy, not the brand's file.
     copy = photos[name].copy()
@@ -119,8 +134,8 @@ def test_check_equals_a_batch_scan_of_the_same_listing(
         response = analyst.post(
             "/v1/check", data={**fields, "listing_id": "c1"}, files=[("images", ("cup.jpg", picture, "image/jpeg"))]
         )
-    assert response.status_code == 200, response.text
-    checked = response.json()
+        assert response.status_code == 200, response.text
+        checked = completed(analyst, response.json())
     assert checked["brand"] == "Acme" and checked["score"] > 0.5
     (acme,) = checked["suspects"]
     assert {item["matcher"] for item in acme["evidence"]} >= {"phash", "text"}
@@ -153,7 +168,8 @@ def test_each_key_sees_what_it_may(checking: Callable[..., Running], photos: dic
             answer = client.post("/v1/check", data=form, files=files)
             assert answer.status_code == 200, answer.text
             # Not stored: no "stored" member at all, as evidence a key may not see is left out, not null.
-            assert list(answer.json()) == ["score", "brand", "suspects", "scorer", "listing_id", "images"]
+            head = ["score", "brand", "suspects", "scorer", "listing_id", "images", "check_id", "status"]
+            assert list(answer.json()) == [*head, "pending"]  # OCR reads the photo after the answer
             answers[who] = {item["brand"]: item for item in answer.json()["suspects"]}
     assert set(answers["market"]) == {"Acme", "Beeline"}
     assert all(set(item) == {"brand", "score"} for item in answers["market"].values())
@@ -244,3 +260,39 @@ def test_bombs_and_non_images_are_413_and_415(checking: Callable[..., Running]) 
         assert answer.status_code == 415, answer.text  # the check reads raster photos only
         answer = owner.post("/v1/check", files=[("images", ("notes.txt", b"not a picture", "text/plain"))])
         assert answer.status_code == 415 and "not a recognised image" in answer.json()["detail"]
+
+
+def test_costly_matchers_finish_after_the_answer_and_a_signed_webhook_says_so(
+    checking: Callable[..., Running], photos: dict[str, Image.Image]
+) -> None:
+    running = checking()
+    fields = {"title": "Roadrunner espresso cup", "listing_id": "bg1"}
+    with receiver() as hook, running.client("owner") as owner:
+        made = owner.post("/v1/webhooks", json={"url": hook.url, "events": ["check.completed"]})
+        assert made.status_code == 201, made.text
+        hook.secret = made.json()["secret"]
+        response = owner.post("/v1/check", data=fields, files=[("images", ("cup.jpg", _photo(photos, "coffee")))])
+        assert response.status_code == 200, response.text
+        first = response.json()
+        # The answer came from the hashes and the words; OCR (costly) was still reading the photo.
+        assert first["status"] == "pending" and first["pending"] == ["ocr"]
+        assert first["brand"] == "Acme"
+        assert {item["matcher"] for item in first["suspects"][0]["evidence"]} & {"ocr"} == set()
+        done = completed(owner, first)
+        assert done["status"] == "complete" and done["check_id"] == first["check_id"]
+        assert "pending" not in done or done["pending"] == []
+        # Another member's key does not see it.
+        with running.client("rival") as rival:
+            assert rival.get(f"/v1/check/{first['check_id']}").status_code == 404
+
+        store = Store.open(running.settings.database_url)
+        deliverer = Deliverer(store, running.settings)
+        try:
+            assert deliverer.send_due().delivered == 1
+            assert deliverer.send_due().delivered == 0  # delivered once
+        finally:
+            deliverer.close()
+            store.close()
+    (delivery,) = hook.received
+    assert delivery.event == "check.completed" and delivery.signature_ok
+    assert delivery.body["check_id"] == first["check_id"] and delivery.body["answer"]["score"] == done["score"]

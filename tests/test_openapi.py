@@ -38,6 +38,7 @@ OPERATIONS = {
     ("get", "/v1/webhooks/deliveries"),
     ("post", "/v1/check"),
     ("post", "/v1/check/signals"),
+    ("get", "/v1/check/{check_id}"),
 }
 
 

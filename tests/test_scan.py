@@ -181,7 +181,9 @@ def test_local_processes_and_dask_give_the_same_suspects(tmp_path: Path) -> None
                 ):
                     executor = DaskExecutor(client=client)
                     assert executor.workers == 2
-                    run_scan(store, settings, executor=executor, rescan_all=True)
+                    summary = run_scan(store, settings, executor=executor, rescan_all=True)
+                    # The Dask workers loaded the indexes the earlier scans saved under HOME/index.
+                    assert summary.indexes_built == ()
         finally:
             store.close()
         results[label] = suspects_by_id(settings)

@@ -76,6 +76,8 @@ def create_app(settings: Settings, *, deliver_webhooks: bool = False) -> FastAPI
     checker = service.checker
     app.router.on_startup.append(checker.start)  # with the server, not at import: no thread outlives it
     app.router.on_shutdown.append(checker.stop)
+    # The check in hand finishes; queued ones stay pending in the store (GET says so).
+    app.router.on_shutdown.append(lambda: service.background.shutdown(wait=True, cancel_futures=True))
     if deliver_webhooks:
         start_delivery(app, service)
 

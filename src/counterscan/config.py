@@ -50,9 +50,10 @@ class Settings:
     # or a screenshot) where they have product photos, the hashes and the logo matchers
     # ("keypoints", ...) where they have logos, readers of brand names in photos where there are
     # brands. Or an explicit comma-separated list of "phash", "dhash", "pdq" (whole-image copies),
-    # "copies", "keypoints" (logos inside photos), "embedding", ...; "none" for none. Per image:
-    # pHash and dHash ~1.5 ms each (one shared decode), PDQ ~7 ms, copies ~100 ms, keypoints
-    # ~50 ms, embeddings ~16 ms.
+    # "copies", "keypoints", "marks" (logos inside photos), "embedding", ...; "none" for none. Per
+    # image (CPU, one core, median): pHash and dHash ~1.5 ms each (one shared decode), PDQ ~7 ms,
+    # embeddings ~16 ms; the learned matchers share one XFeat pass (COST_XFEAT); OCR 60-130 ms
+    # (a default scan with logos: COST_PHOTO ms a photo, docs/scaling.md).
     # A change re-scans the listings the changed matchers look at on the next scan.
     image_matchers: str = ""
     # Cosine similarity at or over which embeddings match (docs/matching.md), and an optional
@@ -109,6 +110,11 @@ class Settings:
     check_refresh_seconds: float = 10.0
     # Most images one check may carry (files or URLs); each costs a decode and every image matcher.
     check_max_images: int = 10
+    # A check answers at once from the cheap matchers (hashes, words) when costly image matchers
+    # run (keypoints, OCR, shapes: 100-300 ms a photo); they finish in the background and the
+    # complete answer comes at GET /v1/check/{id} and as a "check.completed" webhook. false: they
+    # run before the answer.
+    check_costly_in_background: bool = True
     # Who may read /metrics: "" everyone, "off" nobody, else comma-separated client addresses or
     # networks (e.g. "127.0.0.1,10.0.0.0/8"). Behind a proxy the client is the proxy.
     metrics_allow: str = ""

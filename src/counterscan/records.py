@@ -411,8 +411,8 @@ class ScanResult:
         return (BrandScore(self.brand_id, self.score, self.best),)
 
 
-WebhookEvent = Literal["suspect.new", "verdict.recorded", "case.status"]
-WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("suspect.new", "verdict.recorded", "case.status")
+WebhookEvent = Literal["suspect.new", "verdict.recorded", "case.status", "check.completed"]
+WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("suspect.new", "verdict.recorded", "case.status", "check.completed")
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 """A webhook delivery is pending until sent, or failed once its attempts are spent."""
 

@@ -232,6 +232,12 @@ def is_costly(name: str) -> bool:
     return facts is not None and facts.costly
 
 
+def is_stored(name: str) -> bool:
+    """Whether a scan keeps this matcher's signal of each listing image (its facts say)."""
+    facts = MATCHER_FACTS.get(name)
+    return facts is None or facts.stored
+
+
 def matcher_fingerprints(settings: Settings, names: Sequence[str]) -> dict[str, str]:
     """Per matcher, a digest of what its results depend on (its rule's version and settings)."""
     found = {}
@@ -264,6 +270,8 @@ __all__ = [
     "default_logo_matchers",
     "default_matchers",
     "image_matchers",
+    "is_costly",
+    "is_stored",
     "listing_matchers",
     "matcher_fingerprints",
     "matcher_names",

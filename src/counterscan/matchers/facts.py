@@ -28,8 +28,24 @@ class MatcherFacts:
     agreeing with one plausible homography: such counts from several matchers, in one photo and
     for one brand, add up (they see different points of the mark)."""
     costly: bool = False
-    """Costs far more per image than a hash: on a time budget it runs in the order cheap evidence
-    suggests and what it did not reach is carried to the next scan."""
+    """Costs far more per image than a hash: a scan runs it after the cheap matchers, in the order
+    of :attr:`yield_per_ms`, and skips it for a photo whose brands are all settled already."""
+    cost_ms: float = 1.0
+    """CPU milliseconds per photo on one core (median on real photos, signal and search together;
+    ``scripts/bench_scan.py`` prints them)."""
+    finds: float = 0.0
+    """The share of logo photos in which it alone finds the brand (``scripts/eval_logos.py``):
+    with the cost, what orders the costly stages."""
+    settles_at: float | None = None
+    """An evidence score at or above which its finding settles the (photo, brand) pair: a verified
+    copy or logo, after which later costly stages have nothing to add for that brand. None: never."""
+    stored: bool = True
+    """Whether its signal of a listing image is kept in the store. False for signals too large to
+    keep for every photo (keypoints: 55 KB a photo): recomputed from the image blob when needed."""
+
+    @property
+    def yield_per_ms(self) -> float:
+        return self.finds / max(self.cost_ms, 1e-3)
 
     @property
     def settles_picture(self) -> bool:
@@ -41,15 +57,28 @@ class MatcherFacts:
 MATCHER_FACTS: dict[str, MatcherFacts] = {
     facts.name: facts
     for facts in (
-        MatcherFacts("phash", "hash", hash_bits=64),
-        MatcherFacts("dhash", "hash", hash_bits=64),
-        MatcherFacts("pdq", "hash", hash_bits=256),
-        MatcherFacts("embedding", "embedding", costly=True),
-        MatcherFacts("copies", "copy", costly=True),
-        MatcherFacts("keypoints", "logo", counts_points=True, costly=True),
-        MatcherFacts("marks", "logo", counts_points=True, costly=True),
-        MatcherFacts("ocr", "photo-text", costly=True),
-        MatcherFacts("shapes", "logo", costly=True),
+        # Costs: scripts/bench_scan.py on FlickrLogos-27 photos, 25 brands' logos; finds: the share
+        # of logo photos each finds alone (docs/matching.md).
+        MatcherFacts("phash", "hash", hash_bits=64, cost_ms=1.5, settles_at=0.8),
+        MatcherFacts("dhash", "hash", hash_bits=64, cost_ms=1.5, settles_at=0.8),
+        MatcherFacts("pdq", "hash", hash_bits=256, cost_ms=16.0, settles_at=0.8),
+        MatcherFacts("embedding", "embedding", costly=True, cost_ms=16.0, finds=0.05),
+        MatcherFacts("copies", "copy", costly=True, cost_ms=100.0, finds=0.0, settles_at=0.8, stored=False),
+        MatcherFacts(
+            "keypoints",
+            "logo",
+            counts_points=True,
+            costly=True,
+            cost_ms=88.0,
+            finds=0.49,
+            settles_at=0.75,
+            stored=False,
+        ),
+        MatcherFacts(
+            "marks", "logo", counts_points=True, costly=True, cost_ms=70.0, finds=0.5, settles_at=0.75, stored=False
+        ),
+        MatcherFacts("ocr", "photo-text", costly=True, cost_ms=100.0, finds=0.42),
+        MatcherFacts("shapes", "logo", costly=True, cost_ms=37.0, finds=0.25),
         MatcherFacts("text", "text"),
         MatcherFacts("title", "text"),
         MatcherFacts("price", "context"),

@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
 from typing import Any, cast
@@ -30,6 +30,7 @@ from counterscan.matchers import (
     ImageMatcher,
     decode_limits,
     image_matchers,
+    is_stored,
     matcher_fingerprints,
     matcher_names,
     with_matchers,
@@ -46,6 +47,7 @@ from counterscan.store.protocols import ScanLedger, SignalBackfill
 PER_WORKER_BATCH = 128
 MIN_PARTITION = 32
 
+CPU_HISTOGRAM_CAP = 10_000
 STALE_LOCK = timedelta(minutes=30)
 ALL = "all"
 
@@ -93,6 +95,16 @@ class ScanSummary:
     rescored: int = 0
     """Listings whose stored evidence was scored again because the active scorer changed."""
     scorer: str = "cold-start"
+    images_encoded: Mapping[str, int] = field(default_factory=dict)
+    """Per image matcher, the images it encoded: a photo shared by many listings is encoded once,
+    and one whose signal the store keeps (every matcher but keypoints) never again."""
+    indexes_built: tuple[str, ...] = ()
+    """One name per index a worker built rather than loaded (none when the catalogue is unchanged)."""
+    stages_skipped: Mapping[str, int] = field(default_factory=dict)
+    """Per costly matcher, the images it was spared: every brand scanned was settled before it."""
+    image_cpu_ms: Mapping[int, int] = field(default_factory=dict)
+    """How many images took each whole number of CPU milliseconds in the workers (decode, encode
+    and search; CPU_HISTOGRAM_CAP and over counted at the cap): the benchmark's per-photo cost."""
 
     def line(self) -> str:
         if self.status is ScanStatus.NOTHING_TO_DO:
@@ -195,6 +207,30 @@ def _result(listing_pk: int, assessed: Assessment) -> ScanResult:
     )
 
 
+def _sharing_images_together(batch: Sequence[ListingToScan], step: int) -> list[list[ListingToScan]]:
+    """The batch cut into partitions of about ``step`` listings, listings that share an image in
+    the same one: a photo in fifty listings is decoded and encoded once, by one worker."""
+    group_of: dict[str, int] = {}
+    groups: dict[int, list[ListingToScan]] = {}
+    for number, item in enumerate(batch):
+        joined = sorted({group_of[sha256] for sha256 in item.image_sha256s if sha256 in group_of})
+        group = joined[0] if joined else number
+        members = groups.setdefault(group, [])
+        for other in joined[1:]:
+            members.extend(groups.pop(other))
+        members.append(item)
+        for member in members if joined[1:] else [item]:
+            for sha256 in member.image_sha256s:
+                group_of[sha256] = group
+    parts: list[list[ListingToScan]] = [[]]
+    for members in groups.values():
+        if parts[-1] and len(parts[-1]) + len(members) > step:
+            parts.append([])
+        parts[-1].extend(members)
+    # Listings in key order within a partition, as they were (evidence order does not depend on it).
+    return [sorted(part, key=lambda item: item.listing_pk) for part in parts if part]
+
+
 class _Scan:
     def __init__(
         self,
@@ -216,6 +252,10 @@ class _Scan:
         self.lock_name, _ = _scope(source)
         self.suspects = 0
         self.unreadable = 0
+        self.encoded: dict[str, int] = {}
+        self.indexes_built: list[str] = []
+        self.skipped: dict[str, int] = {}
+        self.cpu_ms: dict[int, int] = {}
         self.out_of_time = False
         self.model = ModelScorer.active(store)
         self.brands: Sequence[Brand] = ()
@@ -256,17 +296,17 @@ class _Scan:
 
     def _partitions(self, batch: Sequence[ListingToScan]) -> list[Partition]:
         workers = max(1, self.executor.workers)
-        names = [matcher.name for matcher in image_matchers(self.settings)]
+        # Signals the store does not keep (too large for every photo) are computed again where needed.
+        names = [name for name in matcher_names(self.settings) if is_stored(name)]
         sha256s = sorted({sha256 for item in batch for sha256 in item.image_sha256s})
         cached = {name: self.store.cached_signals(name, sha256s) for name in names}
         # Shipping listings to workers pays off only for images still to decode and hash; searching
         # cached signals is cheaper here than the trip.
         uncached = sum(1 for sha256 in sha256s if any(sha256 not in cached[name] for name in names))
+        uncached = uncached if len(names) == len(matcher_names(self.settings)) else len(sha256s)
         step = len(batch) if uncached < MIN_PARTITION else max(MIN_PARTITION, -(-len(batch) // workers))
-
         partitions: list[Partition] = []
-        for start in range(0, len(batch), step):
-            part = batch[start : start + step]
+        for part in _sharing_images_together(batch, step):
             wanted = {sha256 for item in part for sha256 in item.image_sha256s}
             partitions.append((part, {name: {k: v for k, v in cached[name].items() if k in wanted} for name in names}))
         return partitions
@@ -277,6 +317,14 @@ class _Scan:
         for result in results:
             evidence.update(result.evidence)
             self.unreadable += result.unreadable
+            self.indexes_built.extend(result.indexes_built)
+            for name, count in result.skipped.items():
+                self.skipped[name] = self.skipped.get(name, 0) + count
+            for spent in result.cpu_ms:
+                bucket = min(int(spent), CPU_HISTOGRAM_CAP)
+                self.cpu_ms[bucket] = self.cpu_ms.get(bucket, 0) + 1
+            for name, count in result.encoded.items():
+                self.encoded[name] = self.encoded.get(name, 0) + count
             for name, fresh in result.new_signals.items():
                 self.store.save_signals(name, fresh)
         return evidence
@@ -457,6 +505,10 @@ def _run(store: ScanLedger, settings: Settings, scan: _Scan, *, rescan_all: bool
         rescanned_for_matchers=for_matchers,
         rescored=rescored,
         scorer=scorer,
+        images_encoded=dict(scan.encoded),
+        stages_skipped=dict(scan.skipped),
+        image_cpu_ms=dict(sorted(scan.cpu_ms.items())),
+        indexes_built=tuple(scan.indexes_built),
     )
 
 

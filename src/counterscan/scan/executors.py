@@ -98,6 +98,8 @@ class ProcessExecutor:
         self.threads = threads
         self._pool: ProcessPoolExecutor | None = None
         self._context: MatchContext | None = None
+        self.pools_started = 0
+        """How many times worker processes were started (a small scan starts none)."""
 
     def start(self, context: MatchContext) -> None:
         self._context = context
@@ -123,6 +125,7 @@ class ProcessExecutor:
                 initializer=_start_worker,
                 initargs=(self.threads, os.getpid()),
             )
+            self.pools_started += 1
         return self._pool
 
     def gather(self, handle: list[Future[PartitionResult]]) -> list[PartitionResult]:

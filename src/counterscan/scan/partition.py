@@ -1,8 +1,9 @@
 """The work a scan sends to its workers: match a partition of listings against the indexes.
 
 Workers only read (image blobs, the context they are sent) and return evidence and any image
-signals they computed; the coordinator scores and writes. Each worker process builds the
-matcher indexes once per context and keeps them while the context's key stays the same.
+signals they computed; the coordinator scores and writes. Each worker process loads the matcher
+indexes saved under ``HOME/index`` once per context (building and saving only those whose inputs
+changed, see :mod:`counterscan.matchers.warm`) and keeps them while the context's key stays the same.
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ from counterscan.matchers import (
     ListingMatcher,
     decode_limits,
     image_matchers,
+    is_costly,
     listing_matchers,
+    matcher_fingerprints,
 )
 from counterscan.matchers.context import PriceMatcher, SellerHistory, SellerMatcher, about, corroborate
+from counterscan.matchers.facts import MATCHER_FACTS, MatcherFacts
 from counterscan.matchers.ocr import OcrMatcher, ReadText
 from counterscan.matchers.title import ProductTitleMatcher
+from counterscan.matchers.warm import WarmIndex, warm_index
 from counterscan.ranking.features import FEATURES, feature_row
 from counterscan.ranking.ranker import cold_start_scores
 from counterscan.ranking.training import ModelScorer
@@ -53,6 +58,14 @@ class PartitionResult:
     """Per listing key, its evidence in a stable order (images in listing order, then words)."""
     new_signals: dict[str, dict[str, bytes]] = field(default_factory=dict)
     unreadable: int = 0
+    indexes_built: tuple[str, ...] = ()
+    """The matchers whose index the worker built (not loaded) to match this partition."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Per costly matcher, the images it was spared because every brand was settled before it."""
+    encoded: dict[str, int] = field(default_factory=dict)
+    """Per image matcher, the images it encoded (those whose signal was not cached)."""
+    cpu_ms: tuple[float, ...] = ()
+    """Per distinct image, the worker's CPU milliseconds to decode, encode and search it."""
 
 
 @dataclass
@@ -64,23 +77,29 @@ class Prepared:
     blobs: BlobStore
     price: PriceMatcher
     seller: SellerMatcher
+    built: tuple[str, ...] = ()
+    """The matchers whose saved index did not hold the context's inputs (built and saved)."""
 
 
-def _index(matcher: ImageMatcher[AssetIndex], context: MatchContext) -> AssetIndex:
-    return matcher.build_index(context.asset_signals.get(matcher.name) or SignalTable.from_signals(()), context.brands)
+def _index(matcher: ImageMatcher[AssetIndex], context: MatchContext) -> WarmIndex:
+    signals = context.asset_signals.get(matcher.name) or SignalTable.from_signals(())
+    (fingerprint,) = matcher_fingerprints(context.settings, [matcher.name]).values()
+    return warm_index(matcher, signals, context.brands, folder=context.settings.home / "index", fingerprint=fingerprint)
 
 
 def prepare(context: MatchContext) -> Prepared:
-    """Build every matcher's index for ``context`` (costly: callers keep the result while the key holds)."""
-    image = [(matcher, _index(matcher, context)) for matcher in image_matchers(context.settings)]
+    """Every matcher's index for ``context``, loaded where saved from the same inputs, otherwise
+    built and saved (callers keep the result while the key holds)."""
+    warmed = [(matcher, _index(matcher, context)) for matcher in image_matchers(context.settings)]
     listing = listing_matchers(context.settings)
     titles = next((m for m in listing if isinstance(m, ProductTitleMatcher)), None)
     return Prepared(
-        image,
+        [(matcher, warm.index) for matcher, warm in warmed],
         listing,
         BlobStore(context.blob_root),
         PriceMatcher(context.settings.rates, titles),
         SellerMatcher(context.sellers),
+        built=tuple(matcher.name for matcher, warm in warmed if warm.built),
     )
 
 
@@ -92,12 +111,13 @@ class _PreparedCache:
         self._key: str | None = None
         self._value: Prepared | None = None
 
-    def get(self, context: MatchContext) -> Prepared:
+    def get(self, context: MatchContext) -> tuple[Prepared, bool]:
+        """The prepared context, and whether this call prepared it."""
         with self._lock:
             if self._key != context.key or self._value is None:
-                self._value = prepare(context)
-                self._key = context.key
-            return self._value
+                self._value, self._key = prepare(context), context.key
+                return self._value, True
+            return self._value, False
 
 
 _PREPARED = _PreparedCache()
@@ -108,34 +128,121 @@ def match_partition(
     context: MatchContext, items: Sequence[ListingToScan], cached: dict[str, dict[str, bytes]]
 ) -> PartitionResult:
     """Evidence for each listing of ``items``; ``cached`` holds known signals per matcher and image."""
-    prepared = _PREPARED.get(context)
+    prepared, fresh = _PREPARED.get(context)
     sha256s = sorted({sha256 for item in items for sha256 in item.image_sha256s})
     known = {matcher.name: dict(cached.get(matcher.name, {})) for matcher, _index in prepared.image}
-    new_signals: dict[str, dict[str, bytes]] = {matcher.name: {} for matcher, _index in prepared.image}
-    failed: set[str] = set()
     limits = decode_limits(context.settings)
-    for sha256 in sha256s:
-        wanting = [matcher for matcher, _index in prepared.image if sha256 not in known[matcher.name]]
-        if not wanting:
-            continue
-        # One decode per image, whatever the number of matchers: they share the picture's forms.
-        try:
-            picture = Picture.open(prepared.blobs.get(sha256), limits, source=sha256)
-            for matcher in wanting:
-                signal = matcher.encode(picture)
-                known[matcher.name][sha256] = new_signals[matcher.name][sha256] = signal
-        except (ImageError, FileNotFoundError):
-            failed.add(sha256)
-    per_image = image_evidence(prepared, context, known, sha256s)
+
+    def open_picture(sha256: str) -> Picture:
+        return Picture.open(prepared.blobs.get(sha256), limits, source=sha256)
+
+    cascade = Cascade(prepared, context, known)
+    per_image = cascade.run(sha256s, open_picture)
     evidence = {
         item.listing_pk: listing_evidence(prepared, context, item.listing, item.image_sha256s, per_image, signals=known)
         for item in items
     }
-    return PartitionResult(evidence=evidence, new_signals=new_signals, unreadable=len(failed))
+    return PartitionResult(
+        evidence=evidence,
+        new_signals={name: found for name, found in cascade.new_signals.items() if MATCHER_FACTS[name].stored},
+        unreadable=len(cascade.failed),
+        indexes_built=prepared.built if fresh else (),
+        skipped=cascade.skipped,
+        encoded={name: len(found) for name, found in cascade.new_signals.items()},
+        cpu_ms=tuple(cascade.cpu_ms),
+    )
 
 
 Observe = Callable[[str, float], None]
 """Called with a matcher's name and the seconds it took (the service's per-matcher latency)."""
+
+
+def stage_order(prepared: Prepared) -> list[tuple[ImageMatcher[AssetIndex], AssetIndex]]:
+    """The image matchers as a cascade: the cheap ones in registry order, then the costly ones by
+    what they find per millisecond (their facts), best first."""
+
+    def facts(name: str) -> MatcherFacts:
+        return MATCHER_FACTS.get(name, MatcherFacts(name, "logo", costly=True))
+
+    cheap = [stage for stage in prepared.image if not facts(stage[0].name).costly]
+    costly = [stage for stage in prepared.image if facts(stage[0].name).costly]
+    return cheap + sorted(costly, key=lambda stage: -facts(stage[0].name).yield_per_ms)
+
+
+class Cascade:
+    """Every image through the matchers in :func:`stage_order`, one decode per image (and only when
+    a signal is missing), a costly stage skipped for an image once every brand in scope is settled
+    by a strong finding (a verified copy or logo: ``MatcherFacts.settles_at``)."""
+
+    def __init__(
+        self,
+        prepared: Prepared,
+        context: MatchContext,
+        known: dict[str, dict[str, bytes]],
+        *,
+        observe: Observe | None = None,
+        costly: bool = True,
+    ) -> None:
+        self.prepared = prepared
+        self.known = known
+        """Signals per matcher and image: those given, and those this cascade computes."""
+        self.observe = observe
+        self.costly = costly
+        """False: the cheap stages only (a check's synchronous answer)."""
+        self.scanned = {brand.brand_id for brand in context.brands}
+        self.new_signals: dict[str, dict[str, bytes]] = {matcher.name: {} for matcher, _index in prepared.image}
+        self.failed: set[str] = set()
+        self.skipped: dict[str, int] = {}
+        """Per costly matcher, the images it was spared because their brands were all settled."""
+        self.cpu_ms: list[float] = []
+        """Per image run, the CPU milliseconds of this process it took (decode, encode, search)."""
+
+    def run(self, sha256s: Sequence[str], open_picture: Callable[[str], Picture] | None) -> dict[str, list[Evidence]]:
+        """Per image, the evidence of every stage, in registry order of the matchers (so evidence
+        reads the same whatever the stages' order). Without ``open_picture``, a stage whose signal
+        of an image is not known skips that image."""
+        order = {matcher.name: number for number, (matcher, _index) in enumerate(self.prepared.image)}
+        per_image: dict[str, list[Evidence]] = {}
+        for sha256 in sha256s:
+            started = time.process_time()
+            found = self._image(sha256, open_picture)
+            per_image[sha256] = sorted(found, key=lambda item: order.get(item.matcher, len(order)))
+            self.cpu_ms.append(1000 * (time.process_time() - started))
+        return per_image
+
+    def _image(self, sha256: str, open_picture: Callable[[str], Picture] | None) -> list[Evidence]:
+        found: list[Evidence] = []
+        settled: set[int] = set()
+        picture: Picture | None = None
+        for matcher, index in stage_order(self.prepared):
+            facts = MATCHER_FACTS.get(matcher.name)
+            is_costly = facts is None or facts.costly
+            if is_costly and (not self.costly or (self.scanned and self.scanned <= settled)):
+                if self.costly:
+                    self.skipped[matcher.name] = self.skipped.get(matcher.name, 0) + 1
+                continue
+            started = time.perf_counter()
+            signal = self.known.get(matcher.name, {}).get(sha256)
+            if signal is None:
+                if open_picture is None or sha256 in self.failed:
+                    continue
+                try:
+                    # One decode per image, whatever the number of matchers: they share the picture's forms.
+                    picture = picture if picture is not None else open_picture(sha256)
+                    signal = matcher.encode(picture)
+                except (ImageError, FileNotFoundError):
+                    self.failed.add(sha256)
+                    continue
+                self.known.setdefault(matcher.name, {})[sha256] = signal
+                self.new_signals.setdefault(matcher.name, {})[sha256] = signal
+            (hits,) = index.query([(sha256, signal)])
+            kept = [item for item in hits if item.brand_id in self.scanned]
+            found.extend(kept)
+            if facts is not None and facts.settles_at is not None:
+                settled.update(item.brand_id for item in kept if item.score >= facts.settles_at)
+            if self.observe is not None:
+                self.observe(matcher.name, time.perf_counter() - started)
+        return found
 
 
 def image_evidence(
@@ -146,18 +253,9 @@ def image_evidence(
     *,
     observe: Observe | None = None,
 ) -> dict[str, list[Evidence]]:
-    """Per image, what every image matcher finds of the context's brands, given the images' signals."""
-    per_image: dict[str, list[Evidence]] = {sha256: [] for sha256 in sha256s}
-    scanned_brands = {brand.brand_id for brand in context.brands}
-    for matcher, index in prepared.image:
-        started = time.perf_counter()
-        known = signals.get(matcher.name, {})
-        pairs = [(sha256, known[sha256]) for sha256 in sha256s if sha256 in known]
-        for (sha256, _signal), found in zip(pairs, index.query(pairs), strict=True):
-            per_image[sha256].extend(item for item in found if item.brand_id in scanned_brands)
-        if observe is not None:
-            observe(matcher.name, time.perf_counter() - started)
-    return per_image
+    """Per image, what the image matchers find of the context's brands, given the images' signals."""
+    known = {name: dict(found) for name, found in signals.items()}
+    return Cascade(prepared, context, known, observe=observe).run(sha256s, None)
 
 
 def listing_evidence(
@@ -304,30 +402,40 @@ def assess_listing(
     *,
     model: ModelScorer | None,
     observe: Observe | None = None,
+    costly: bool = True,
 ) -> Assessment:
     """One listing and its images' signals ((sha256, signal per matcher), in listing order) ->
-    evidence and scores, through the same matching and scoring functions as a batch scan."""
+    evidence and scores, through the same matching and scoring functions as a batch scan
+    (``costly``: False for the cheap stages alone)."""
     sha256s = [sha256 for sha256, _found in signals]
     by_matcher: dict[str, dict[str, bytes]] = {}
     for sha256, found in signals:
         for name, signal in found.items():
             by_matcher.setdefault(name, {})[sha256] = signal
-    per_image = image_evidence(prepared, context, by_matcher, sorted(set(sha256s)), observe=observe)
+    per_image = Cascade(prepared, context, by_matcher, observe=observe, costly=costly).run(sorted(set(sha256s)), None)
     evidence = listing_evidence(prepared, context, listing, sha256s, per_image, observe=observe, signals=by_matcher)
     (assessed,) = assess_many([(listing, evidence)], context.brands, model, per_brand=True)
     return assessed
 
 
 def encode_images(
-    prepared: Prepared, context: MatchContext, images: Sequence[tuple[str, bytes]], *, observe: Observe | None = None
+    prepared: Prepared,
+    context: MatchContext,
+    images: Sequence[tuple[str, bytes]],
+    *,
+    observe: Observe | None = None,
+    costly: bool = True,
 ) -> list[tuple[str, dict[str, bytes]]]:
-    """Every image matcher's signal of each image, decoded once as a scan does (raises ImageError)."""
+    """Every image matcher's signal of each image (``costly`` False: the cheap ones'), decoded once
+    as a scan does (raises ImageError)."""
     limits = decode_limits(context.settings)
     encoded: list[tuple[str, dict[str, bytes]]] = []
     for sha256, data in images:
         picture = Picture.open(data, limits, source=sha256)
         signals: dict[str, bytes] = {}
         for matcher, _index in prepared.image:
+            if not costly and is_costly(matcher.name):
+                continue
             started = time.perf_counter()
             signals[matcher.name] = matcher.encode(picture)
             if observe is not None:

@@ -153,7 +153,9 @@ def visible(
     top = assessment.brands[0] if assessment.brands else None
     listing = item.listing
     # Given only when stored: the answer leaves out what was not given (the route excludes unset fields).
-    stored = {"stored": StoredCheckOut(source=listing.source, listing_id=listing.listing_id)} if item.store else {}
+    stored: dict[str, Any] = (
+        {"stored": StoredCheckOut(source=listing.source, listing_id=listing.listing_id)} if item.store else {}
+    )
     return CheckAnswerOut(
         score=assessment.score,
         brand=top.brand if top is not None and assessment.score > 0 else None,

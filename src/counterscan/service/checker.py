@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from counterscan.config import Settings
 from counterscan.errors import ExternalError, ImageError
-from counterscan.matchers import image_matchers, matcher_names, with_matchers
+from counterscan.matchers import image_matchers, is_costly, matcher_names, with_matchers
 from counterscan.matchers.context import SellerMatcher, seller_history
 from counterscan.ranking.training import ModelScorer
 from counterscan.records import AssetKind, Brand, Listing
@@ -149,6 +149,11 @@ class Checker:
             "ready": not stale,
             "index_age_seconds": round(time.time() - warm.loaded_at, 3),
             "signals": warm.sizes,
+            # Per matcher, whether this process loaded its saved index or had to build it.
+            "indexes": {
+                matcher.name: "built" if matcher.name in warm.prepared.built else "loaded"
+                for matcher, _index in warm.prepared.image
+            },
         }
         if stale:
             state["reason"] = "assets changed; indexes reloading"
@@ -178,9 +183,12 @@ class Checker:
         listing: Listing,
         images: Sequence[tuple[str, bytes]] = (),
         signals: Sequence[tuple[str, Mapping[str, bytes]]] = (),
+        *,
+        costly: bool = True,
     ) -> tuple[Assessment, str]:
         """Evidence and scores for one listing, its images ((sha256, bytes)) and any pre-computed
-        signals ((key, signal per matcher)); returns the assessment and the scorer's name."""
+        signals ((key, signal per matcher)); returns the assessment and the scorer's name.
+        ``costly`` False: from the cheap matchers alone (see :meth:`costly_matchers`)."""
         warm = self.warm()
         if warm is None:
             raise NotReadyError("indexes are still loading; retry shortly")
@@ -188,16 +196,25 @@ class Checker:
         encoded: list[tuple[str, Mapping[str, bytes]]] = []
         for number, image in enumerate(images, start=1):
             try:
-                encoded.extend(encode_images(warm.prepared, warm.context, [image], observe=self._observe))
+                encoded.extend(
+                    encode_images(warm.prepared, warm.context, [image], observe=self._observe, costly=costly)
+                )
             except ImageError as exc:  # kept typed: a bomb is 413, a non-image 415
                 raise type(exc)(exc.reason, source=f"image {number}") from None
         encoded.extend(signals)
         assessed = assess_listing(
-            warm.prepared, warm.context, listing, encoded, model=warm.model, observe=self._observe
+            warm.prepared, warm.context, listing, encoded, model=warm.model, observe=self._observe, costly=costly
         )
         if self.metrics is not None:
             self.metrics.check_seconds.observe(time.perf_counter() - started)
         return assessed, "cold-start" if warm.model is None else warm.model.name
+
+    def costly_matchers(self) -> list[str]:
+        """The costly image matchers the warm indexes run (what a check may finish in the background)."""
+        warm = self.warm()
+        return (
+            [] if warm is None else [matcher.name for matcher, _index in warm.prepared.image if is_costly(matcher.name)]
+        )
 
     def _observe(self, matcher: str, seconds: float) -> None:
         if self.metrics is not None:

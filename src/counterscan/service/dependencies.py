@@ -4,7 +4,9 @@ and handed to each route as a FastAPI dependency (so a test may override any one
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -18,6 +20,9 @@ from counterscan.registry.members import AuthPolicy
 from counterscan.service.checker import Checker
 from counterscan.service.ops import Metrics, access_logger
 from counterscan.store import BlobStore, Store
+
+BACKGROUND_CHECKS = 4
+"""Checks a server process finishes in the background at most at once (queued or running)."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,11 @@ class Service:
     checker: Checker
     """Each server process keeps its own warm indexes, loaded in the background (see /readyz)."""
     access_log: logging.Logger
+    background: ThreadPoolExecutor
+    """Where checks' costly matchers finish after the answer (one thread: they use the cores)."""
+    background_slots: threading.BoundedSemaphore
+    """Checks that may wait for the background at once; past that a check runs its costly matchers
+    before answering (the caller waits: backpressure, not an ever-growing queue)."""
 
     @classmethod
     def open(cls, settings: Settings) -> Service:
@@ -49,6 +59,8 @@ class Service:
             metrics=metrics,
             checker=Checker(store, settings, metrics),
             access_log=access_logger(),
+            background=ThreadPoolExecutor(max_workers=1, thread_name_prefix="counterscan-check"),
+            background_slots=threading.BoundedSemaphore(BACKGROUND_CHECKS),
         )
 
 

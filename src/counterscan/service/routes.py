@@ -180,13 +180,56 @@ check_router = APIRouter(prefix="/v1/check", tags=["check"], responses=refusals(
 
 
 def _answer(service: Service, member: Member, item: CheckInput) -> CheckAnswerOut:
+    """The answer from every matcher; or, when costly image matchers run on the check's images and
+    ``check_costly_in_background`` is on, from the cheap ones at once (``pending``), the costly
+    ones finishing on the service's background thread."""
+    check_id = uuid.uuid4().hex
+    costly = service.checker.costly_matchers() if item.images else []
+    # A stored check joins the review queue at once, scored on all its evidence.
+    later = bool(costly) and service.settings.check_costly_in_background and not item.store
+    # A slot for the background, or the costly matchers run now: the queue never outgrows the cores.
+    later = later and service.background_slots.acquire(blocking=False)
+    answer = _assess(service, member, item, costly=not later, store_it=item.store)
+    answer = answer.model_copy(update={"check_id": check_id, "status": "pending" if later else "complete"})
+    if later:
+        answer = answer.model_copy(update={"pending": costly})
+    try:
+        service.store.start_check(check_id, member.member_id, _stored(answer), status=answer.status)
+        if later:
+            service.background.submit(_complete, service, member, item, check_id)
+    except BaseException:
+        if later:
+            service.background_slots.release()
+        raise
+    return answer
+
+
+def _assess(service: Service, member: Member, item: CheckInput, *, costly: bool, store_it: bool) -> CheckAnswerOut:
     assessed, scorer = service.checker.check(
-        item.listing, item.images, [(f"signals-{n}", found) for n, found in enumerate(item.signals, 1)]
+        item.listing, item.images, [(f"signals-{n}", found) for n, found in enumerate(item.signals, 1)], costly=costly
     )
     owned = {brand.brand_id for brand in service.store.brands(member_id=member.member_id)}
-    if item.store:
+    if store_it:
         store_check(service.store, service.blobs, item, assessed, scorer=scorer)
     return visible(assessed, member, owned, scorer=scorer, item=item)
+
+
+def _stored(answer: CheckAnswerOut) -> dict[str, object]:
+    # As the route answers it: what does not apply is left out (exclude_unset), never null.
+    return answer.model_dump(mode="json", exclude_unset=True)
+
+
+def _complete(service: Service, member: Member, item: CheckInput, check_id: str) -> None:
+    """A pending check's costly matchers, then its complete answer kept and announced (once)."""
+    try:
+        answer = _assess(service, member, item, costly=True, store_it=False)
+    except Exception as exc:  # kept as the check's state: the asker reads why at GET /v1/check/{id}
+        service.access_log.exception("check %s failed in the background", check_id)
+        service.store.complete_check(check_id, {"check_id": check_id, "detail": str(exc)}, status="failed")
+        return
+    finally:
+        service.background_slots.release()
+    service.store.complete_check(check_id, _stored(answer.model_copy(update={"check_id": check_id})))
 
 
 # The answers leave out (never null) what does not apply: evidence the key may not see, and "stored"
@@ -237,6 +280,21 @@ async def check(
     else:
         raise HTTPException(415, "check: send multipart/form-data or application/json")
     return await run_in_threadpool(_answer, service, member, item)
+
+
+@check_router.get("/{check_id}", response_model_exclude_unset=True, responses=refusals(404))
+async def check_state(check_id: str, member: Actor, service: ServiceDep) -> CheckAnswerOut:
+    """A check's latest answer: ``pending`` while its costly matchers run, then ``complete``. Each
+    key reads its own checks (an analyst every check)."""
+    found = await run_in_threadpool(
+        service.store.check_answer, check_id, None if member.is_analyst else member.member_id
+    )
+    if found is None:
+        raise HTTPException(404, f"no check {check_id!r} of this key's member")
+    status, answer = found
+    if status == "failed":
+        raise HTTPException(500, f"check {check_id} failed: {answer.get('detail', '')}")
+    return CheckAnswerOut.model_validate(answer | {"status": status})
 
 
 @check_router.post("/signals", response_model_exclude_unset=True)

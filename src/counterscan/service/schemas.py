@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict
-from typing import TYPE_CHECKING, ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.config import JsonDict
@@ -49,7 +49,7 @@ class WebhookIn(ApiModel):
     url: str
     """Where deliveries are POSTed: a public address (or one of the server's allowed private networks)."""
     events: list[str] = Field(default_factory=lambda: ["suspect.new"])
-    """Any of ``suspect.new``, ``verdict.recorded``, ``case.status``."""
+    """Any of ``suspect.new``, ``verdict.recorded``, ``case.status``, ``check.completed``."""
     min_score: float = 0.5
     """``suspect.new`` only for suspects scoring at least this (0 to 1)."""
     secret: str | None = None
@@ -310,6 +310,13 @@ class CheckAnswerOut(ApiModel):
     listing_id: str
     images: list[str]
     """SHA-256 of each image sent or fetched."""
+    check_id: str = ""
+    """The check's id: ``GET /v1/check/{check_id}`` answers its latest (complete) state."""
+    status: Literal["complete", "pending", "failed"] = "complete"
+    """``pending``: the costly matchers (``pending``) are still looking; their complete answer comes
+    at ``GET /v1/check/{check_id}`` and in a ``check.completed`` webhook."""
+    pending: list[str] = Field(default_factory=list)
+    """The image matchers still running for a pending answer."""
     stored: StoredCheckOut | SkipJsonSchema[None] = Field(
         default=None, description="Only when the check was stored.", json_schema_extra=_absent_when_unset
     )

@@ -2,7 +2,7 @@
 
 A delivery is a POST of a JSON body with these headers:
 
-``X-Counterscan-Event``      the event (``suspect.new``, ``verdict.recorded``, ``case.status``)
+``X-Counterscan-Event``      the event (``suspect.new``, ``verdict.recorded``, ``case.status``, ``check.completed``)
 ``X-Counterscan-Delivery``   the delivery id; the same on every retry, so receivers can dedupe
 ``X-Counterscan-Timestamp``  Unix seconds when this attempt was signed
 ``X-Counterscan-Signature``  ``sha256=`` + hex HMAC-SHA256 of ``TIMESTAMP + "." + BODY`` with the secret

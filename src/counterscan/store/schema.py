@@ -353,6 +353,19 @@ models = sa.Table(
     sa.Column("active", sa.Boolean, nullable=False),
 )
 
+checks = sa.Table(
+    "checks",
+    metadata,
+    # A real-time check whose costly matchers finish after the answer: what GET /v1/check/{id} reads.
+    sa.Column("check_id", sa.String(32), primary_key=True),
+    sa.Column("member_id", sa.Integer, sa.ForeignKey("members.member_id"), nullable=False),
+    # pending (the costly matchers still running) -> complete, or failed.
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("answer", sa.JSON, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("completed_at", TS, nullable=True),
+)
+
 # -- webhooks: members' endpoints, the outbox written with each event, and every delivery attempt --
 
 webhooks = sa.Table(

@@ -204,6 +204,17 @@ def enqueue_event(
     )
 
 
+def enqueue_member_event(conn: sa.Connection, event: str, *, member_id: int, payload: Mapping[str, Any]) -> int:
+    """Deliveries of ``event`` to one member's active endpoints subscribed to it."""
+    rows = conn.execute(
+        sa.select(t.webhooks.c.webhook_id, t.webhooks.c.events).where(
+            t.webhooks.c.member_id == member_id, t.webhooks.c.active.is_(True)
+        )
+    )
+    moment = now()
+    return _insert(conn, [_row(row.webhook_id, event, payload, moment) for row in rows if event in row.events])
+
+
 def listing_brands(conn: sa.Connection, listing_pk: int) -> list[int]:
     """The brands a listing is scored for (the owners who hear about its verdicts and cases)."""
     rows = conn.execute(
