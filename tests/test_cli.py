@@ -115,11 +115,15 @@ def test_assets_add_files_folders_and_svg_dedup_by_content(
     assert Image.open(blob).format == "PNG"
     signals = rows(brand_ready, t.asset_signals)
     per_matcher = {(row.asset_id, row.matcher) for row in signals}
-    # Both default hashes, each under 14 crops and 7 flips/turns (plus a trimmed variant for a framed picture).
-    assert {matcher for _, matcher in per_matcher} == {"phash", "dhash"} and len(per_matcher) == 4
+    # Both default hashes, each under 14 crops and 7 flips/turns (plus a trimmed variant for a framed
+    # picture), and the copies matcher's three views of each product photo.
+    assert {matcher for _, matcher in per_matcher} == {"phash", "dhash", "copies"} and len(per_matcher) == 6
     trimmed = {row.asset_id for row in signals if row.variant == "trimmed"}
     assert trimmed <= {svg_asset.asset_id}
-    assert len(signals) == 2 * 2 * 21 + 2 * len(trimmed)
+    hashes = [row for row in signals if row.matcher != "copies"]
+    assert len(hashes) == 2 * 2 * 21 + 2 * len(trimmed)
+    views = sorted(row.variant for row in signals if row.matcher == "copies")
+    assert views == sorted(2 * ["mirrored", "original", "small"])
     again = brand_ready("assets", "add", "--brand", "Acme", str(photo))
     assert "already present" in again.stdout
     assert len(rows(brand_ready, t.assets)) == 3

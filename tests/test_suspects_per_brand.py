@@ -72,7 +72,7 @@ def test_a_listing_with_evidence_for_two_brands_is_a_suspect_of_each(
     [acme_m1] = acme
     [ferrari_m1] = [row for row in ferrari if row["listing_id"] == "M1"]
     # Each brand's suspect shows that brand's own strongest evidence.
-    assert acme_m1["brand"] == "Acme" and acme_m1["matcher"] in {"phash", "dhash", "pdq"}
+    assert acme_m1["brand"] == "Acme" and acme_m1["matcher"] in {"phash", "dhash", "pdq", "copies"}
     assert ferrari_m1["brand"] == "Ferrari" and ferrari_m1["matcher"] == "text"
     everything = _listed(cli)
     assert sorted((row["listing_id"], row["brand"]) for row in everything) == [
@@ -383,8 +383,10 @@ def test_reasons_in_plain_words_headline_by_strength_width_and_version(
     assert cli("--version").stdout.strip() == f"counterscan {__version__}"
     _two_brands_one_listing(cli, tmp_path, photos)
     [acme] = _listed(cli, "--brand", "Acme")
-    assert "copy of Acme asset #1 (" in acme["reason"] and "distance" in acme["reason"]
-    assert "crop-" not in cli("review", "show", "M1").stdout
+    # The headline is the strongest picture evidence: the product photo found copied, point by point.
+    assert "photo copies Acme product photo (asset #1)" in acme["reason"] and "matching points" in acme["reason"]
+    shown = cli("review", "show", "M1").stdout
+    assert "copy of Acme asset #1 (" in shown and "distance" in shown and "crop-" not in shown
     wide = cli("review", "list", "--brand", "Acme", env={"COLUMNS": "260"}).stdout
     assert acme["reason"] in wide
     narrow = cli("review", "list", "--brand", "Acme", env={"COLUMNS": "100"}).stdout
