@@ -52,7 +52,7 @@ class Settings:
     # "keypoints" (logos inside photos), "embedding", ...; "none" for none. Per image (CPU, one
     # core, median): pHash and dHash ~1.5 ms each (one shared decode), PDQ ~7 ms, embeddings ~16
     # ms, and the logo matchers on by default with logos: keypoints ~88 ms (p90 ~205), OCR 60-130
-    # ms, shapes ~37 ms (a default scan with logos: COST_PHOTO ms a photo, docs/scaling.md).
+    # ms, shapes ~37 ms (a default scan with logos: ~340 ms a photo, docs/scaling.md).
     # A change re-scans the listings the changed matchers look at on the next scan.
     image_matchers: str = ""
     # Cosine similarity at or over which embeddings match (docs/matching.md), and an optional
