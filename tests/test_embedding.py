@@ -160,4 +160,5 @@ def test_scan_with_the_embedding_matcher_turned_on(tmp_path: Path, photos: dict[
     cli("scan", "--workers", "1")
     queue = json.loads(cli("review", "list", "--format", "json").stdout)
     assert [(row["listing_id"], row["matcher"]) for row in queue] == [("F1", "embedding")]
-    assert (home / "index" / "embedding-vlad32.npz").exists()
+    # Saved under a name that carries the matcher's version and settings (the embedder among them).
+    assert len(list((home / "index").glob("embedding-*.npz"))) == 1
