@@ -28,6 +28,7 @@ reading cost per photo (CPU time, one thread).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import pickle
 import random
@@ -125,7 +126,7 @@ def together(*found: Found) -> tuple[list[str | None], list[float]]:
     for per_photo in zip(*found, strict=True):
         evidence = [e for matcher in per_photo for e in matcher]
         ranked = cold_start_scores(evidence)
-        if not ranked or ranked[0].best is None:
+        if not ranked or ranked[0].best is None or ranked[0].score <= 0:
             predicted.append(None)
             scores.append(0.0)
             continue
@@ -164,6 +165,16 @@ def load_assets(data: Path, per_brand: int, seed: int, use_official: bool) -> tu
     return assets, brand_of, asset_images
 
 
+def eval_brands(assets: list[tuple[int, str, bytes, bool]]) -> list[Brand]:
+    """The brands of the logo assets, registered by their usual names (as in ``--ocr``)."""
+    labels = dict(sorted({(brand_id, label) for brand_id, label, _png, _official in assets}))
+    return [
+        Brand(brand_id=brand_id, name=OCR_PROFILES.get(label, (label, ()))[0], member="eval",
+              aliases=OCR_PROFILES.get(label, (label, ()))[1])
+        for brand_id, label in labels.items()
+    ]  # fmt: skip
+
+
 def run(
     matcher: ImageMatcher[AssetIndex], assets: list[tuple[int, str, bytes, bool]], pictures: list[tuple[str, bytes]]
 ) -> tuple[Found, list[float]]:
@@ -173,14 +184,17 @@ def run(
         for asset_id, (brand_id, brand, picture, _official) in enumerate(assets, start=1)
         for variant, signal in matcher.encode_asset(as_picture(picture))
     ]
-    index = matcher.build_index(signals)
+    # The brands in scope, as a scan hands them to every index (the OCR matcher looks for their names).
+    index = matcher.build_index(signals, eval_brands(assets))
+    label_of = {brand_id: label for brand_id, label, _png, _official in assets}
     found: Found = []
     elapsed = []
     for name, data in pictures:
         started = time.perf_counter()
         [evidence] = index.query([(name, matcher.encode(as_picture(data)))])
         elapsed.append(time.perf_counter() - started)
-        found.append(evidence)
+        # Verdicts name the data set's brand labels ("McDonalds", not the registered "McDonald's").
+        found.append([dataclasses.replace(e, brand=label_of[e.brand_id]) for e in evidence])
     return found, elapsed
 
 

@@ -67,7 +67,7 @@ class Settings:
     # cosine similarity two descriptors need to match, and the distinct photo points that must agree
     # with one plausible homography for a mark to count as found.
     mark_min_similarity: float = 0.82
-    mark_min_inliers: int = 8
+    mark_min_inliers: int = 14
     # Words read in listing photos (the "ocr" image matcher, PP-OCRv4 through rapidocr-onnxruntime):
     # the detector's input size (longest side, px), how many text boxes are recognised at most (the
     # tallest first), and the recognition confidence a line needs. Cost per photo grows with the
