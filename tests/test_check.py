@@ -274,10 +274,11 @@ def test_costly_matchers_finish_after_the_answer_and_a_signed_webhook_says_so(
         response = owner.post("/v1/check", data=fields, files=[("images", ("cup.jpg", _photo(photos, "coffee")))])
         assert response.status_code == 200, response.text
         first = response.json()
-        # The answer came from the hashes and the words; OCR (costly) was still reading the photo.
-        assert first["status"] == "pending" and first["pending"] == ["ocr"]
+        # The answer came from the hashes and the words; the costly matchers the product photos turn
+        # on (copies, OCR) were still looking at the photo.
+        assert first["status"] == "pending" and first["pending"] == ["copies", "ocr"]
         assert first["brand"] == "Acme"
-        assert {item["matcher"] for item in first["suspects"][0]["evidence"]} & {"ocr"} == set()
+        assert {item["matcher"] for item in first["suspects"][0]["evidence"]} & {"copies", "ocr"} == set()
         done = completed(owner, first)
         assert done["status"] == "complete" and done["check_id"] == first["check_id"]
         assert "pending" not in done or done["pending"] == []

@@ -50,10 +50,11 @@ class Settings:
     # or a screenshot) where they have product photos, the hashes and the logo matchers
     # ("keypoints", ...) where they have logos, readers of brand names in photos where there are
     # brands. Or an explicit comma-separated list of "phash", "dhash", "pdq" (whole-image copies),
-    # "copies", "keypoints", "marks" (logos inside photos), "embedding", ...; "none" for none. Per
-    # image (CPU, one core, median): pHash and dHash ~1.5 ms each (one shared decode), PDQ ~7 ms,
-    # embeddings ~16 ms; the learned matchers share one XFeat pass (COST_XFEAT); OCR 60-130 ms
-    # (a default scan with logos: COST_PHOTO ms a photo, docs/scaling.md).
+    # "copies", "keypoints", "marks" (logos inside photos), "embedding", ...; "none" for none.
+    # Per image (CPU, one core, median, docs/matching.md): pHash and dHash ~1.5 ms each (one
+    # shared decode), PDQ ~7 ms, embeddings ~16 ms; copies and marks share one XFeat pass
+    # (~55-75 ms), then copies ~110 ms and marks ~490 ms of search and checks; keypoints ~88-117
+    # ms, OCR 60-130 ms, shapes ~37-56 ms (whole default scans: docs/scaling.md).
     # A change re-scans the listings the changed matchers look at on the next scan.
     image_matchers: str = ""
     # Cosine similarity at or over which embeddings match (docs/matching.md), and an optional
