@@ -29,7 +29,7 @@ from counterscan.imaging.decode import Picture
 from counterscan.imaging.learned import DESCRIPTOR_SIZE, FeatureOptions, LocalFeatureNetwork, LocalFeatures
 from counterscan.matchers.base import asset_evidence
 from counterscan.matchers.geometry import Verified, verify_homography
-from counterscan.matchers.index import load_derived, save_derived, signals_digest
+from counterscan.matchers.index import load_point_index, save_point_index
 from counterscan.records import AssetKind, AssetSignal, Brand, Evidence
 
 LISTING_VIEW = FeatureOptions()
@@ -129,11 +129,7 @@ class CopyIndex:
         return [self.matcher.match(self, sha256, features_from_bytes(signal)) for sha256, signal in signals]
 
     def save(self, path: Path) -> None:
-        save_derived(
-            path,
-            signals_digest(signal for signal, _features in self.views),
-            index=np.asarray(faiss.serialize_index(self.index)),
-        )
+        save_point_index(path, (signal for signal, _features in self.views), self.index)
 
 
 class CopyMatcher:
@@ -168,12 +164,7 @@ class CopyMatcher:
         return index
 
     def load_index(self, path: Path, signals: Sequence[AssetSignal], brands: Sequence[Brand] = ()) -> CopyIndex:
-        saved = load_derived(path, signals_digest(signals), "index")
-        try:
-            loaded = None if saved is None else faiss.deserialize_index(saved["index"])
-        except RuntimeError:  # a damaged file: built again
-            loaded = None
-        return CopyIndex(self, signals, loaded if isinstance(loaded, faiss.IndexHNSWFlat) else None)
+        return CopyIndex(self, signals, load_point_index(path, signals))
 
     def match(self, index: CopyIndex, sha256: str, photo: LocalFeatures) -> list[Evidence]:
         """The product photos of ``index`` found in one listing photo, best first (one finding per asset)."""

@@ -176,6 +176,23 @@ def load_derived(path: Path, digest: str, *names: str) -> dict[str, np.ndarray] 
     return found
 
 
+def save_point_index(path: Path, signals: Iterable[AssetSignal], index: faiss.IndexHNSWFlat) -> None:
+    """Save an HNSW index of local-feature points (keypoints, copies, marks) under the digest of
+    the asset signals it holds."""
+    save_derived(path, signals_digest(signals), index=np.asarray(faiss.serialize_index(index)))
+
+
+def load_point_index(path: Path, signals: Sequence[AssetSignal]) -> faiss.IndexHNSWFlat | None:
+    """The HNSW index :func:`save_point_index` saved for exactly these signals; None when the file
+    is missing, damaged, of another kind or was built from other signals (the caller builds it)."""
+    saved = load_derived(path, signals_digest(signals), "index")
+    try:
+        loaded = None if saved is None else faiss.deserialize_index(saved["index"])
+    except RuntimeError:  # a damaged file
+        return None
+    return loaded if isinstance(loaded, faiss.IndexHNSWFlat) else None
+
+
 def signals_digest(signals: Iterable[AssetSignal]) -> str:
     """A digest of the signals an index was built from: what it saved is reused only for the very
     same signals."""

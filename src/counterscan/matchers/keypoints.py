@@ -22,7 +22,7 @@ from PIL import Image, ImageOps
 
 from counterscan.imaging.decode import Picture
 from counterscan.matchers.geometry import Plausible, distinct_points, verify_homography
-from counterscan.matchers.index import load_derived, save_derived, signals_digest
+from counterscan.matchers.index import load_point_index, save_point_index
 from counterscan.matchers.outline import MIN_INSIDE, Region, inlier_confidence, inside_share, logo_evidence
 from counterscan.records import AssetKind, AssetSignal, Brand, Evidence
 
@@ -171,11 +171,7 @@ class LogoIndex:
         return [self.matcher.match(self, sha256, Features.from_bytes(signal)) for sha256, signal in signals]
 
     def save(self, path: Path) -> None:
-        save_derived(
-            path,
-            signals_digest(signal for signal, _features in self.assets),
-            index=np.asarray(faiss.serialize_index(self.index)),
-        )
+        save_point_index(path, (signal for signal, _features in self.assets), self.index)
 
 
 class KeypointMatcher:
@@ -203,12 +199,7 @@ class KeypointMatcher:
         return LogoIndex(self, signals)
 
     def load_index(self, path: Path, signals: Sequence[AssetSignal], brands: Sequence[Brand] = ()) -> LogoIndex:
-        saved = load_derived(path, signals_digest(signals), "index")
-        try:
-            loaded = None if saved is None else faiss.deserialize_index(saved["index"])
-        except RuntimeError:  # a damaged file: built again
-            loaded = None
-        return LogoIndex(self, signals, loaded if isinstance(loaded, faiss.IndexHNSWFlat) else None)
+        return LogoIndex(self, signals, load_point_index(path, signals))
 
     def match(self, index: LogoIndex, sha256: str, photo: Features) -> list[Evidence]:
         """The logos of ``index`` found in one photo, best first."""

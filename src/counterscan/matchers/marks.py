@@ -26,7 +26,7 @@ from PIL import Image, ImageOps
 from counterscan.imaging.decode import Picture
 from counterscan.imaging.learned import DESCRIPTOR_SIZE, FeatureOptions, LocalFeatureNetwork
 from counterscan.matchers.geometry import Plausible, distinct_points, verify_homography
-from counterscan.matchers.index import load_derived, save_derived, signals_digest
+from counterscan.matchers.index import load_point_index, save_point_index
 from counterscan.matchers.outline import MIN_INSIDE, inlier_confidence, inside_share, logo_evidence
 from counterscan.records import AssetKind, AssetSignal, Brand, Evidence
 
@@ -147,11 +147,7 @@ class MarkIndex:
         return [self.matcher.match(self, sha256, MarkFeatures.from_bytes(signal)) for sha256, signal in signals]
 
     def save(self, path: Path) -> None:
-        save_derived(
-            path,
-            signals_digest(signal for signal, _features in self.assets),
-            index=np.asarray(faiss.serialize_index(self.index)),
-        )
+        save_point_index(path, (signal for signal, _features in self.assets), self.index)
 
 
 class MarkMatcher:
@@ -180,12 +176,7 @@ class MarkMatcher:
         return MarkIndex(self, signals)
 
     def load_index(self, path: Path, signals: Sequence[AssetSignal], brands: Sequence[Brand] = ()) -> MarkIndex:
-        saved = load_derived(path, signals_digest(signals), "index")
-        try:
-            loaded = None if saved is None else faiss.deserialize_index(saved["index"])
-        except RuntimeError:  # a damaged file: built again
-            loaded = None
-        return MarkIndex(self, signals, loaded if isinstance(loaded, faiss.IndexHNSWFlat) else None)
+        return MarkIndex(self, signals, load_point_index(path, signals))
 
     def match(self, index: MarkIndex, sha256: str, photo: MarkFeatures) -> list[Evidence]:
         """The marks of ``index`` found in one photo, best first (one per brand)."""
