@@ -239,7 +239,7 @@ def test_scan_review_decide_and_export(brand_ready: Cli, tmp_path: Path, photos:
 
     assert (
         "4 listings re-scanned (every listing, --all), 0 new or changed, 2 with evidence; "
-        "image matchers: phash, dhash, ocr\n" in cli("scan", "--all").stdout
+        "image matchers: phash, dhash, copies, ocr\n" in cli("scan", "--all").stdout
     )
 
     scores = {row.listing_pk: row.score for row in rows(cli, t.scores)}

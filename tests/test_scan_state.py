@@ -63,8 +63,12 @@ def test_matcher_changes_rescan_exactly_the_listings_they_affect(world: tuple[Se
     store = Store.open(settings.database_url)
     try:
         first = run_scan(store, settings)
-        assert (first.status, first.scanned, first.matchers) == (ScanStatus.DONE, 33, ("phash", "dhash", "ocr"))
-        assert first.rescanned_for_matchers == 0 and "image matchers: phash, dhash, ocr" in first.line()
+        assert (first.status, first.scanned, first.matchers) == (
+            ScanStatus.DONE,
+            33,
+            ("phash", "dhash", "copies", "ocr"),
+        )
+        assert first.rescanned_for_matchers == 0 and "image matchers: phash, dhash, copies, ocr" in first.line()
 
         # A setting of one matcher: the 30 listings with photos go through again, the 3 without do not.
         tighter = replace(settings, phash_max_distance=4)
@@ -78,12 +82,19 @@ def test_matcher_changes_rescan_exactly_the_listings_they_affect(world: tuple[Se
         assert run_scan(store, tighter).status is ScanStatus.NOTHING_TO_DO
 
         # Matchers dropped by the explicit override: only the listings holding their evidence.
-        holding = _evidence_by_matcher(store, "dhash") | _evidence_by_matcher(store, "ocr")
+        holding = (
+            _evidence_by_matcher(store, "dhash")
+            | _evidence_by_matcher(store, "copies")
+            | _evidence_by_matcher(store, "ocr")
+        )
         assert holding and len(holding) < 30
         only_phash = replace(tighter, image_matchers="phash")
         third = run_scan(store, only_phash)
-        assert third.matcher_change.removed == ("dhash", "ocr") and third.rescanned_for_matchers == len(holding)
-        assert _evidence_by_matcher(store, "dhash") == _evidence_by_matcher(store, "ocr") == set()
+        assert third.matcher_change.removed == ("dhash", "copies", "ocr") and third.rescanned_for_matchers == len(
+            holding
+        )
+        assert _evidence_by_matcher(store, "dhash") == _evidence_by_matcher(store, "copies") == set()
+        assert _evidence_by_matcher(store, "ocr") == set()
         assert run_scan(store, only_phash).status is ScanStatus.NOTHING_TO_DO
 
         # A logo registered: with no configuration the logo matcher joins, the photos are matched
