@@ -65,7 +65,7 @@ def _copies(settings: Settings) -> ImageMatcher[AssetIndex]:
     from counterscan.imaging.learned import LocalFeatureNetwork
     from counterscan.matchers.copies import CopyMatcher
 
-    return CopyMatcher(LocalFeatureNetwork(threads=settings.scan_worker_threads), index_dir=settings.home / "index")
+    return CopyMatcher(LocalFeatureNetwork(threads=settings.scan_worker_threads))
 
 
 def _keypoints(settings: Settings) -> ImageMatcher[AssetIndex]:

@@ -112,9 +112,8 @@ class CopyIndex:
         counts = [len(features) for _signal, features in self.views]
         self.owner = np.repeat(np.arange(len(self.views)), counts) if self.views else np.zeros(0, np.int64)
         self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self.loaded = saved is not None and saved.ntotal == len(self.owner)
-        """Whether the descriptor index was loaded rather than built."""
-        if saved is not None and self.loaded:
+        # A saved index of another size than these views (a damaged or foreign file) is built again.
+        if saved is not None and saved.ntotal == len(self.owner):
             self.index = saved
         else:
             self.index = faiss.IndexHNSWFlat(DESCRIPTOR_SIZE, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
@@ -138,12 +137,9 @@ class CopyMatcher:
     name = "copies"
     asset_kinds: tuple[AssetKind, ...] = ("product",)
 
-    def __init__(
-        self, network: LocalFeatureNetwork, options: CopyOptions | None = None, *, index_dir: Path | None = None
-    ) -> None:
+    def __init__(self, network: LocalFeatureNetwork, options: CopyOptions | None = None) -> None:
         self.network = network
         self.options = options or CopyOptions()
-        self.index_dir = index_dir
         """Where the index is kept between scans (building it costs seconds per thousand photos)."""
 
     def encode(self, picture: Picture) -> bytes:
@@ -153,15 +149,7 @@ class CopyMatcher:
         return [(name, features_to_bytes(self.network.features(picture, view))) for name, view in ASSET_VIEWS]
 
     def build_index(self, signals: Sequence[AssetSignal], brands: Sequence[Brand] = ()) -> CopyIndex:
-        """The index over ``signals``, loaded from ``index_dir`` when it was saved there for these
-        very signals, else built (and saved there)."""
-        if self.index_dir is None or not len(signals):
-            return CopyIndex(self, signals)
-        path = self.index_dir / f"{self.name}.npz"
-        index = self.load_index(path, signals, brands)
-        if not index.loaded:
-            index.save(path)
-        return index
+        return CopyIndex(self, signals)
 
     def load_index(self, path: Path, signals: Sequence[AssetSignal], brands: Sequence[Brand] = ()) -> CopyIndex:
         return CopyIndex(self, signals, load_point_index(path, signals))
